@@ -1,0 +1,1 @@
+"""Workspaces (brands), console operators with roles, sessions and API keys with scopes."""

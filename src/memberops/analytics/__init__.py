@@ -1,0 +1,1 @@
+"""Member KPIs, overviews, funnels, cohorts and the programme diagnosis."""

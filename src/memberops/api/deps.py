@@ -1,0 +1,65 @@
+"""Request-scoped dependencies: the context, one transaction per request, and the calling API key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from memberops.accounts import service as accounts
+from memberops.accounts.errors import AuthenticationFailed, MissingScope
+from memberops.accounts.models import ApiKey, Workspace
+from memberops.audit.service import Actor
+from memberops.db.base import utcnow
+from memberops.runtime import Context
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+def get_session(context: Annotated[Context, Depends(get_context)]) -> Iterator[Session]:
+    """One transaction per request: committed when the endpoint returns, rolled back if it raises."""
+    with context.store.transaction() as session:
+        yield session
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+class Caller:
+    """The authenticated API key and its workspace."""
+
+    def __init__(self, api_key: ApiKey, workspace: Workspace) -> None:
+        self.api_key = api_key
+        self.workspace = workspace
+
+    @property
+    def actor(self) -> Actor:
+        return Actor("api_key", self.api_key.id)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("send the API key as `Authorization: Bearer <key>`")
+    return token.strip()
+
+
+def require_scope(scope: str | None) -> Callable[..., Caller]:
+    """A dependency admitting only API keys granted ``scope`` (or ``admin``); ``None``: any valid key."""
+
+    def dependency(request: Request, session: SessionDep) -> Caller:
+        api_key = accounts.authenticate_api_key(session, _bearer(request))
+        if scope is not None and not accounts.has_scope(api_key, scope):
+            raise MissingScope(scope, list(api_key.scopes))
+        api_key.last_used_at = utcnow()
+        workspace = session.get(Workspace, api_key.workspace_id)
+        assert workspace is not None  # the foreign key guarantees it
+        return Caller(api_key, workspace)
+
+    return dependency

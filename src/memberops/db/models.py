@@ -1,0 +1,20 @@
+"""Every state-store model, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
+
+from memberops.accounts.models import ApiKey, OperatorSession, OperatorUser, Workspace
+from memberops.audit.models import AuditEntry
+from memberops.db.base import Base
+from memberops.db.outbox import OutboxRow
+from memberops.identity.models import Identifier, IdentityLink, Member
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Identifier",
+    "IdentityLink",
+    "Member",
+    "OperatorSession",
+    "OperatorUser",
+    "OutboxRow",
+    "Workspace",
+]

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from memberops.accounts.errors import AuthenticationFailed, MissingScope
+from memberops.api.deps import Caller, SessionDep, require_scope
+from memberops.api.errors import problem_responses
+from memberops.identity import service
+from memberops.identity.errors import InvalidIdentifier, MemberNotFound
+from memberops.identity.schemas import (
+    CustomerIn,
+    CustomerResolved,
+    IdentifierOut,
+    IdentityOut,
+    MemberIdentities,
+    MemberOut,
+    MemberPage,
+)
+
+router = APIRouter(tags=["members"])
+AUTH_ERRORS = (AuthenticationFailed, MissingScope)
+
+
+@router.post(
+    "/members", response_model=CustomerResolved, status_code=201,
+    responses={200: {"description": "already known (idempotent replay)"},
+               **problem_responses(*AUTH_ERRORS, InvalidIdentifier)},
+)
+def post_customer(
+    body: CustomerIn, session: SessionDep, response: Response,
+    caller: Annotated[Caller, Depends(require_scope("ingest"))],
+) -> CustomerResolved:
+    """Resolve a channel's customer record to a member at once (created if no identifier is known)."""
+    resolution = service.resolve_customer(
+        session, caller.workspace, channel=body.channel, source_id=body.source_id,
+        identifiers=body.identifiers(), is_enrolled=body.is_enrolled,
+    )
+    if not resolution.is_new_record:
+        response.status_code = 200
+    return CustomerResolved(
+        member=MemberOut.model_validate(resolution.member), is_new_member=resolution.is_new_member,
+        is_duplicate=not resolution.is_new_record,
+    )
+
+
+@router.get("/members", response_model=MemberPage, responses=problem_responses(*AUTH_ERRORS))
+def list_members(
+    session: SessionDep, caller: Annotated[Caller, Depends(require_scope("read"))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
+) -> MemberPage:
+    members = service.list_members(session, caller.workspace.id, limit=limit, after=cursor)
+    return MemberPage(
+        items=[MemberOut.model_validate(m) for m in members],
+        next_cursor=members[-1].id if len(members) == limit else None,
+    )
+
+
+@router.get("/members/{member_id}", response_model=MemberOut,
+            responses=problem_responses(*AUTH_ERRORS, MemberNotFound))
+def get_member(
+    member_id: str, session: SessionDep, caller: Annotated[Caller, Depends(require_scope("read"))]
+) -> MemberOut:
+    return MemberOut.model_validate(service.get_member(session, caller.workspace.id, member_id))
+
+
+@router.get("/members/{member_id}/identities", response_model=MemberIdentities,
+            responses=problem_responses(*AUTH_ERRORS, MemberNotFound))
+def get_member_identities(
+    member_id: str, session: SessionDep, caller: Annotated[Caller, Depends(require_scope("read"))]
+) -> MemberIdentities:
+    member = service.get_member(session, caller.workspace.id, member_id)
+    return MemberIdentities(
+        member_id=member.id,
+        identities=[IdentityOut(channel=link.channel, source_id=link.source_id)
+                    for link in service.links_of(session, member.id)],
+        identifier_types=[IdentifierOut(type=i.type, channel=i.channel)
+                          for i in service.identifiers_of(session, member.id)],
+    )

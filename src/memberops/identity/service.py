@@ -1,0 +1,148 @@
+"""Members and their identifiers in the state store: the live path of OneID.
+
+A customer record posted live is resolved at once: a known ``(channel, source_id)`` finds its member,
+else a known identifier does, else a new member is created. Batch resolution may later merge members;
+ids are never reused, an absorbed member points at its survivor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from memberops.accounts.models import Workspace
+from memberops.db.base import utcnow
+from memberops.db.outbox import emit
+from memberops.identity.errors import InvalidIdentifier, MemberNotFound
+from memberops.identity.models import Identifier, IdentityLink, Member
+from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
+
+
+@dataclass(frozen=True)
+class Resolution:
+    member: Member
+    is_new_member: bool
+    is_new_record: bool
+
+
+def _normalised(identifiers: Mapping[str, str | None]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for type_, raw in identifiers.items():
+        if raw is None or raw == "":
+            continue
+        if type_ not in IDENTIFIER_TYPES:
+            raise InvalidIdentifier(type_)
+        value = normalise_identifier(type_, raw)
+        if value is None:
+            raise InvalidIdentifier(type_)
+        result[type_] = value
+    return result
+
+
+def resolve_customer(
+    session: Session, workspace: Workspace, *, channel: str, source_id: str,
+    identifiers: Mapping[str, str | None], is_enrolled: bool = False,
+) -> Resolution:
+    """Find or create the member for a channel's customer record, record its identifiers and emit the
+    identity record to the lake through the outbox, all in the caller's transaction.
+
+    Idempotent: posting the same ``(channel, source_id)`` again returns the same member and emits nothing.
+    """
+    known = _normalised(identifiers)
+    link = session.scalar(
+        select(IdentityLink).where(
+            IdentityLink.workspace_id == workspace.id, IdentityLink.channel == channel,
+            IdentityLink.source_id == source_id,
+        )
+    )
+    if link is not None:
+        return Resolution(get_member(session, workspace.id, link.member_id), False, False)
+
+    member = _member_by_identifiers(session, workspace.id, known)
+    is_new_member = member is None
+    if member is None:
+        member = Member(workspace_id=workspace.id)
+        session.add(member)
+        session.flush()
+    if is_enrolled and not member.is_enrolled:
+        member.is_enrolled = True
+        member.enrolled_at = utcnow()
+    session.add(IdentityLink(workspace_id=workspace.id, channel=channel, source_id=source_id, member_id=member.id))
+    existing = {
+        (i.type, i.value)
+        for i in session.scalars(select(Identifier).where(Identifier.member_id == member.id))
+    }
+    for type_, value in known.items():
+        if (type_, value) not in existing:
+            session.add(Identifier(workspace_id=workspace.id, member_id=member.id, type=type_, value=value,
+                                   channel=channel))
+    emit(session, workspace_id=workspace.id, topic="identity_records",
+         payload={"channel": channel, "source_id": source_id, "member_id": member.id, **known})
+    session.flush()
+    return Resolution(member, is_new_member, True)
+
+
+def _member_by_identifiers(session: Session, workspace_id: str, known: Mapping[str, str]) -> Member | None:
+    for type_ in IDENTIFIER_TYPES:  # strongest first, in the declared order
+        if type_ not in known:
+            continue
+        member = session.scalar(
+            select(Member)
+            .join(Identifier, Identifier.member_id == Member.id)
+            .where(Identifier.workspace_id == workspace_id, Identifier.type == type_,
+                   Identifier.value == known[type_], Member.merged_into_id.is_(None))
+            .order_by(Member.created_at)
+            .limit(1)
+        )
+        if member is not None:
+            return member
+    return None
+
+
+def get_member(session: Session, workspace_id: str, member_id: str) -> Member:
+    """The member ``member_id``, following merges to the surviving member."""
+    seen: set[str] = set()
+    while True:
+        member = session.get(Member, member_id)
+        if member is None or member.workspace_id != workspace_id:
+            raise MemberNotFound(member_id)
+        if member.merged_into_id is None or member.id in seen:
+            return member
+        seen.add(member.id)
+        member_id = member.merged_into_id
+
+
+def identifiers_of(session: Session, member_id: str) -> Sequence[Identifier]:
+    return session.scalars(select(Identifier).where(Identifier.member_id == member_id).order_by(Identifier.id)).all()
+
+
+def links_of(session: Session, member_id: str) -> Sequence[IdentityLink]:
+    return session.scalars(
+        select(IdentityLink).where(IdentityLink.member_id == member_id).order_by(IdentityLink.id)
+    ).all()
+
+
+def list_members(session: Session, workspace_id: str, *, limit: int, after: str | None = None) -> Sequence[Member]:
+    """Members in id order (ids sort by creation), ``limit`` at a time after the cursor ``after``."""
+    query = select(Member).where(Member.workspace_id == workspace_id, Member.merged_into_id.is_(None))
+    if after:
+        query = query.where(Member.id > after)
+    return session.scalars(query.order_by(Member.id).limit(limit)).all()
+
+
+def count_members(session: Session, workspace_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count(Member.id)).where(Member.workspace_id == workspace_id, Member.merged_into_id.is_(None))
+        )
+        or 0
+    )
+
+
+def count_identity_links(session: Session, workspace_id: str) -> int:
+    return int(
+        session.scalar(select(func.count(IdentityLink.id)).where(IdentityLink.workspace_id == workspace_id)) or 0
+    )

@@ -1,0 +1,216 @@
+"""The warehouse engine: one Ibis connection with every lake table visible, on DuckDB or PySpark.
+
+This is the only place that knows which engine runs. Queries are Ibis expressions written once; the
+engine hooks below (``_register`` / ``_register_empty``) are all that differs. An engine error is
+re-raised as :class:`WarehouseError` carrying the SQL that failed.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pyarrow as pa
+from ibis.expr.types import Expr, Table
+
+from memberops.config import EngineKind, Settings
+from memberops.errors import DomainError
+from memberops.lake.registry import PARTITION_COLUMN, TABLES, TableSpec, table_spec
+from memberops.lake.writer import has_files, table_glob
+
+
+class WarehouseError(DomainError):
+    code = "warehouse_error"
+
+    def __init__(self, message: str, sql: str) -> None:
+        super().__init__(f"{message}\n-- while running:\n{sql}", sql=sql)
+        self.sql = sql
+
+
+class Warehouse(ABC):
+    """An Ibis backend over the lake. Thread-safe: one query runs at a time per warehouse."""
+
+    kind: EngineKind
+
+    def __init__(self, lake: Path) -> None:
+        self.lake = lake
+        self._lock = threading.RLock()
+        self._registered: dict[str, bool] = {}  # table name -> had files when registered
+
+    @property
+    @abstractmethod
+    def con(self) -> Any:
+        """The Ibis backend."""
+
+    @abstractmethod
+    def _register(self, spec: TableSpec, glob: str) -> None:
+        """Make ``spec.name`` a view over the Parquet files matching ``glob`` (hive partition ``day``)."""
+
+    @abstractmethod
+    def _register_empty(self, spec: TableSpec) -> None:
+        """Make ``spec.name`` an empty table of ``spec.read_schema`` (no file written yet)."""
+
+    def refresh(self, name: str | None = None) -> None:
+        """(Re)register lake tables whose files appeared since they were last registered."""
+        with self._lock:
+            for spec in [table_spec(name)] if name else TABLES.values():
+                present = has_files(self.lake, spec)
+                if self._registered.get(spec.name) == present and present:
+                    continue
+                if present:
+                    self._register(spec, table_glob(self.lake, spec))
+                else:
+                    self._register_empty(spec)
+                self._registered[spec.name] = present
+
+    def table(self, name: str) -> Table:
+        """The lake table ``name`` as an Ibis table, including its ``day`` partition column."""
+        self.refresh(name)
+        return self.con.table(name)
+
+    def to_pyarrow(self, expr: Expr) -> pa.Table:
+        with self._lock:
+            try:
+                return expr.to_pyarrow()
+            except Exception as exc:  # every engine's error type differs; keep the SQL with it
+                raise WarehouseError(str(exc), self._sql(expr)) from exc
+
+    def execute(self, expr: Expr) -> Any:
+        """Run ``expr``: a scalar for a scalar expression, a pandas object otherwise."""
+        with self._lock:
+            try:
+                return expr.execute()
+            except Exception as exc:
+                raise WarehouseError(str(exc), self._sql(expr)) from exc
+
+    def count(self, name: str) -> int:
+        return int(self.execute(self.table(name).count()))
+
+    def _sql(self, expr: Expr) -> str:
+        try:
+            return str(ibis.to_sql(expr, dialect=self.con.name))
+        except Exception:  # noqa: BLE001 - the SQL is a diagnostic; never mask the real error
+            return "(SQL unavailable)"
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+
+
+class DuckDBWarehouse(Warehouse):
+    kind = EngineKind.duckdb
+
+    def __init__(self, lake: Path, database: str = ":memory:") -> None:
+        super().__init__(lake)
+        self._con = ibis.duckdb.connect(database)
+
+    @property
+    def con(self) -> Any:
+        return self._con
+
+    def _drop(self, name: str) -> None:
+        kind = self._con.raw_sql(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", parameters=[name]
+        ).fetchone()
+        if kind:
+            self._con.raw_sql(f'DROP {"VIEW" if kind[0] == "VIEW" else "TABLE"} "{name}"')
+
+    def _register(self, spec: TableSpec, glob: str) -> None:
+        self._drop(spec.name)
+        columns = ", ".join(f'"{n}"' for n in spec.read_schema.names)
+        self._con.raw_sql(
+            f'CREATE VIEW "{spec.name}" AS SELECT {columns} FROM read_parquet('
+            f"'{_sql_literal(glob)}', hive_partitioning = true, union_by_name = true, "
+            f"hive_types = {{'{PARTITION_COLUMN}': DATE}})"
+        )
+
+    def _register_empty(self, spec: TableSpec) -> None:
+        self._drop(spec.name)
+        self._con.create_table(spec.name, schema=ibis.Schema.from_pyarrow(spec.read_schema), temp=True)
+
+    def close(self) -> None:
+        self._con.disconnect()
+
+
+class SparkWarehouse(Warehouse):
+    kind = EngineKind.pyspark
+
+    def __init__(self, lake: Path, master: str = "local[2]") -> None:
+        super().__init__(lake)
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise DomainError(
+                "ENGINE=pyspark needs PySpark: pip install 'memberops[spark]' (and a Java 17+ runtime)"
+            ) from exc
+        self.session = (
+            SparkSession.builder.master(master)
+            .appName("memberops")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.driver.memory", "2g")
+            .getOrCreate()
+        )
+        self._con = ibis.pyspark.connect(self.session)
+
+    @property
+    def con(self) -> Any:
+        return self._con
+
+    def _register(self, spec: TableSpec, glob: str) -> None:
+        frame = (
+            self.session.read.schema(spark_schema(spec.read_schema))
+            .option("basePath", str(self.lake / spec.name))
+            .parquet(str(Path(glob).parent))
+        )
+        frame.createOrReplaceTempView(spec.name)
+
+    def _register_empty(self, spec: TableSpec) -> None:
+        self.session.createDataFrame([], spark_schema(spec.read_schema)).createOrReplaceTempView(spec.name)
+
+
+def spark_schema(schema: pa.Schema) -> Any:
+    """The Spark ``StructType`` of an Arrow schema (the lake's types only)."""
+    from pyspark.sql import types as T
+
+    def convert(type_: pa.DataType) -> Any:
+        if pa.types.is_string(type_):
+            return T.StringType()
+        if pa.types.is_int64(type_):
+            return T.LongType()
+        if pa.types.is_int32(type_):
+            return T.IntegerType()
+        if pa.types.is_boolean(type_):
+            return T.BooleanType()
+        if pa.types.is_floating(type_):
+            return T.DoubleType()
+        if pa.types.is_decimal(type_):
+            return T.DecimalType(type_.precision, type_.scale)
+        if pa.types.is_timestamp(type_):
+            return T.TimestampType()
+        if pa.types.is_date(type_):
+            return T.DateType()
+        if pa.types.is_list(type_):
+            return T.ArrayType(convert(type_.value_type))
+        raise TypeError(f"no Spark type for {type_}")
+
+    return T.StructType([T.StructField(f.name, convert(f.type), f.nullable) for f in schema])
+
+
+def _sql_literal(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def connect_warehouse(settings: Settings) -> Warehouse:
+    """The warehouse for ``settings``: DuckDB in-process by default, PySpark when ``engine=pyspark``."""
+    settings.lake_path.mkdir(parents=True, exist_ok=True)
+    warehouse: Warehouse
+    if settings.engine == EngineKind.pyspark:
+        warehouse = SparkWarehouse(settings.lake_path, settings.spark_master)
+    else:
+        warehouse = DuckDBWarehouse(settings.lake_path)
+    warehouse.refresh()
+    return warehouse

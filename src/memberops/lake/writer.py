@@ -1,0 +1,108 @@
+"""Atomic, idempotent appends to the lake.
+
+A file is written under ``<lake>/_tmp/``, flushed to disk, then renamed into its partition: a reader
+sees a whole file or none, and a crash leaves at most an orphan in ``_tmp`` that :func:`sweep_tmp` removes.
+File names are chosen by the caller from the load's identity (a batch id), so writing the same load
+twice finds its file already there and writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from memberops.lake.registry import PARTITION_COLUMN, TableSpec
+
+TMP_DIR = "_tmp"
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path
+    rows: int
+    is_new: bool
+
+
+def partition_dir(lake: Path, spec: TableSpec, day: date) -> Path:
+    return lake / spec.name / f"{PARTITION_COLUMN}={day.isoformat()}"
+
+
+def table_glob(lake: Path, spec: TableSpec) -> str:
+    return str(lake / spec.name / f"{PARTITION_COLUMN}=*" / "*.parquet")
+
+
+def has_files(lake: Path, spec: TableSpec) -> bool:
+    return any((lake / spec.name).glob(f"{PARTITION_COLUMN}=*/*.parquet"))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(table: pa.Table, target: Path, lake: Path) -> bool:
+    """Write ``table`` to ``target`` so that it appears whole or not at all; False if it already exists."""
+    if target.exists():
+        return False
+    tmp_dir = lake / TMP_DIR
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.parquet"
+    try:
+        with open(tmp, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def append(lake: Path, spec: TableSpec, table: pa.Table, file_stem: str) -> list[WrittenFile]:
+    """Append ``table`` (of ``spec.schema``) to the lake, one file per day partition named ``file_stem``.
+
+    Idempotent: appending the same rows under the same ``file_stem`` again writes nothing.
+    """
+    if table.schema != spec.schema:
+        table = table.select(spec.schema.names).cast(spec.schema)
+    if table.num_rows == 0:
+        return []
+    if table[spec.partition_by].null_count:
+        raise ValueError(f"{spec.name}: rows without {spec.partition_by} cannot be partitioned")
+    days = pc.cast(pc.cast(table[spec.partition_by], pa.timestamp("us", tz="UTC")), pa.date32())
+    written: list[WrittenFile] = []
+    for day in sorted(pc.unique(days).to_pylist()):
+        part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+        target = partition_dir(lake, spec, day) / f"{file_stem}.parquet"
+        written.append(WrittenFile(target, part.num_rows, write_atomic(part, target, lake)))
+    return written
+
+
+def sweep_tmp(lake: Path, older_than_seconds: float = 3600) -> int:
+    """Remove files a crashed writer left in ``_tmp``; none of them was ever visible to a reader.
+
+    Only files older than ``older_than_seconds`` go, so a writer still at work keeps its file.
+    """
+    tmp_dir = lake / TMP_DIR
+    if not tmp_dir.exists():
+        return 0
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for orphan in tmp_dir.iterdir():
+        if orphan.stat().st_mtime < cutoff:
+            orphan.unlink(missing_ok=True)
+            removed += 1
+    return removed
