@@ -1,7 +1,7 @@
 """foundation: workspaces, operators, sessions, API keys, members, identifiers, identity links, audit, outbox
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 from sqlalchemy.dialects import postgresql
 
 import memberops.db.base

@@ -1,0 +1,251 @@
+"""The ``memberops`` command line. Thin: parses, opens one transaction, calls a service, prints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import memberops
+from memberops.config import Settings
+from memberops.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from memberops.runtime import Context
+
+app = typer.Typer(help="memberops: member operations platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+users_app = typer.Typer(help="Console operators.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+outbox_app = typer.Typer(help="The transactional outbox.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(outbox_app, name="outbox")
+
+out = Console()
+err = Console(stderr=True)
+
+# Domain errors → exit codes, most specific first (the HTTP side has the same table in api/errors.py).
+EXIT_CODES: list[tuple[type[DomainError], int]] = [(Invalid, 2), (NotFound, 3), (Conflict, 4), (Forbidden, 5)]
+
+
+@contextmanager
+def _context(migrate: bool = True) -> Iterator[Context]:
+    """The process context for one command; migrations applied so every command finds its tables."""
+    from memberops.db import migrate as migrations
+
+    context = Context.from_settings(Settings())
+    try:
+        if migrate:
+            migrations.upgrade(context.store)
+        yield context
+    except DomainError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        code = next((c for t, c in EXIT_CODES if isinstance(exc, t)), 1)
+        raise typer.Exit(code) from None
+    finally:
+        context.close()
+
+
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="workspace slug")]
+
+
+@app.command()
+def init(
+    workspace: WorkspaceOpt = "default",
+    name: Annotated[str, typer.Option(help="the brand's display name")] = "My brand",
+) -> None:
+    """Create the data directory, apply migrations and create the workspace."""
+    from memberops.accounts import service as accounts
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.ensure_workspace(session, workspace, name=name)
+        out.print(f"memberops initialised in {context.settings.data_dir}")
+        out.print(f"workspace {ws.slug!r} ({ws.name})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    jobs: Annotated[bool, typer.Option("--jobs/--no-jobs", help="run a job worker and the scheduler too")] = True,
+) -> None:
+    """Serve the API and the console (and, by default, a job worker and the scheduler)."""
+    import uvicorn
+
+    from memberops.accounts import service as accounts
+    from memberops.api.app import create_app
+
+    with _context() as context:
+        with context.store.transaction() as session:
+            accounts.ensure_workspace(session)
+        out.print(f"console and API on http://{host}:{port}  (API docs: /api/docs)")
+        uvicorn.run(create_app(context, run_jobs=jobs), host=host, port=port, log_level="info",
+                    proxy_headers=True)
+
+
+@app.command()
+def worker(
+    workers: Annotated[int, typer.Option("--workers", "-n", help="worker threads")] = 2,
+    periodic: Annotated[bool, typer.Option(help="also run the periodic scheduler")] = True,
+) -> None:
+    """Run job workers (in addition to the one inside `serve`)."""
+    from huey.consumer import Consumer
+
+    with _context() as context:
+        out.print(f"worker on {context.settings.redacted()['queue_url']} with {workers} thread(s)")
+        Consumer(context.queue(), workers=workers, worker_type="thread", periodic=periodic).run()
+
+
+@app.command()
+def status(workspace: WorkspaceOpt = "default") -> None:
+    """Counts, versions and the settings in effect."""
+    import duckdb
+    import ibis
+    import sqlalchemy
+
+    from memberops.accounts import service as accounts
+    from memberops.analytics.overview import workspace_counts
+    from memberops.db import migrate
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        counts = workspace_counts(context, session, ws.id)
+        versions = Table(title="versions", show_header=False)
+        for name, version in [
+            ("memberops", memberops.__version__), ("python", sys.version.split()[0]),
+            ("schema", migrate.current_revision(context.store) or "-"), ("sqlalchemy", sqlalchemy.__version__),
+            ("duckdb", duckdb.__version__), ("ibis", ibis.__version__),
+        ]:
+            versions.add_row(name, version)
+        settings = Table(title="settings", show_header=False)
+        for name, value in context.settings.redacted().items():
+            settings.add_row(name, value)
+        table = Table(title=f"workspace {ws.slug} ({ws.name})", show_header=False)
+        for name, value in vars(counts).items():
+            table.add_row(name.replace("_", " "), f"{value:,}")
+        out.print(table, versions, settings)
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="login e-mail")],
+    role: Annotated[str, typer.Option(help="admin | marketer | analyst | associate")] = "admin",
+    password: Annotated[str | None, typer.Option(help="omit to be prompted (not echoed)")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Create a console operator."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+
+    if password is None:
+        if not sys.stdin.isatty():
+            err.print("error: no --password given and no terminal to ask on")
+            raise typer.Exit(2)
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.ensure_workspace(session, workspace)
+        user = accounts.create_user(session, ws, email=email, password=password, role=role, actor=Actor.cli())
+        out.print(f"created {user.role} {user.email}")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option("--scope", "-s", help="ingest | loyalty | read | engage | admin; repeat or comma-separate")],
+    name: Annotated[str, typer.Option(help="what the key is for")] = "cli",
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Create an API key. The key is the last word of the last line printed (shown only once)."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.ensure_workspace(session, workspace)
+        issued = accounts.create_api_key(session, ws, name=name, scopes=scope, actor=Actor.cli())
+    out.print(f"API key {issued.api_key.name!r} with scopes {', '.join(issued.api_key.scopes)}; store it now:")
+    print(f"key: {issued.key}")  # plain print: no wrapping or markup, so scripts can take the last word
+
+
+@keys_app.command("list")
+def keys_list(workspace: WorkspaceOpt = "default") -> None:
+    """List API keys (their prefixes; secrets are never stored)."""
+    from memberops.accounts import service as accounts
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        table = Table("id", "name", "prefix", "scopes", "created", "last used", "revoked")
+        for key in accounts.list_api_keys(session, ws.id):
+            table.add_row(key.id, key.name, key.prefix, ",".join(key.scopes), f"{key.created_at:%Y-%m-%d %H:%M}",
+                          f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "-",
+                          f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "-")
+        out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see `keys list`)")],
+                workspace: WorkspaceOpt = "default") -> None:
+    """Revoke an API key at once."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        accounts.revoke_api_key(session, ws.id, key_id, Actor.cli())
+        out.print(f"revoked {key_id}")
+
+
+@outbox_app.command("export")
+def outbox_export() -> None:
+    """Move every pending outbox row to the lake now (the scheduler also does this every minute)."""
+    from memberops.lake.export import export_outbox
+
+    with _context() as context:
+        result = export_outbox(context.store, context.settings.lake_path,
+                               batch_size=context.settings.outbox_batch_size)
+        out.print(f"exported {result.rows} rows in {result.batches} batches ({result.files_written} files)")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="serve when set up")] = True,
+) -> None:
+    """Set up the demo brand and serve it: prints the console URL and the demo operator's login."""
+    from memberops.demo.setup import ensure_demo_operator
+
+    with _context() as context:
+        login = ensure_demo_operator(context)
+    out.print("[bold]memberops demo[/bold]")
+    out.print(f"  console:  http://{host}:{port}/")
+    out.print(f"  login:    {login.email}")
+    out.print(f"  password: {login.password}")
+    if serve_after:
+        serve(host=host, port=port, jobs=True)
+
+
+@app.command()
+def bench(
+    names: Annotated[list[str] | None, typer.Argument(help="benchmarks to run (default: all)")] = None,
+    bench_dir: Annotated[Path | None, typer.Option("--dir", help="folder of bench_*.py files")] = None,
+    quick: Annotated[bool, typer.Option(help="smaller inputs, for a smoke run")] = False,
+) -> None:
+    """Run benchmarks, each next to its baseline in the same run, and print the ratio."""
+    from memberops.benchmarks import find_bench_dir, run_benchmarks
+
+    directory = bench_dir or find_bench_dir()
+    failed = run_benchmarks(directory, names or [], quick=quick, console=out)
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The job queue and the tasks registered on it.
+
+Tasks are registered on the queue built for a :class:`~memberops.runtime.Context` (not on a module-level
+``huey`` object), so a test, a CLI command and ``memberops serve`` each get a queue over their own
+settings. ``serve`` runs one worker and the scheduler in its own process; ``memberops worker`` runs more.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
+from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from memberops.runtime import Context
+
+log = logging.getLogger(__name__)
+QUEUE_NAME = "memberops"
+
+
+def _make_huey(queue_url: str) -> Huey:
+    url = make_url(queue_url)
+    if url.drivername in ("redis", "rediss"):
+        try:
+            import redis  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError("a redis:// queue needs the redis client: pip install 'memberops[redis]'") from exc
+        return RedisHuey(QUEUE_NAME, url=queue_url)
+    if url.drivername == "sqlite" and url.database:
+        from pathlib import Path
+
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey(QUEUE_NAME, filename=url.database)
+    raise ValueError(f"unsupported queue_url {url.drivername}://…; use sqlite:///FILE or redis://HOST:PORT/DB")
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """Handles of the registered tasks, for callers that enqueue them."""
+
+    export_outbox: Any
+
+
+def build_queue(context: Context) -> Huey:
+    """The queue of ``context.settings.queue_url`` with every memberops task registered."""
+    huey = _make_huey(context.settings.queue_url)
+    huey.memberops_tasks = register_tasks(huey, context)  # type: ignore[attr-defined]
+    return huey
+
+
+def tasks_of(huey: Huey) -> Tasks:
+    return huey.memberops_tasks  # type: ignore[attr-defined,no-any-return]
+
+
+def register_tasks(huey: Huey, context: Context) -> Tasks:
+    from memberops.lake.export import export_outbox
+    from memberops.lake.writer import sweep_tmp
+
+    def run_export() -> int:
+        result = export_outbox(context.store, context.settings.lake_path,
+                               batch_size=context.settings.outbox_batch_size)
+        if result.rows:
+            log.info("outbox export moved %d rows in %d batches", result.rows, result.batches)
+        return result.rows
+
+    export_task = huey.task(name="outbox.export", retries=3, retry_delay=5)(run_export)
+    huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
+    huey.periodic_task(crontab(minute="17"), name="lake.sweep_tmp")(lambda: sweep_tmp(context.settings.lake_path))
+    return Tasks(export_outbox=export_task)
+
+
+class InProcessConsumer(Consumer):  # type: ignore[misc]
+    """A consumer that leaves signal handling to its host (uvicorn), so Ctrl-C still stops the server."""
+
+    def _set_signal_handlers(self) -> None:
+        return None
+
+
+def start_consumer(huey: Huey, workers: int = 1) -> Consumer:
+    """Start ``workers`` worker threads and the periodic scheduler in this process; returns the consumer."""
+    consumer = InProcessConsumer(huey, workers=workers, worker_type="thread", periodic=True,
+                                 check_worker_health=False)
+    consumer.start()
+    return consumer

@@ -1,0 +1,57 @@
+"""The warehouse on every engine: the same expressions, the same answers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from memberops.lake import writer
+from memberops.lake.engine import Warehouse, WarehouseError
+from memberops.lake.registry import TABLES, table_spec
+from tests.lake.factories import order, orders_table
+
+
+class TestEmptyLake:
+    def test_every_table_is_visible_and_empty(self, warehouse: Warehouse) -> None:
+        for name, spec in TABLES.items():
+            table = warehouse.table(name)
+            assert set(spec.read_schema.names) <= set(table.columns)
+            assert warehouse.count(name) == 0
+
+
+class TestQueries:
+    def test_counts_and_sums_agree_with_what_was_written(self, warehouse: Warehouse) -> None:
+        records = [order(i, day_offset=i % 3, channel="jd" if i % 2 else "tmall", paid=f"{i}.50") for i in range(10)]
+        writer.append(warehouse.lake, table_spec("orders"), orders_table(records), "b1")
+        orders = warehouse.table("orders")
+        per_channel = warehouse.to_pyarrow(
+            orders.group_by("channel").aggregate(n=orders.count(), paid=orders.paid_amount.sum()).order_by("channel")
+        ).to_pylist()
+        assert per_channel == [
+            {"channel": "jd", "n": 5, "paid": Decimal("27.50")},
+            {"channel": "tmall", "n": 5, "paid": Decimal("22.50")},
+        ]
+
+    def test_day_partition_column_is_a_date(self, warehouse: Warehouse) -> None:
+        writer.append(warehouse.lake, table_spec("orders"), orders_table([order(1, day_offset=2)]), "b1")
+        days = warehouse.to_pyarrow(warehouse.table("orders").select("day")).column("day").to_pylist()
+        assert [d.isoformat() for d in days] == ["2026-03-03"]
+
+    def test_new_files_are_seen_without_reconnecting(self, warehouse: Warehouse) -> None:
+        assert warehouse.count("orders") == 0
+        writer.append(warehouse.lake, table_spec("orders"), orders_table([order(1)]), "b1")
+        assert warehouse.count("orders") == 1
+        writer.append(warehouse.lake, table_spec("orders"), orders_table([order(2, day_offset=5)]), "b2")
+        assert warehouse.count("orders") == 2
+
+    def test_engine_errors_carry_the_sql(self, warehouse: Warehouse) -> None:
+        import shutil
+
+        writer.append(warehouse.lake, table_spec("orders"), orders_table([order(1)]), "b1")
+        count = warehouse.table("orders").count()
+        shutil.rmtree(warehouse.lake / "orders")  # the files vanish under a registered table
+        with pytest.raises(WarehouseError) as raised:
+            warehouse.execute(count)
+        assert "SELECT" in raised.value.sql.upper()
+        assert raised.value.code == "warehouse_error"

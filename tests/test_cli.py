@@ -1,0 +1,97 @@
+"""The `memberops` command line, run as a user runs it: a real process, MEMBEROPS_DATA_DIR set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from memberops.api.app import create_app
+from memberops.config import Settings
+from memberops.runtime import Context
+
+COMMANDS = [
+    [], ["init"], ["serve"], ["worker"], ["status"], ["demo"], ["bench"], ["users"], ["users", "create"],
+    ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["outbox"], ["outbox", "export"],
+]
+
+
+def run(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBEROPS_")}
+    env.update({"MEMBEROPS_DATA_DIR": str(data_dir), "COLUMNS": "200"})
+    return subprocess.run([sys.executable, "-m", "memberops.cli", *args], capture_output=True, text=True,
+                          env=env, input=stdin, timeout=120, cwd=data_dir.parent)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    done = run(tmp_path / "d", *command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout
+
+
+class TestWorkflow:
+    def test_init_key_status(self, tmp_path: Path) -> None:
+        data = tmp_path / "d"
+        assert run(data, "init", "--name", "Acme").returncode == 0
+        assert (data / "memberops.db").exists()
+        created = run(data, "keys", "create", "--scope", "ingest", "--scope", "read", "--name", "pos")
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip().splitlines()[-1].split()[-1]
+        context = Context.from_settings(Settings(data_dir=data))
+        with TestClient(create_app(context)) as client:
+            me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"})
+        context.close()
+        assert me.json()["scopes"] == ["ingest", "read"]
+        status = run(data, "status")
+        assert status.returncode == 0
+        assert "members" in status.stdout and "Acme" in status.stdout and str(data) in status.stdout
+
+    def test_users_create_and_domain_errors_exit_non_zero(self, tmp_path: Path) -> None:
+        data = tmp_path / "d"
+        ok = run(data, "users", "create", "--email", "ops@example.com", "--password", "long enough pw",
+                 "--role", "analyst")
+        assert ok.returncode == 0, ok.stderr
+        again = run(data, "users", "create", "--email", "ops@example.com", "--password", "long enough pw")
+        assert again.returncode == 4 and "user_exists" in again.stderr
+        weak = run(data, "users", "create", "--email", "x@example.com", "--password", "short")
+        assert weak.returncode == 2 and "weak_password" in weak.stderr
+        no_tty = run(data, "users", "create", "--email", "y@example.com", stdin="")
+        assert no_tty.returncode == 2
+
+    def test_bad_scope(self, tmp_path: Path) -> None:
+        done = run(tmp_path / "d", "keys", "create", "--scope", "root")
+        assert done.returncode == 2 and "invalid_scope" in done.stderr
+
+
+def test_serve_answers_health_and_rejects_bad_keys(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBEROPS_")}
+    env["MEMBEROPS_DATA_DIR"] = str(tmp_path / "d")
+    server = subprocess.Popen([sys.executable, "-m", "memberops.cli", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server did not come up")
+        assert httpx.get(f"{base}/api/v1/me").status_code == 401
+        assert httpx.get(f"{base}/api/v1/me", headers={"Authorization": "Bearer mo_x_y"}).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
