@@ -79,13 +79,14 @@ def serve(
 
     from memberops.accounts import service as accounts
     from memberops.api.app import create_app
+    from memberops.logs import uvicorn_log_config
 
     with _context() as context:
         with context.store.transaction() as session:
             accounts.ensure_workspace(session)
         out.print(f"console and API on http://{host}:{port}  (API docs: /api/docs)")
         uvicorn.run(create_app(context, run_jobs=jobs), host=host, port=port, log_level="info",
-                    proxy_headers=True)
+                    proxy_headers=True, log_config=uvicorn_log_config())
 
 
 @app.command()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from memberops.db.base import utcnow
 from memberops.db.dialect import locked
@@ -60,16 +60,16 @@ def _claim(store: Store, batch_size: int) -> str | None:
 
 
 def _pending_batches(store: Store) -> list[str]:
+    """Batches claimed but never marked (a crash came between), oldest first."""
+    first_id = func.min(OutboxRow.id)
     with store.read() as session:
         rows = session.execute(
-            select(OutboxRow.batch_id, OutboxRow.id)
+            select(OutboxRow.batch_id, first_id)
             .where(OutboxRow.batch_id.is_not(None), OutboxRow.exported_at.is_(None))
-            .order_by(OutboxRow.id)
+            .group_by(OutboxRow.batch_id)
+            .order_by(first_id)
         ).all()
-    seen: dict[str, None] = {}
-    for batch_id, _ in rows:
-        seen.setdefault(batch_id, None)
-    return list(seen)
+    return [str(batch_id) for batch_id, _ in rows]
 
 
 def _write(store: Store, lake: Path, batch_id: str) -> tuple[int, int]:
@@ -113,21 +113,19 @@ def export_outbox(
         result.rows += rows
         result.files_written += files
 
-    for batch_id in _pending_batches(store):
-        finish(batch_id)
+    for pending in _pending_batches(store):
+        finish(pending)
     while max_batches is None or result.batches < max_batches:
-        batch_id = _claim(store, batch_size)
-        if batch_id is None:
+        claimed = _claim(store, batch_size)
+        if claimed is None:
             break
         if on_stage:
-            on_stage("claimed", batch_id)
-        finish(batch_id)
+            on_stage("claimed", claimed)
+        finish(claimed)
     return result
 
 
 def outbox_backlog(store: Store) -> int:
     """How many outbox rows are not in the lake yet."""
-    from sqlalchemy import func
-
     with store.read() as session:
-        return int(session.scalar(select(func.count()).where(OutboxRow.exported_at.is_(None))) or 0)
+        return int(session.scalar(select(func.count(OutboxRow.id)).where(OutboxRow.exported_at.is_(None))) or 0)
