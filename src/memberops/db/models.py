@@ -5,12 +5,18 @@ from memberops.audit.models import AuditEntry
 from memberops.db.base import Base
 from memberops.db.outbox import OutboxRow
 from memberops.identity.models import Identifier, IdentityLink, Member
+from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
     "Identifier",
+    "ImportRun",
+    "LiveOrder",
+    "LiveRefund",
+    "QuarantinedRow",
+    "ReceivedKey",
     "IdentityLink",
     "Member",
     "OperatorSession",

@@ -1,0 +1,1 @@
+"""Ingestion: canonical facts, channel presets and mapping files, batch import, quarantine, HTTP ingest."""
