@@ -19,7 +19,8 @@ class TestNormalise:
         assert normalise_email(raw) == expected
 
     @pytest.mark.parametrize(("raw", "expected"), [
-        ("138 0013-8001", "13800138001"), ("+86 138 0013 8001", "+8613800138001"), ("12", None),
+        ("138 0013-8001", "+8613800138001"), ("+86 138 0013 8001", "+8613800138001"), ("12", None),
+        ("0086-13800138001", "+8613800138001"), ("+44 20 7946 0958", "+442079460958"), ("99999999999", None),
     ])
     def test_phone(self, raw: str, expected: str | None) -> None:
         assert normalise_phone(raw) == expected

@@ -21,13 +21,17 @@ def get_context(request: Request) -> Context:
 
 
 def get_session(context: Annotated[Context, Depends(get_context)]) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back if it raises."""
+    """One transaction per request: committed when the endpoint returns, rolled back if it raises.
+
+    Used with ``scope="function"`` so the commit happens before the response is sent: a client that
+    got a 201 always finds the row on its next call, and a failed commit is never answered with a 2xx.
+    """
     with context.store.transaction() as session:
         yield session
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 class Caller:

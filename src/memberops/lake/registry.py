@@ -63,6 +63,7 @@ TABLES: dict[str, TableSpec] = {
             ("postcode", pa.string()), ("country", pa.string()), ("joined_at", TIMESTAMP),
             ("join_source", pa.string()), ("store_id", pa.string()), ("associate_id", pa.string()),
             ("referrer_code", pa.string()), ("consents", pa.string()), ("attributes", pa.string()),
+            ("record_hash", pa.string()),
         ),
         _spec(
             "orders", "ordered_at", ("channel", "order_id"),

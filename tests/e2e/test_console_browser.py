@@ -1,0 +1,244 @@
+"""The console in a real browser: Debian's Chromium, driven by Playwright, against a live uvicorn server.
+
+Most tests run the server in a thread of this process over a fresh SQLite data dir, so they need neither
+the CLI nor a free port found by luck: uvicorn is handed a socket already bound to port 0. One more test
+starts the real ``memberops serve`` process, set up by ``memberops init`` and ``memberops users create``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memberops.accounts import service as accounts
+from memberops.api.app import create_app
+from memberops.config import Settings
+from memberops.db import migrate
+from memberops.runtime import Context
+from tests import factories
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+ADMIN_EMAIL = "admin@example.com"
+STARTUP_SECONDS = 30
+
+pytestmark = pytest.mark.browser
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
+if not CHROMIUM.exists():  # pragma: no cover - depends on the environment
+    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
+
+
+def _wait_for_health(base_url: str, is_running: Any) -> None:
+    """Poll ``/health`` until it answers 200, for at most ``STARTUP_SECONDS``."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if not is_running():
+            raise RuntimeError("the console server stopped while starting")
+        try:
+            with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the console server did not answer /health within {STARTUP_SECONDS} s")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A console on 127.0.0.1 over a fresh data dir with one workspace and one admin; yields its base URL."""
+    import uvicorn
+
+    data_dir = tmp_path_factory.mktemp("console-e2e")
+    context = Context.from_settings(Settings(data_dir=data_dir, secret_key="e2e-secret-key"))
+    migrate.upgrade(context.store)
+    with context.store.transaction() as session:
+        workspace = accounts.ensure_workspace(session, name="E2E brand")
+        factories.make_user(session, workspace, role="admin", email=ADMIN_EMAIL)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(context), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="console-e2e", daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(base_url, thread.is_alive)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: str) -> Iterator[Page]:
+    """A fresh browser profile (no cookies) that fails the test if the page loads anything off-site."""
+    context = browser.new_context(base_url=live_server)
+    page = context.new_page()
+    foreign: list[str] = []
+    page.on("request", lambda request: foreign.append(request.url)
+            if not request.url.startswith(live_server) else None)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert foreign == [], f"the console fetched from another origin: {foreign}"
+
+
+@pytest.fixture
+def cli_server(tmp_path: Path) -> Iterator[str]:
+    """``memberops serve --no-jobs`` in a subprocess over a data dir set up by the CLI; yields its base URL."""
+    env = {**os.environ, "MEMBEROPS_DATA_DIR": str(tmp_path), "MEMBEROPS_SECRET_KEY": "e2e-secret-key"}
+    cli = [sys.executable, "-m", "memberops.cli"]
+    for command in (["init"], ["users", "create", "--email", ADMIN_EMAIL, "--password", factories.PASSWORD,
+                               "--role", "admin"]):
+        done = subprocess.run([*cli, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"memberops {command[0]} failed:\n{done.stdout}\n{done.stderr}"
+
+    with socket.socket() as probe:  # a port free a moment ago; the CLI takes a port number, not a socket
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_file = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-jobs"],
+                              env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            _wait_for_health(base_url, lambda: server.poll() is None)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}; its output:\n{(tmp_path / 'serve.log').read_text()}") from None
+        yield base_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log_file.close()
+
+
+def sign_in(page: Page, password: str = factories.PASSWORD) -> None:
+    page.goto("/")
+    page.get_by_test_id("login-email").fill(ADMIN_EMAIL)
+    page.get_by_test_id("login-password").fill(password)
+    page.get_by_test_id("login-submit").click()
+
+
+def api_get(url: str, key: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+class TestConsoleInBrowser:
+    def test_anonymous_visit_lands_on_login(self, page: Page, live_server: str) -> None:
+        page.goto("/admin/keys")
+
+        expect(page).to_have_url(f"{live_server}/login?next=/admin/keys")
+        expect(page.get_by_test_id("login-form")).to_be_visible()
+
+    def test_wrong_password_shows_the_error(self, page: Page) -> None:
+        sign_in(page, password="not the password")
+
+        expect(page.get_by_test_id("login-error")).to_have_text("Wrong e-mail or password.")
+        expect(page.get_by_test_id("login-email")).to_have_value(ADMIN_EMAIL)
+        assert not [c for c in page.context.cookies() if c["name"] == "memberops_session"]
+
+    def test_right_password_shows_the_dashboard(self, page: Page, live_server: str) -> None:
+        sign_in(page)
+
+        expect(page).to_have_url(f"{live_server}/")
+        expect(page.get_by_test_id("user-email")).to_have_text(ADMIN_EMAIL)
+        expect(page.get_by_test_id("user-role")).to_have_text("admin")
+        for card in ("members", "enrolled-members", "identity-records", "orders", "events", "outbox-backlog"):
+            expect(page.get_by_test_id(f"count-{card}")).to_be_visible()
+        expect(page.get_by_test_id("count-members-value")).to_have_text("0")
+        session_cookie = next(c for c in page.context.cookies() if c["name"] == "memberops_session")
+        assert session_cookie["httpOnly"] is True
+        assert session_cookie["sameSite"] == "Lax"
+
+    def test_create_an_api_key(self, page: Page, live_server: str) -> None:
+        sign_in(page)
+        page.get_by_test_id("nav-keys").click()
+        page.get_by_test_id("new-key-name").fill("Browser POS")
+        page.get_by_test_id("scope-read").check()
+        page.get_by_test_id("scope-loyalty").check()
+        page.get_by_test_id("create-key").click()
+
+        new_key = page.get_by_test_id("new-key")
+        expect(new_key).to_be_visible()
+        key = new_key.input_value()
+        assert key.startswith("mo_")
+        status, me = api_get(f"{live_server}/api/v1/me", key)
+        assert status == 200
+        assert me["key_name"] == "Browser POS"
+
+        page.get_by_test_id("back-to-keys").click()
+        row = page.get_by_test_id("key-row").filter(has_text="Browser POS")
+        expect(row).to_be_visible()
+        assert key not in page.content()  # shown once, never again
+        row.get_by_test_id("revoke-key").click()
+        expect(page.get_by_test_id("key-row").filter(has_text="Browser POS").get_by_test_id("key-revoked")) \
+            .to_be_visible()
+        assert api_get(f"{live_server}/api/v1/me", key)[0] == 401
+
+    def test_logout_returns_to_login(self, page: Page, live_server: str) -> None:
+        sign_in(page)
+        expect(page.get_by_test_id("user-email")).to_be_visible()
+
+        page.get_by_test_id("logout").click()
+
+        expect(page).to_have_url(f"{live_server}/login")
+        expect(page.get_by_test_id("login-form")).to_be_visible()
+        page.goto("/")
+        expect(page).to_have_url(f"{live_server}/login")
+
+
+class TestServedByTheCli:
+    def test_sign_in_to_memberops_serve(self, browser: Browser, cli_server: str) -> None:
+        context = browser.new_context(base_url=cli_server)
+        try:
+            page = context.new_page()
+            sign_in(page)
+
+            expect(page).to_have_url(f"{cli_server}/")
+            expect(page.get_by_test_id("count-members")).to_be_visible()
+            page.get_by_test_id("logout").click()
+            expect(page.get_by_test_id("login-form")).to_be_visible()
+        finally:
+            context.close()
