@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 import memberops
@@ -17,14 +19,20 @@ from memberops.config import Settings
 from memberops.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from memberops.runtime import Context
 
+if TYPE_CHECKING:
+    from memberops.ingest.batch import ImportSummary
+
 app = typer.Typer(help="memberops: member operations platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 users_app = typer.Typer(help="Console operators.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 outbox_app = typer.Typer(help="The transactional outbox.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Rows an import could not accept: list, show, export, retry.",
+                             no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(quarantine_app, name="quarantine")
 
 out = Console()
 err = Console(stderr=True)
@@ -208,6 +216,182 @@ def outbox_export() -> None:
         result = export_outbox(context.store, context.settings.lake_path,
                                batch_size=context.settings.outbox_batch_size)
         out.print(f"exported {result.rows} rows in {result.batches} batches ({result.files_written} files)")
+
+
+class ImportKind(StrEnum):
+    customers = "customers"
+    orders = "orders"
+    order_items = "order-items"
+    refunds = "refunds"
+    events = "events"
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+def _import_progress() -> Progress:
+    from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+def _print_summary(summaries: list[ImportSummary]) -> None:
+    table = Table("file", "read", "accepted", "with warnings", "quarantined", "duplicates skipped")
+    for summary in summaries:
+        note = " (already imported)" if summary.already_imported else ""
+        table.add_row(summary.file + note, f"{summary.read:,}", f"{summary.accepted:,}",
+                      f"{summary.accepted_with_warnings:,}", f"{summary.quarantined:,}", f"{summary.duplicates:,}")
+    out.print(table)
+    for summary in summaries:
+        for reason, count in summary.quarantined_by_reason.items():
+            out.print(f"  {summary.file}: quarantined {count:,} × {reason}")
+        for warning, count in summary.warnings_by_field.items():
+            out.print(f"  {summary.file}: kept {count:,} rows without a field: {warning}")
+        if summary.unknown_columns:
+            out.print(f"  {summary.file}: columns not mapped, ignored: {', '.join(summary.unknown_columns)}")
+        if summary.quarantined:
+            out.print(f"  see them: memberops quarantine show {summary.import_id}")
+
+
+@app.command("import")
+def import_(
+    kind: Annotated[ImportKind, typer.Argument(help="what the files hold")],
+    files: Annotated[list[Path], typer.Argument(help="one or more files", exists=True, dir_okay=False)],
+    channel: Annotated[str, typer.Option("--channel", "-c", help="where the records come from, e.g. tmall, pos")],
+    mapping: Annotated[Path | None, typer.Option(help="mapping file (YAML) over the channel's preset",
+                                                 exists=True, dir_okay=False)] = None,
+    file_format: Annotated[FileFormat | None, typer.Option("--format", help="default: from the file name")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Import customers, orders, order items, refunds or events; bad rows go to quarantine with a reason."""
+    from memberops.accounts import service as accounts
+    from memberops.ingest.batch import import_file
+
+    summaries = []
+    with _context() as context:
+        with context.store.transaction() as session:
+            ws = accounts.ensure_workspace(session, workspace)
+        with _import_progress() as progress:
+            for path in files:
+                task = progress.add_task(f"{path.name}: starting", total=1.0)
+
+                def report(phase: str, fraction: float | None, task: TaskID = task, name: str = path.name) -> None:
+                    progress.update(task, description=f"{name}: {phase}", completed=fraction or 0)
+
+                summaries.append(import_file(
+                    context, ws, kind_name=kind.value, path=path, channel=channel, mapping_file=mapping,
+                    file_format=file_format.value if file_format else None, progress=report,
+                ))
+                progress.remove_task(task)
+    _print_summary(summaries)
+
+
+@app.command()
+def presets() -> None:
+    """List the channel presets that ship with memberops (use them with `import --channel`)."""
+    from memberops.ingest.mapping import list_presets, preset_path
+
+    table = Table("channel", "kind", "file")
+    for channel, kind in list_presets():
+        table.add_row(channel, kind, str(preset_path(channel, kind)))
+    out.print(table)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    show_all: Annotated[bool, typer.Option("--all", help="include imports with nothing quarantined")] = False,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Imports and how many of their rows are still quarantined."""
+    from memberops.accounts import service as accounts
+    from memberops.ingest import quarantine
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        table = Table("kind", "channel", "file", "started", "accepted", "open in quarantine")
+        table.add_column("import", no_wrap=True, min_width=36)
+        for item in quarantine.list_imports(session, ws.id, only_open=not show_all):
+            table.add_row(item.run.kind, item.run.channel, item.run.file_name,
+                          f"{item.run.started_at:%Y-%m-%d %H:%M}", f"{item.run.counts.get('accepted', 0):,}",
+                          f"{item.open_rows:,}", item.run.id)
+        out.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    import_id: Annotated[str, typer.Argument(help="the import (see `quarantine list`)")],
+    limit: Annotated[int, typer.Option(help="rows to show")] = 50,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """The quarantined rows of one import, with their reasons."""
+    from memberops.accounts import service as accounts
+    from memberops.ingest import quarantine
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        run = quarantine.get_import(session, ws.id, import_id)
+        out.print(f"{run.kind} from {run.channel}, file {run.file_name}: {run.counts}")
+        table = Table("id", "row", "reason", "raw")
+        for row in quarantine.quarantined_rows(session, ws.id, import_id, limit=limit):
+            table.add_row(str(row.id), str(row.row_number), row.reason, str(row.raw)[:120])
+        out.print(table)
+
+
+@quarantine_app.command("export")
+def quarantine_export(
+    import_id: Annotated[str, typer.Argument(help="the import (see `quarantine list`)")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="file to write (CSV, or JSONL for JSON imports)")],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Write an import's open quarantined rows to a file to fix, then `quarantine retry --file`."""
+    from memberops.accounts import service as accounts
+    from memberops.ingest import quarantine
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        count = quarantine.export_rows(session, ws.id, import_id, out_file)
+    out.print(f"wrote {count:,} rows to {out_file}; fix them, keep _quarantine_id, then: "
+              f"memberops quarantine retry {import_id} --file {out_file}")
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    import_id: Annotated[str, typer.Argument(help="the import (see `quarantine list`)")],
+    fixed: Annotated[Path | None, typer.Option("--file", help="the fixed export", exists=True, dir_okay=False)] = None,
+    mapping: Annotated[Path | None, typer.Option(help="a corrected mapping file", exists=True, dir_okay=False)] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Import quarantined rows again (fixed by hand, or under a corrected mapping)."""
+    from memberops.accounts import service as accounts
+    from memberops.ingest.batch import retry_quarantine
+
+    with _context() as context:
+        with context.store.read() as session:
+            ws = accounts.get_workspace(session, workspace)
+        summary = retry_quarantine(context, ws, import_id, fixed_file=fixed, mapping_file=mapping)
+    _print_summary([summary])
+
+
+@quarantine_app.command("discard")
+def quarantine_discard(
+    import_id: Annotated[str, typer.Argument(help="the import (see `quarantine list`)")],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Give up on an import's open quarantined rows (kept on record as discarded)."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor, record
+    from memberops.ingest import quarantine
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        count = quarantine.discard(session, ws, import_id)
+        record(session, Actor.cli(), "quarantine.discard", workspace_id=ws.id, target_type="import",
+               target_id=import_id, detail={"rows": count})
+    out.print(f"discarded {count:,} rows")
 
 
 @app.command()

@@ -92,7 +92,9 @@ ORDERS = RecordKind(
 ORDER_ITEMS = RecordKind(
     "order-items", "order_items", ("order_id", "line_no"),
     (
-        F("order_id", T.identifier, True), F("line_no", T.integer, True), F("sku", T.identifier, True),
+        F("order_id", T.identifier, True),
+        F("line_no", T.integer, description="position in the order; numbered in file order when absent"),
+        F("sku", T.identifier, True),
         F("category", T.string), F("brand", T.string), F("quantity", T.integer, True),
         F("unit_price", T.money), F("amount", T.money, True),
     ),

@@ -1,0 +1,162 @@
+"""From a source's text columns to canonical, typed, validated values: SQL expressions, built as text.
+
+Pure: nothing here touches a database. The batch importer runs these expressions in DuckDB over the
+whole file at once (vectorised), so no row passes through Python. Each canonical field gets
+
+- ``raw``: the trimmed source text after defaults and value maps (NULL when empty),
+- ``parsed``: the typed value, NULL when the text is not a valid value of the type,
+- a **reason** when the field is required and missing, invalid or negative (the row is quarantined),
+- a **warning** when the field is optional and its text was not valid (the row is kept without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from memberops.identity.normalise import EMAIL_PATTERN
+from memberops.ingest.canonical import CanonicalField, FieldType, RecordKind
+from memberops.ingest.mapping import Mapping
+
+ColumnText = Callable[[str, bool], str]
+"""Given a source column name and whether it holds JSON, the SQL that reads it as text."""
+
+PHONE_FUNCTION = "mo_phone_e164"  # a DuckDB function the importer registers (libphonenumber rules)
+EARLIEST_TIME = "2000-01-01"
+EARLIEST_BIRTHDAY = "1900-01-01"
+
+LAKE_SQL_TYPES = {
+    FieldType.string: "VARCHAR", FieldType.phone: "VARCHAR", FieldType.email: "VARCHAR",
+    FieldType.identifier: "VARCHAR", FieldType.date: "DATE", FieldType.timestamp: "TIMESTAMPTZ",
+    FieldType.money: "DECIMAL(18,2)", FieldType.integer: "INTEGER", FieldType.boolean: "BOOLEAN",
+    FieldType.gender: "VARCHAR", FieldType.string_list: "VARCHAR[]", FieldType.json: "VARCHAR",
+}
+
+_TRUE = ("1", "true", "t", "yes", "y", "on", "是", "同意", "opt-in", "opted_in", "subscribed")
+_FALSE = ("0", "false", "f", "no", "n", "off", "否", "不同意", "opt-out", "opted_out", "unsubscribed")
+_FEMALE = ("f", "female", "woman", "w", "女", "2")
+_MALE = ("m", "male", "man", "男", "1")
+_UNKNOWN = ("0", "u", "unknown", "未知", "保密", "-")
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(literal(v) for v in values)
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    field: CanonicalField
+    source_column: str | None
+    raw: str | None  # SQL, or None when the file has nothing for this field
+    parsed: str | None
+
+
+def raw_text(field: CanonicalField, mapping: Mapping, source_columns: set[str], column_text: ColumnText) -> tuple[str | None, str | None]:
+    """The SQL reading ``field``'s text from the source, and the column it comes from."""
+    column = mapping.columns.get(field.name)
+    if column is None and field.name in source_columns:
+        column = field.name
+    expr = None
+    if column is not None:
+        expr = f"NULLIF(trim({column_text(column, field.type == FieldType.json)}), '')"
+    default = mapping.defaults.get(field.name)
+    if default is not None:
+        expr = f"COALESCE({expr}, {literal(default)})" if expr else literal(default)
+    value_map = mapping.values.get(field.name)
+    if expr is not None and value_map:
+        cases = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in value_map.items())
+        expr = f"(CASE {expr} {cases} ELSE {expr} END)"
+    return expr, column
+
+
+def parsed_value(field: CanonicalField, x: str, mapping: Mapping) -> str:
+    """The SQL turning the text ``x`` into ``field``'s type; NULL for text that is not a valid value."""
+    fmt = mapping.formats.get(field.name)
+    tz = literal(mapping.timezone)
+    match field.type:
+        case FieldType.string | FieldType.identifier:
+            return x
+        case FieldType.email:
+            return f"(CASE WHEN regexp_full_match(lower({x}), {literal(EMAIL_PATTERN)}) THEN lower({x}) END)"
+        case FieldType.phone:
+            return f"{PHONE_FUNCTION}({x}, {literal(mapping.phone_region)})"
+        case FieldType.date:
+            options = [f"TRY_CAST(try_strptime({x}, {literal(fmt)}) AS DATE)"] if fmt else []
+            options.append(f"TRY_CAST({x} AS DATE)")
+            value = f"COALESCE({', '.join(options)})"
+            earliest = EARLIEST_BIRTHDAY if field.name == "birthday" else EARLIEST_TIME
+            return f"(CASE WHEN {value} BETWEEN DATE '{earliest}' AND current_date THEN {value} END)"
+        case FieldType.timestamp:
+            options = [f"(CASE WHEN regexp_matches({x}, '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
+                       f"THEN TRY_CAST({x} AS TIMESTAMPTZ) END)"]
+            if fmt:
+                options.append(f"timezone({tz}, try_strptime({x}, {literal(fmt)}))")
+            options.append(f"timezone({tz}, TRY_CAST({x} AS TIMESTAMP))")
+            value = f"COALESCE({', '.join(options)})"
+            return (f"(CASE WHEN {value} BETWEEN TIMESTAMPTZ '{EARLIEST_TIME} 00:00:00+00' "
+                    f"AND now() + INTERVAL 1 DAY THEN {value} END)")
+        case FieldType.money:
+            return f"TRY_CAST(regexp_replace({x}, '[,¥￥$\\s]|CNY|RMB', '', 'g') AS DECIMAL(18,2))"
+        case FieldType.integer:
+            return f"TRY_CAST({x} AS INTEGER)"
+        case FieldType.boolean:
+            return f"(CASE WHEN lower({x}) IN ({_in(_TRUE)}) THEN true WHEN lower({x}) IN ({_in(_FALSE)}) THEN false END)"
+        case FieldType.gender:
+            return (f"(CASE WHEN lower({x}) IN ({_in(_FEMALE)}) THEN 'female' WHEN lower({x}) IN ({_in(_MALE)}) "
+                    f"THEN 'male' WHEN lower({x}) IN ({_in(_UNKNOWN)}) THEN NULL WHEN {x} IS NOT NULL THEN 'other' END)")
+        case FieldType.string_list:
+            return (f"list_filter(list_transform(string_split_regex({x}, '[,;|，；]'), s -> trim(s)), "
+                    "s -> s <> '')")
+        case FieldType.json:
+            return f"(CASE WHEN json_valid({x}) THEN {x} END)"
+    raise AssertionError(f"unhandled field type {field.type}")
+
+
+def plan_fields(kind: RecordKind, mapping: Mapping, source_columns: set[str], column_text: ColumnText) -> list[FieldPlan]:
+    plans = []
+    for field in kind.fields:
+        raw, column = raw_text(field, mapping, source_columns, column_text)
+        plans.append(FieldPlan(field, column, raw, parsed_value(field, "r_" + field.name, mapping) if raw else None))
+    return plans
+
+
+_NON_NEGATIVE = (FieldType.money, FieldType.integer)
+
+
+def reasons_sql(kind: RecordKind, plans: list[FieldPlan]) -> str:
+    """A ``VARCHAR[]`` of the reasons a row is refused (empty when it is accepted)."""
+    checks: list[str] = []
+    for plan in plans:
+        name = plan.field.name
+        if plan.field.required:
+            if plan.raw is None:
+                checks.append(f"'missing {name}'")
+                continue
+            checks.append(f"CASE WHEN r_{name} IS NULL THEN 'missing {name}' "
+                          f"WHEN p_{name} IS NULL THEN 'invalid {name}' END")
+        if plan.raw is not None and plan.field.type in _NON_NEGATIVE:
+            checks.append(f"CASE WHEN p_{name} < 0 THEN 'negative {name}' END")
+    if kind.name == "events":
+        has = {p.field.name for p in plans if p.raw is not None}
+        present = " OR ".join(f"p_{n} IS NOT NULL" for n in ("customer_key", "anonymous_id") if n in has) or "false"
+        checks.append(f"CASE WHEN NOT ({present}) THEN 'missing customer_key and anonymous_id' END")
+    return f"list_filter([{', '.join(checks) or 'NULL'}]::VARCHAR[], x -> x IS NOT NULL)"
+
+
+def warnings_sql(plans: list[FieldPlan]) -> str:
+    """A ``VARCHAR[]`` of optional fields whose text was dropped as invalid."""
+    checks = [
+        f"CASE WHEN r_{p.field.name} IS NOT NULL AND p_{p.field.name} IS NULL THEN 'invalid {p.field.name}' END"
+        for p in plans if p.raw is not None and not p.field.required
+    ]
+    return f"list_filter([{', '.join(checks) or 'NULL'}]::VARCHAR[], x -> x IS NOT NULL)"
