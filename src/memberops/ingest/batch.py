@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
 from memberops.errors import Invalid
 from memberops.identity.normalise import normalise_phone
+from memberops.ids import new_id
 from memberops.ingest.canonical import CONSENT_CHANNELS, CUSTOMERS, KINDS, RecordKind
 from memberops.ingest.mapping import Mapping, resolve_mapping
 from memberops.ingest.models import ImportRun, QuarantinedRow
@@ -44,7 +46,9 @@ from memberops.ingest.sources import REJECTS_TABLE, Source, file_sha256, open_so
 from memberops.ingest.transform import (
     LAKE_SQL_TYPES,
     PHONE_FUNCTION,
+    REASON_SEPARATOR,
     FieldPlan,
+    checked_value,
     ident,
     literal,
     plan_fields,
@@ -174,36 +178,47 @@ class _Importer:
 
     # -- 1. stage -----------------------------------------------------------------------------------
     def stage(self) -> list[FieldPlan]:
+        """Read the file once: typed values, reasons, warnings; the raw row kept only for refused rows.
+
+        ``staged`` keeps the file's order (DuckDB preserves insertion order), so a row's ``rowid`` + 1 is
+        its position among the file's readable rows: no window over the whole file is needed to number them.
+        """
         columns = self.source_columns()
         plans = plan_fields(self.kind, self.mapping, set(columns), self.source.column_text)
-        raw_cols = [f"{p.raw} AS r_{p.field.name}" for p in plans if p.raw is not None]
-        parsed_cols = [f"{p.parsed} AS p_{p.field.name}" for p in plans if p.parsed is not None]
+        present = [p for p in plans if p.raw is not None]
+        raw_cols = ", ".join(f"{p.raw} AS r_{p.field.name}" for p in present) or "NULL AS r__none"
+        parsed_cols = ", ".join(f"{p.parsed} AS p0_{p.field.name}" for p in present) or "NULL AS p0__none"
+        checked_cols = ", ".join(f"{checked_value(p.field, 'p0_' + p.field.name)} AS p_{p.field.name}"
+                                 for p in present) or "NULL AS p__none"
         if self.source.format == "jsonl":
             raw_json = "line"
-            checks = "CASE WHEN NOT json_valid(_raw) THEN ['malformed JSON line'] ELSE [] END"
+            checks = "CASE WHEN NOT json_valid(line) THEN 'malformed JSON line' ELSE '' END"
         else:
             raw_json = f"to_json(struct_pack({', '.join(f'{ident(c)} := {ident(c)}' for c in columns)}))::VARCHAR"
-            checks = "[]"
-        if self.source.encoding not in ("utf-8", "binary"):
-            mapped = [f"coalesce(r_{p.field.name}, '')" for p in plans if p.raw is not None]
-            checks = f"list_concat({checks}, CASE WHEN strpos(concat({', '.join(mapped) or chr(39) * 2}), '\ufffd') > 0 " \
-                     "THEN ['invalid text encoding'] ELSE [] END)"
-        passthrough = ", _quarantine_id" if "_quarantine_id" in columns else ""
-        if passthrough:
-            passthrough = f", TRY_CAST({self.source.column_text('_quarantine_id', False)} AS BIGINT) AS _quarantine_id"
+            checks = "''"
+        if self.source.encoding not in ("utf-8", "binary") and present:
+            mapped = ", ".join(f"coalesce(r_{p.field.name}, '')" for p in present)
+            checks = f"CASE WHEN strpos(concat({mapped}), '\ufffd') > 0 THEN 'invalid text encoding' ELSE {checks} END"
+        quarantine_id = ""
+        if "_quarantine_id" in columns:
+            quarantine_id = f"TRY_CAST({self.source.column_text('_quarantine_id', False)} AS BIGINT) AS _quarantine_id, "
+        kept = ", ".join(f"p_{p.field.name}" for p in present)
         self.run_sql("reading", f"""
             CREATE TEMP TABLE staged AS
-            WITH src AS (SELECT row_number() OVER () AS _row, * FROM {self.source.relation()}),
-            typed AS (
-                SELECT _row, {raw_json} AS _raw{passthrough}, {', '.join(raw_cols) or 'NULL AS r__none'}
-                FROM src
-            ),
-            parsed AS (SELECT *, {', '.join(parsed_cols) or 'NULL AS p__none'} FROM typed)
-            SELECT *, CASE WHEN len({checks}) > 0 THEN {checks} ELSE {reasons_sql(self.kind, plans)} END AS _reasons,
-                   {warnings_sql(plans)} AS _warnings
-            FROM parsed
+            WITH typed AS (SELECT *, {raw_cols} FROM {self.source.relation()}),
+            parsed AS (SELECT *, {parsed_cols} FROM typed),
+            checked AS (SELECT *, {checked_cols}, {checks} AS _checks FROM parsed),
+            judged AS (
+                SELECT *, CASE WHEN _checks <> '' THEN _checks ELSE {reasons_sql(self.kind, plans)} END AS _reasons,
+                       {warnings_sql(plans)} AS _warnings
+                FROM checked
+            )
+            SELECT {quarantine_id}{kept + ', ' if kept else ''}_reasons, _warnings,
+                   CASE WHEN _reasons <> '' THEN {raw_json} END AS _raw
+            FROM judged
         """)
-        self.unknown = sorted(set(columns) - {p.source_column for p in plans if p.source_column} - {"_quarantine_id", "_row", "_reason"})
+        mapped_columns = {p.source_column for p in plans if p.source_column}
+        self.unknown = sorted(set(columns) - mapped_columns - {"_quarantine_id", "_row", "_reason"})
         return plans
 
     # -- 2. dedupe ----------------------------------------------------------------------------------
@@ -246,15 +261,14 @@ class _Importer:
         key = list(self.kind.natural_key) + (["record_hash"] if self.kind is CUSTOMERS else [])
         key_sql = ", ".join(ident(k) for k in key)
         self.run_sql("validating", f"""
-            CREATE TEMP TABLE candidates AS
-            SELECT {selected}, _row{', _quarantine_id' if self._has_quarantine_id() else ''}
-            FROM (SELECT *, {record_hash} AS _record_hash FROM staged WHERE len(_reasons) = 0)
-        """)
-        valid = self.con.execute("SELECT count(*) FROM candidates").fetchone()[0]  # type: ignore[index]
-        self.con.execute(f"""
             CREATE TEMP TABLE accepted AS
-            SELECT * FROM candidates QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1
+            SELECT * FROM (
+                SELECT {selected}, _row{', _quarantine_id' if self._has_quarantine_id() else ''}
+                FROM (SELECT *, rowid + 1 AS _row, {record_hash} AS _record_hash FROM staged WHERE _reasons = '')
+            )
+            QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1
         """)
+        valid = self.con.execute("SELECT count(*) FROM staged WHERE _reasons = ''").fetchone()[0]  # type: ignore[index]
         unique = self.con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
         existing = 0
         if has_files(self.context.settings.lake_path, self.spec):
@@ -325,85 +339,100 @@ def import_file(
     kind = kind_named(kind_name)
     if mapping is None:
         mapping = resolve_mapping(channel, kind.name, mapping_file)
-    if progress:
-        progress("hashing", None)
-    sha = file_sha256(path)
     mapping_sha = _mapping_sha(mapping)
+    # The file's hash (which recognises a repeated import) is computed while DuckDB reads the file.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sha_future = pool.submit(file_sha256, path)
+        run_id = new_id()
+        lake_tmp = context.settings.lake_path / TMP_DIR
+        lake_tmp.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"import-{run_id}-", dir=lake_tmp))
+        importer: _Importer | None = None
+        try:
+            source = open_source(path, file_format, mapping, scratch)
+            importer = _Importer(context, workspace, kind, channel, mapping, source, run_id, scratch, progress)
+            plans = importer.stage()
+            sha = sha_future.result()
+            done = _finished_run(context, workspace, kind, channel, sha, mapping_sha)
+            if done is not None:
+                summary = ImportSummary(done.id, path.name, kind.name, channel, already_imported=True)
+                summary.duplicates_existing = int(done.counts.get("accepted", 0))
+                summary.read = summary.duplicates_existing
+                return summary
+            with context.store.transaction() as session:
+                session.add(ImportRun(id=run_id, workspace_id=workspace.id, kind=kind.name, channel=channel,
+                                      file_name=path.name, file_sha256=sha, mapping=mapping.model_dump(),
+                                      mapping_sha256=mapping_sha))
+            return _finish(context, workspace, importer, plans, ImportSummary(run_id, path.name, kind.name, channel))
+        except BaseException:
+            _mark_failed(context, run_id)
+            raise
+        finally:
+            if importer is not None:
+                importer.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _finished_run(context: Context, workspace: Workspace, kind: RecordKind, channel: str, sha: str,
+                  mapping_sha: str) -> ImportRun | None:
     with context.store.read() as session:
-        done = session.scalar(
+        return session.scalar(
             select(ImportRun).where(
                 ImportRun.workspace_id == workspace.id, ImportRun.kind == kind.name, ImportRun.channel == channel,
                 ImportRun.file_sha256 == sha, ImportRun.mapping_sha256 == mapping_sha, ImportRun.status == "done",
             ).order_by(ImportRun.started_at.desc()).limit(1)
         )
-    if done is not None:
-        summary = ImportSummary(done.id, path.name, kind.name, channel, already_imported=True)
-        summary.duplicates_existing = int(done.counts.get("accepted", 0))
-        summary.read = summary.duplicates_existing
-        return summary
 
+
+def _mark_failed(context: Context, run_id: str) -> None:
     with context.store.transaction() as session:
-        run = ImportRun(workspace_id=workspace.id, kind=kind.name, channel=channel, file_name=path.name,
-                        file_sha256=sha, mapping=mapping.model_dump(), mapping_sha256=mapping_sha)
-        session.add(run)
-        session.flush()
-        run_id = run.id
-    summary = ImportSummary(run_id, path.name, kind.name, channel)
-    lake_tmp = context.settings.lake_path / TMP_DIR
-    lake_tmp.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"import-{run_id}-", dir=lake_tmp))
-    importer: _Importer | None = None
-    try:
-        source = open_source(path, file_format, mapping, scratch)
-        importer = _Importer(context, workspace, kind, channel, mapping, source, run_id, scratch, progress)
-        plans = importer.stage()
-        summary.unknown_columns = importer.unknown
-        summary.duplicates_in_file, summary.duplicates_existing = importer.dedupe(plans)
-        importer.write()
-        con = importer.con
-        summary.accepted = con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
-        summary.accepted_with_warnings = con.execute(
-            "SELECT count(*) FROM staged s JOIN accepted a USING (_row) WHERE len(s._warnings) > 0"
-        ).fetchone()[0]  # type: ignore[index]
-        summary.warnings_by_field = dict(con.execute(
-            "SELECT w, count(*) FROM (SELECT unnest(_warnings) AS w FROM staged WHERE len(_reasons) = 0) "
-            "GROUP BY w ORDER BY w"
-        ).fetchall())
-        quarantined = con.execute(
-            "SELECT _row, array_to_string(_reasons, '; '), _raw FROM staged WHERE len(_reasons) > 0 ORDER BY _row"
-        ).fetchall()
-        rejected = importer.rejects()
-        by_reason = dict(con.execute(
-            "SELECT r, count(*) FROM (SELECT unnest(_reasons) AS r FROM staged) GROUP BY r ORDER BY r"
-        ).fetchall())
-        for _, reason, _ in rejected:
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        summary.quarantined_by_reason = by_reason
-        summary.quarantined = len(quarantined) + len(rejected)
-        summary.read = summary.accepted + summary.quarantined + summary.duplicates
-        retried = _retried_rows(importer) if importer._has_quarantine_id() else None
-        _record(context, workspace, run_id, summary, quarantined, rejected, retried)
-        return summary
-    except BaseException:
-        with context.store.transaction() as session:
-            failed = session.get(ImportRun, run_id)
-            if failed is not None:
-                failed.status = "failed"
-                failed.finished_at = utcnow()
-        raise
-    finally:
-        if importer is not None:
-            importer.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        failed = session.get(ImportRun, run_id)
+        if failed is not None:
+            failed.status = "failed"
+            failed.finished_at = utcnow()
+
+
+def _finish(context: Context, workspace: Workspace, importer: _Importer, plans: list[FieldPlan],
+            summary: ImportSummary) -> ImportSummary:
+    """Dedupe, write, count and record an import whose file is staged."""
+    summary.unknown_columns = importer.unknown
+    summary.duplicates_in_file, summary.duplicates_existing = importer.dedupe(plans)
+    importer.write()
+    con = importer.con
+    summary.accepted = con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
+    summary.accepted_with_warnings = con.execute(
+        "SELECT count(*) FROM staged s JOIN accepted a ON s.rowid + 1 = a._row WHERE s._warnings <> ''"
+    ).fetchone()[0]  # type: ignore[index]
+    summary.warnings_by_field = dict(con.execute(
+        f"SELECT w, count(*) FROM (SELECT unnest(string_split(_warnings, '{REASON_SEPARATOR}')) AS w "
+        "FROM staged WHERE _reasons = '' AND _warnings <> '') "
+        "GROUP BY w ORDER BY w"
+    ).fetchall())
+    quarantined = con.execute(
+        "SELECT rowid + 1, _reasons, _raw FROM staged WHERE _reasons <> '' ORDER BY rowid"
+    ).fetchall()
+    rejected = importer.rejects()
+    by_reason = dict(con.execute(
+        f"SELECT r, count(*) FROM (SELECT unnest(string_split(_reasons, '{REASON_SEPARATOR}')) AS r FROM staged "
+        "WHERE _reasons <> '') GROUP BY r ORDER BY r"
+    ).fetchall())
+    for _, reason, _ in rejected:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    summary.quarantined_by_reason = by_reason
+    summary.quarantined = len(quarantined) + len(rejected)
+    summary.read = summary.accepted + summary.quarantined + summary.duplicates
+    retried = _retried_rows(importer) if importer._has_quarantine_id() else None
+    _record(context, workspace, summary.import_id, summary, quarantined, rejected, retried)
+    return summary
 
 
 def _retried_rows(importer: _Importer) -> dict[str, list[int]]:
     """For a retry file: which quarantined rows now went in (or were already in) and which failed again."""
     con = importer.con
     ok = [r[0] for r in con.execute(
-        "SELECT _quarantine_id FROM staged WHERE len(_reasons) = 0 AND _quarantine_id IS NOT NULL").fetchall()]
+        "SELECT _quarantine_id FROM staged WHERE _reasons = '' AND _quarantine_id IS NOT NULL").fetchall()]
     failed = [r[0] for r in con.execute(
-        "SELECT _quarantine_id FROM staged WHERE len(_reasons) > 0 AND _quarantine_id IS NOT NULL").fetchall()]
+        "SELECT _quarantine_id FROM staged WHERE _reasons <> '' AND _quarantine_id IS NOT NULL").fetchall()]
     return {"resolved": ok, "failed": failed}
 
 

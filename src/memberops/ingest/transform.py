@@ -93,20 +93,18 @@ def parsed_value(field: CanonicalField, x: str, mapping: Mapping) -> str:
         case FieldType.date:
             options = [f"TRY_CAST(try_strptime({x}, {literal(fmt)}) AS DATE)"] if fmt else []
             options.append(f"TRY_CAST({x} AS DATE)")
-            value = f"COALESCE({', '.join(options)})"
-            earliest = EARLIEST_BIRTHDAY if field.name == "birthday" else EARLIEST_TIME
-            return f"(CASE WHEN {value} BETWEEN DATE '{earliest}' AND current_date THEN {value} END)"
+            return f"COALESCE({', '.join(options)})"
         case FieldType.timestamp:
-            options = [f"(CASE WHEN regexp_matches({x}, '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
-                       f"THEN TRY_CAST({x} AS TIMESTAMPTZ) END)"]
+            # A cast to TIMESTAMP silently drops an offset, so text with one is read as TIMESTAMPTZ instead.
+            has_offset = f"(suffix({x}, 'Z') OR {x} LIKE '%+__:__' OR {x} LIKE '%+____' OR {x} LIKE '%-__:__')"
+            general = (f"(CASE WHEN {has_offset} THEN TRY_CAST({x} AS TIMESTAMPTZ) "
+                       f"ELSE timezone({tz}, TRY_CAST({x} AS TIMESTAMP)) END)")
             if fmt:
-                options.append(f"timezone({tz}, try_strptime({x}, {literal(fmt)}))")
-            options.append(f"timezone({tz}, TRY_CAST({x} AS TIMESTAMP))")
-            value = f"COALESCE({', '.join(options)})"
-            return (f"(CASE WHEN {value} BETWEEN TIMESTAMPTZ '{EARLIEST_TIME} 00:00:00+00' "
-                    f"AND now() + INTERVAL 1 DAY THEN {value} END)")
+                return f"COALESCE(timezone({tz}, try_strptime({x}, {literal(fmt)})), {general})"
+            return general
         case FieldType.money:
-            return f"TRY_CAST(regexp_replace({x}, '[,¥￥$\\s]|CNY|RMB', '', 'g') AS DECIMAL(18,2))"
+            return (f"COALESCE(TRY_CAST({x} AS DECIMAL(18,2)), "
+                    f"TRY_CAST(regexp_replace({x}, '[,¥￥$\\s]|CNY|RMB', '', 'g') AS DECIMAL(18,2)))")
         case FieldType.integer:
             return f"TRY_CAST({x} AS INTEGER)"
         case FieldType.boolean:
@@ -122,6 +120,17 @@ def parsed_value(field: CanonicalField, x: str, mapping: Mapping) -> str:
     raise AssertionError(f"unhandled field type {field.type}")
 
 
+def checked_value(field: CanonicalField, p: str) -> str:
+    """``p`` (the parsed value, a column) kept only when plausible: dates and times in a sane range."""
+    if field.type == FieldType.date:
+        earliest = EARLIEST_BIRTHDAY if field.name == "birthday" else EARLIEST_TIME
+        return f"(CASE WHEN {p} BETWEEN DATE '{earliest}' AND current_date THEN {p} END)"
+    if field.type == FieldType.timestamp:
+        return (f"(CASE WHEN {p} BETWEEN TIMESTAMPTZ '{EARLIEST_TIME} 00:00:00+00' "
+                f"AND now() + INTERVAL 1 DAY THEN {p} END)")
+    return p
+
+
 def plan_fields(kind: RecordKind, mapping: Mapping, source_columns: set[str], column_text: ColumnText) -> list[FieldPlan]:
     plans = []
     for field in kind.fields:
@@ -133,8 +142,14 @@ def plan_fields(kind: RecordKind, mapping: Mapping, source_columns: set[str], co
 _NON_NEGATIVE = (FieldType.money, FieldType.integer)
 
 
+REASON_SEPARATOR = "; "
+
+
 def reasons_sql(kind: RecordKind, plans: list[FieldPlan]) -> str:
-    """A ``VARCHAR[]`` of the reasons a row is refused (empty when it is accepted)."""
+    """The reasons a row is refused, joined by ``REASON_SEPARATOR`` ('' when it is accepted).
+
+    A string, not a list: building a list per row costs more than the whole parse.
+    """
     checks: list[str] = []
     for plan in plans:
         name = plan.field.name
@@ -150,13 +165,13 @@ def reasons_sql(kind: RecordKind, plans: list[FieldPlan]) -> str:
         has = {p.field.name for p in plans if p.raw is not None}
         present = " OR ".join(f"p_{n} IS NOT NULL" for n in ("customer_key", "anonymous_id") if n in has) or "false"
         checks.append(f"CASE WHEN NOT ({present}) THEN 'missing customer_key and anonymous_id' END")
-    return f"list_filter([{', '.join(checks) or 'NULL'}]::VARCHAR[], x -> x IS NOT NULL)"
+    return f"concat_ws('{REASON_SEPARATOR}', {', '.join(checks) or 'NULL'})"
 
 
 def warnings_sql(plans: list[FieldPlan]) -> str:
-    """A ``VARCHAR[]`` of optional fields whose text was dropped as invalid."""
+    """The optional fields whose text was dropped as invalid, joined like the reasons ('' when none)."""
     checks = [
         f"CASE WHEN r_{p.field.name} IS NOT NULL AND p_{p.field.name} IS NULL THEN 'invalid {p.field.name}' END"
         for p in plans if p.raw is not None and not p.field.required
     ]
-    return f"list_filter([{', '.join(checks) or 'NULL'}]::VARCHAR[], x -> x IS NOT NULL)"
+    return f"concat_ws('{REASON_SEPARATOR}', {', '.join(checks) or 'NULL'})"
