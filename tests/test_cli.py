@@ -18,6 +18,8 @@ from memberops.runtime import Context
 COMMANDS = [
     [], ["init"], ["serve"], ["worker"], ["status"], ["demo"], ["bench"], ["users"], ["users", "create"],
     ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["outbox"], ["outbox", "export"],
+    ["import"], ["presets"], ["quarantine"], ["quarantine", "list"], ["quarantine", "show"],
+    ["quarantine", "export"], ["quarantine", "retry"], ["quarantine", "discard"],
 ]
 
 
@@ -95,3 +97,41 @@ def test_serve_answers_health_and_rejects_bad_keys(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+class TestImportCommands:
+    """`memberops import` and `memberops quarantine` as an operator runs them."""
+
+    CSV = ("order_id,customer_key,ordered_at,paid_amount\n"
+           "o1,c1,2026-01-02 10:00:00,10.00\no2,c2,yesterday,5.00\no3,c3,2026-01-02 11:00:00,-1\n")
+
+    def test_import_reports_and_quarantine_round_trip(self, tmp_path: Path) -> None:
+        data = tmp_path / "d"
+        source = tmp_path / "orders.csv"
+        source.write_text(self.CSV)
+        done = run(data, "import", "orders", str(source), "--channel", "shop")
+        assert done.returncode == 0, done.stderr
+        assert "quarantined 1 × invalid ordered_at" in done.stdout
+        assert "quarantined 1 × negative paid_amount" in done.stdout
+        again = run(data, "import", "orders", str(source), "--channel", "shop")
+        assert "already imported" in again.stdout
+        listed = run(data, "quarantine", "list")
+        import_id = next(w for w in listed.stdout.split() if w.count("-") == 4)
+        fixed = tmp_path / "fix.csv"
+        assert run(data, "quarantine", "export", import_id, "--out", str(fixed)).returncode == 0
+        fixed.write_text(fixed.read_text().replace("yesterday", "2026-01-01 09:00:00"))
+        retried = run(data, "quarantine", "retry", import_id, "--file", str(fixed))
+        assert retried.returncode == 0, retried.stderr
+        status = run(data, "status")
+        assert "orders" in status.stdout
+
+    def test_unknown_kind_and_missing_file(self, tmp_path: Path) -> None:
+        assert run(tmp_path / "d", "import", "shoes", "x.csv", "--channel", "pos").returncode == 2
+        assert run(tmp_path / "d", "import", "orders", str(tmp_path / "none.csv"), "--channel", "pos").returncode == 2
+
+    def test_a_file_without_a_required_column_is_refused_whole(self, tmp_path: Path) -> None:
+        source = tmp_path / "orders.csv"
+        source.write_text("order_id,paid_amount\no1,10\n")
+        done = run(tmp_path / "d", "import", "orders", str(source), "--channel", "shop")
+        assert done.returncode == 2
+        assert "missing_columns" in done.stderr and "customer_key" in done.stderr

@@ -46,7 +46,7 @@ class TestBrokenRows:
         self, context: Context, workspace: Workspace, tmp_path: Path
     ) -> None:
         summary = import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "o.csv", ORDERS_CSV),
-                              channel="pos")
+                              channel="shop")
         assert (summary.read, summary.accepted, summary.quarantined, summary.duplicates_in_file) == (9, 2, 6, 1)
         assert summary.quarantined_by_reason == {
             "invalid ordered_at": 2, "invalid paid_amount": 1, "missing customer_key": 1,
@@ -64,7 +64,7 @@ class TestBrokenRows:
     def test_naive_times_are_read_in_the_mapping_time_zone(
         self, context: Context, workspace: Workspace, tmp_path: Path
     ) -> None:
-        import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "o.csv", ORDERS_CSV), channel="pos")
+        import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "o.csv", ORDERS_CSV), channel="shop")
         times = {r["order_id"]: r["ordered_at"].isoformat() for r in _lake(context, "orders", "order_id", "ordered_at")}
         assert times == {"o1": "2026-01-02T02:00:00+00:00", "o2": "2026-01-03T02:00:00+00:00"}
 
@@ -72,7 +72,7 @@ class TestBrokenRows:
         path = tmp_path / "bad-bytes.csv"
         path.write_bytes(b"order_id,customer_key,ordered_at,paid_amount\n"
                          b"o1,c1,2026-01-02 10:00:00,1\no2,\xff\xfe\xfa,2026-01-02 10:00:00,1\n")
-        summary = import_file(context, workspace, kind_name="orders", path=path, channel="pos")
+        summary = import_file(context, workspace, kind_name="orders", path=path, channel="shop")
         assert summary.accepted == 1
         assert summary.quarantined == 1
 
@@ -122,20 +122,20 @@ formats: {birthday: "%Y%m%d"}
 class TestIdempotency:
     def test_same_file_again_changes_nothing(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
         path = _write(tmp_path / "o.csv", ORDERS_CSV)
-        import_file(context, workspace, kind_name="orders", path=path, channel="pos")
-        again = import_file(context, workspace, kind_name="orders", path=path, channel="pos")
+        import_file(context, workspace, kind_name="orders", path=path, channel="shop")
+        again = import_file(context, workspace, kind_name="orders", path=path, channel="shop")
         assert again.already_imported and again.accepted == 0
         assert len(_lake(context, "orders", "order_id")) == 2
         with context.store.read() as session:
             assert session.scalar(select(func.count(QuarantinedRow.id))) == 6
 
     def test_overlapping_file_adds_only_new_keys(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
-        import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "a.csv", ORDERS_CSV), channel="pos")
+        import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "a.csv", ORDERS_CSV), channel="shop")
         more = ORDERS_CSV + "o9,c9,2026-02-01 10:00:00,19,paid,,red\n"
         summary = import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "b.csv", more),
-                              channel="pos")
+                              channel="shop")
         assert (summary.accepted, summary.duplicates_existing) == (1, 2)
-        other_channel = import_file(context, workspace, kind_name="orders", path=tmp_path / "b.csv", channel="jd")
+        other_channel = import_file(context, workspace, kind_name="orders", path=tmp_path / "b.csv", channel="jd-test")
         assert other_channel.accepted == 3  # order ids are unique per channel only
 
 
@@ -164,7 +164,7 @@ values: {status: {交易成功: completed, 交易关闭: cancelled}}
             json.dumps({"event_id": "e2", "type": "sign_in", "occurred_at": "2026-03-01T10:00:00Z"}),
         ]
         summary = import_file(context, workspace, kind_name="events",
-                              path=_write(tmp_path / "e.jsonl", "\n".join(lines) + "\n"), channel="app")
+                              path=_write(tmp_path / "e.jsonl", "\n".join(lines) + "\n"), channel="web")
         assert summary.accepted == 1
         assert summary.quarantined_by_reason == {"malformed JSON line": 1, "missing customer_key and anonymous_id": 1}
         assert _lake(context, "events", "event_id", "properties") == [{"event_id": "e1", "properties": '{"path":"/"}'}]
@@ -173,7 +173,7 @@ values: {status: {交易成功: completed, 交易关闭: cancelled}}
         path = tmp_path / "items.parquet"
         pq.write_table(pa.table({"order_id": ["o1", "o1", "o2"], "sku": ["s1", "s2", "s1"], "quantity": [1, 2, 3],
                                  "amount": [10.0, 20.0, 30.0]}), path)
-        summary = import_file(context, workspace, kind_name="order-items", path=path, channel="pos")
+        summary = import_file(context, workspace, kind_name="order-items", path=path, channel="shop")
         assert summary.accepted == 3
         rows = _lake(context, "order_items", "order_id", "line_no", "sku")
         assert sorted((r["order_id"], r["line_no"], r["sku"]) for r in rows) == [
@@ -183,7 +183,7 @@ values: {status: {交易成功: completed, 交易关闭: cancelled}}
 class TestQuarantine:
     def test_export_fix_retry_resolves(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
         first = import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "o.csv", ORDERS_CSV),
-                            channel="pos")
+                            channel="shop")
         out = tmp_path / "fix.csv"
         with context.store.read() as session:
             assert export_rows(session, workspace.id, first.import_id, out) == 6
@@ -194,3 +194,23 @@ class TestQuarantine:
             overview = {o.run.id: o.open_rows for o in list_imports(session, workspace.id)}
         assert overview == {first.import_id: 4}
         assert {r["order_id"] for r in _lake(context, "orders", "order_id")} == {"o1", "o2", "o3", "o5"}
+
+
+def test_imported_facts_read_the_same_on_every_engine(tmp_path: Path, warehouse: object) -> None:
+    """Files written by the importer (DuckDB) are read alike by the DuckDB and the PySpark warehouse."""
+    from memberops.accounts import service as accounts
+    from memberops.config import Settings
+    from memberops.db import migrate
+    from memberops.lake.engine import Warehouse
+
+    assert isinstance(warehouse, Warehouse)
+    context = Context.from_settings(Settings(data_dir=warehouse.lake.parent, secret_key="x"))
+    migrate.upgrade(context.store)
+    with context.store.transaction() as session:
+        workspace = accounts.ensure_workspace(session)
+    import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "o.csv", ORDERS_CSV), channel="shop")
+    context.close()
+    orders = warehouse.table("orders")
+    rows = warehouse.to_pyarrow(orders.select("order_id", "paid_amount", "ordered_at", "day").order_by("order_id"))
+    assert [(r["order_id"], str(r["paid_amount"]), r["day"].isoformat()) for r in rows.to_pylist()] == [
+        ("o1", "100.50", "2026-01-02"), ("o2", "1200.00", "2026-01-03")]

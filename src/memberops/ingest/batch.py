@@ -69,6 +69,12 @@ class UnknownKind(Invalid):
     code = "unknown_kind"
 
 
+class MissingColumns(Invalid):
+    """The file has no column at all for a required field: nothing could be imported, so nothing is."""
+
+    code = "missing_columns"
+
+
 @dataclass
 class ImportSummary:
     """What became of a file's rows. ``read`` = accepted + quarantined + duplicates."""
@@ -185,6 +191,13 @@ class _Importer:
         """
         columns = self.source_columns()
         plans = plan_fields(self.kind, self.mapping, set(columns), self.source.column_text)
+        absent = [p.field.name for p in plans if p.field.required and p.raw is None]
+        if absent and self.source.format != "jsonl":
+            wanted = ", ".join(f"{name} (column {self.mapping.columns.get(name, name)!r})" for name in absent)
+            raise MissingColumns(
+                f"{self.source.original.name}: no column for the required {wanted}; the file has: "
+                f"{', '.join(columns)}. Pass --mapping to name them.", missing=absent,
+            )
         present = [p for p in plans if p.raw is not None]
         raw_cols = ", ".join(f"{p.raw} AS r_{p.field.name}" for p in present) or "NULL AS r__none"
         parsed_cols = ", ".join(f"{p.parsed} AS p0_{p.field.name}" for p in present) or "NULL AS p0__none"

@@ -64,8 +64,8 @@ class FieldPlan:
 def raw_text(field: CanonicalField, mapping: Mapping, source_columns: set[str], column_text: ColumnText) -> tuple[str | None, str | None]:
     """The SQL reading ``field``'s text from the source, and the column it comes from."""
     column = mapping.columns.get(field.name)
-    if column is None and field.name in source_columns:
-        column = field.name
+    if column not in source_columns:  # not mapped, or the file lacks the mapped column: try the canonical name
+        column = field.name if field.name in source_columns else None
     expr = None
     if column is not None:
         expr = f"NULLIF(trim({column_text(column, field.type == FieldType.json)}), '')"
