@@ -168,10 +168,16 @@ def reasons_sql(kind: RecordKind, plans: list[FieldPlan]) -> str:
     return f"concat_ws('{REASON_SEPARATOR}', {', '.join(checks) or 'NULL'})"
 
 
+def _not_unknown(field: CanonicalField, raw: str) -> str:
+    """A gender given as "unknown" (未知, 保密, 0 …) is an absent value, not an invalid one."""
+    return f" AND lower({raw}) NOT IN ({_in(_UNKNOWN)})" if field.type == FieldType.gender else ""
+
+
 def warnings_sql(plans: list[FieldPlan]) -> str:
     """The optional fields whose text was dropped as invalid, joined like the reasons ('' when none)."""
     checks = [
-        f"CASE WHEN r_{p.field.name} IS NOT NULL AND p_{p.field.name} IS NULL THEN 'invalid {p.field.name}' END"
+        f"CASE WHEN r_{p.field.name} IS NOT NULL AND p_{p.field.name} IS NULL{_not_unknown(p.field, 'r_' + p.field.name)} "
+        f"THEN 'invalid {p.field.name}' END"
         for p in plans if p.raw is not None and not p.field.required
     ]
     return f"concat_ws('{REASON_SEPARATOR}', {', '.join(checks) or 'NULL'})"
