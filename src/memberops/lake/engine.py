@@ -88,6 +88,17 @@ class Warehouse(ABC):
             except Exception as exc:
                 raise WarehouseError(str(exc), self._sql(expr)) from exc
 
+    def materialise(self, expr: Table) -> Table:
+        """Compute ``expr`` once and keep it for the session (DuckDB: a temp table; Spark: a cached frame).
+
+        Iterative algorithms materialise each step so the next one does not recompute the whole history.
+        """
+        with self._lock:
+            try:
+                return expr.cache()
+            except Exception as exc:
+                raise WarehouseError(str(exc), self._sql(expr)) from exc
+
     def count(self, name: str) -> int:
         return int(self.execute(self.table(name).count()))
 
