@@ -16,7 +16,8 @@ from memberops.config import Settings
 from memberops.runtime import Context
 
 COMMANDS = [
-    [], ["init"], ["serve"], ["worker"], ["status"], ["demo"], ["bench"], ["users"], ["users", "create"],
+    [], ["init"], ["serve"], ["worker"], ["status"], ["demo"], ["demo", "generate"], ["demo", "import"], ["bench"],
+    ["users"], ["users", "create"],
     ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["outbox"], ["outbox", "export"],
     ["import"], ["presets"], ["quarantine"], ["quarantine", "list"], ["quarantine", "show"],
     ["quarantine", "export"], ["quarantine", "retry"], ["quarantine", "discard"],
@@ -135,3 +136,16 @@ class TestImportCommands:
         done = run(tmp_path / "d", "import", "orders", str(source), "--channel", "shop")
         assert done.returncode == 2
         assert "missing_columns" in done.stderr and "customer_key" in done.stderr
+
+
+def test_demo_sets_up_generates_and_imports_without_serving(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    done = run(data, "demo", "--no-serve", "--members", "400")
+    assert done.returncode == 0, done.stderr
+    assert "demo@memberops.local" in done.stdout and "http://127.0.0.1:8000/" in done.stdout
+    assert (data / "demo-login.txt").exists()
+    status = run(data, "status")
+    orders = next(line for line in status.stdout.splitlines() if "orders" in line)
+    assert int(orders.split("│")[-2].strip().replace(",", "")) > 100
+    again = run(data, "demo", "--no-serve", "--members", "400")
+    assert again.returncode == 0 and again.stdout.count("(already imported)") == 15

@@ -394,23 +394,96 @@ def quarantine_discard(
     out.print(f"discarded {count:,} rows")
 
 
-@app.command()
+demo_app = typer.Typer(help="The demo brand: generate it, import it, serve it.")
+app.add_typer(demo_app, name="demo")
+
+DEMO_MEMBERS = 20_000
+DEMO_SEED = 7
+
+
+@demo_app.callback(invoke_without_command=True)
 def demo(
+    ctx: typer.Context,
+    members: Annotated[int, typer.Option(help="people in the demo brand")] = DEMO_MEMBERS,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same brand)")] = DEMO_SEED,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="serve when set up")] = True,
 ) -> None:
-    """Set up the demo brand and serve it: prints the console URL and the demo operator's login."""
-    from memberops.demo.setup import ensure_demo_operator
+    """Generate the demo brand, import it, compute what exists, then serve console and API.
+
+    Prints the console URL and the demo operator's login.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from memberops.demo.generate import generate_brand
+    from memberops.demo.load import brand_is_generated, import_brand
+    from memberops.demo.setup import DEMO_WORKSPACE, ensure_demo_operator
+    from memberops.lake.export import export_outbox
 
     with _context() as context:
         login = ensure_demo_operator(context)
+        brand_dir = context.settings.data_dir / "demo-brand"
+        if not brand_is_generated(brand_dir, members=members, seed=seed):
+            with err.status(f"generating the demo brand ({members:,} people)…"):
+                generated = generate_brand(brand_dir, members=members, seed=seed)
+            out.print(f"generated {len(generated.files)} channel files in {generated.seconds:.1f} s: {brand_dir}")
+        from memberops.accounts import service as accounts
+
+        with context.store.read() as session:
+            workspace = accounts.get_workspace(session, DEMO_WORKSPACE)
+        with _import_progress() as progress:
+            task = progress.add_task("importing", total=1.0)
+
+            def report(phase: str, fraction: float | None) -> None:
+                progress.update(task, description=f"importing: {phase}", completed=fraction or 0)
+
+            summaries = import_brand(context, workspace, brand_dir, progress=report)
+        _print_summary(summaries)
+        export_outbox(context.store, context.settings.lake_path, batch_size=context.settings.outbox_batch_size)
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")
     out.print(f"  login:    {login.email}")
     out.print(f"  password: {login.password}")
     if serve_after:
         serve(host=host, port=port, jobs=True)
+
+
+@demo_app.command("generate")
+def demo_generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the brand's files into")],
+    members: Annotated[int, typer.Option(help="people in the brand (prospects included)")] = DEMO_MEMBERS,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = DEMO_SEED,
+) -> None:
+    """Write a realistic demo brand in its channels' own formats, with a ground-truth folder."""
+    from memberops.demo.generate import generate_brand
+
+    with err.status(f"generating {members:,} people…"):
+        summary = generate_brand(out_dir, members=members, seed=seed)
+    table = Table("file", "channel", "kind", "rows")
+    for entry in summary.files:
+        table.add_row(entry.path, entry.channel, entry.kind, f"{entry.rows:,}")
+    out.print(table)
+    out.print(f"{summary.members:,} people ({summary.prospects:,} prospects), {summary.orders:,} orders, "
+              f"{summary.events:,} events in {summary.seconds:.1f} s → {out_dir}")
+    out.print(f"import them all: memberops demo import {out_dir}")
+
+
+@demo_app.command("import")
+def demo_import(
+    brand_dir: Annotated[Path, typer.Argument(help="a folder written by `demo generate`", exists=True,
+                                              file_okay=False)],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Import every file of a generated brand through the channel presets, in manifest order."""
+    from memberops.accounts import service as accounts
+    from memberops.demo.load import import_brand
+
+    with _context() as context:
+        with context.store.transaction() as session:
+            ws = accounts.ensure_workspace(session, workspace)
+        summaries = import_brand(context, ws, brand_dir)
+    _print_summary(summaries)
 
 
 @app.command()
