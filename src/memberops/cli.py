@@ -33,6 +33,9 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(quarantine_app, name="quarantine")
+identity_app = typer.Typer(help="OneID: resolve identity records to members, export the identity map.",
+                           no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
 
 out = Console()
 err = Console(stderr=True)
@@ -394,6 +397,49 @@ def quarantine_discard(
     out.print(f"discarded {count:,} rows")
 
 
+@identity_app.command("resolve")
+def identity_resolve(workspace: WorkspaceOpt = "default") -> None:
+    """Resolve every identity record to a member (deterministic stitching with guard rails, stable ids)."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor, record
+    from memberops.identity.resolve import resolve_identities
+
+    with _context() as context:
+        with context.store.read() as session:
+            ws = accounts.get_workspace(session, workspace)
+        with err.status("resolving identities…") as status:
+            summary = resolve_identities(context, ws, actor=Actor.cli(),
+                                         progress=lambda phase: status.update(f"resolving identities: {phase}…"))
+        with context.store.transaction() as session:
+            record(session, Actor.cli(), "identity.resolve", workspace_id=ws.id, target_type="resolution_run",
+                   target_id=summary.run_id, detail={"records": summary.records, "members": summary.members})
+    table = Table(title="identity resolution", show_header=False)
+    for label, value in [
+        ("records", summary.records), ("members", summary.members), ("new members", summary.new_members),
+        ("members merged into others", summary.merged_members), ("members unmerged", summary.unmerged_members),
+        ("records moved", summary.records_moved), ("flagged identifiers", summary.flagged_identifiers),
+        ("operator decisions applied", summary.decisions_applied),
+        *((f"merged by {rule}", n) for rule, n in summary.merges_by_rule.items()),
+    ]:
+        table.add_row(label, f"{value:,}")
+    out.print(table)
+
+
+@identity_app.command("export")
+def identity_export(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file: channel,source_id,member_id")],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Write the identity map (channel, source_id) → member_id as CSV."""
+    from memberops.accounts import service as accounts
+    from memberops.identity.service import export_identity_map
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        count = export_identity_map(session, ws.id, out_file)
+    out.print(f"wrote {count:,} rows to {out_file}")
+
+
 demo_app = typer.Typer(help="The demo brand: generate it, import it, serve it.")
 app.add_typer(demo_app, name="demo")
 
@@ -419,7 +465,6 @@ def demo(
     from memberops.demo.generate import generate_brand
     from memberops.demo.load import brand_is_generated, import_brand
     from memberops.demo.setup import DEMO_WORKSPACE, ensure_demo_operator
-    from memberops.lake.export import export_outbox
 
     with _context() as context:
         login = ensure_demo_operator(context)
@@ -440,7 +485,12 @@ def demo(
 
             summaries = import_brand(context, workspace, brand_dir, progress=report)
         _print_summary(summaries)
-        export_outbox(context.store, context.settings.lake_path, batch_size=context.settings.outbox_batch_size)
+        from memberops.audit.service import Actor
+        from memberops.identity.resolve import resolve_identities
+
+        with err.status("resolving identities (OneID)…"):
+            resolution = resolve_identities(context, workspace, actor=Actor.system())
+        out.print(f"OneID: {resolution.records:,} identity records → {resolution.members:,} members")
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")
     out.print(f"  login:    {login.email}")

@@ -4,19 +4,31 @@ from memberops.accounts.models import ApiKey, OperatorSession, OperatorUser, Wor
 from memberops.audit.models import AuditEntry
 from memberops.db.base import Base
 from memberops.db.outbox import OutboxRow
-from memberops.identity.models import Identifier, IdentityLink, Member
+from memberops.identity.models import (
+    FlaggedIdentifier,
+    Identifier,
+    IdentityDecision,
+    IdentityEvent,
+    IdentityLink,
+    Member,
+    ResolutionRun,
+)
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "FlaggedIdentifier",
     "Identifier",
+    "IdentityDecision",
+    "IdentityEvent",
     "ImportRun",
     "LiveOrder",
     "LiveRefund",
     "QuarantinedRow",
     "ReceivedKey",
+    "ResolutionRun",
     "IdentityLink",
     "Member",
     "OperatorSession",

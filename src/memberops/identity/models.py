@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from memberops.db.base import Base, BigIntKey, utcnow
+from memberops.db.base import Base, BigIntKey, JSONDocument, utcnow
 from memberops.ids import new_id
 
 
@@ -64,3 +65,74 @@ class IdentityLink(Base):
     source_id: Mapped[str] = mapped_column(String(200))
     member_id: Mapped[str] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdentityDecision(Base):
+    """An operator's decision about identities, applied by every resolution run until revoked.
+
+    ``merge``: records a and b are one person. ``pin_apart``: a and b are never one person.
+    ``split``: record a stands alone (b is empty).
+    """
+
+    __tablename__ = "identity_decision"
+    __table_args__ = (Index("ix_identity_decision_workspace_id", "workspace_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    channel_a: Mapped[str] = mapped_column(String(32))
+    source_id_a: Mapped[str] = mapped_column(String(200))
+    channel_b: Mapped[str | None] = mapped_column(String(32), default=None)
+    source_id_b: Mapped[str | None] = mapped_column(String(200), default=None)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class IdentityEvent(Base):
+    """A change of who is who: a member absorbed into another, records split off, a decision applied."""
+
+    __tablename__ = "identity_event"
+    __table_args__ = (
+        Index("ix_identity_event_member_id", "member_id"),
+        Index("ix_identity_event_workspace_id_at", "workspace_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # merge | unmerge | split
+    member_id: Mapped[str] = mapped_column(String(36))
+    other_member_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    rule: Mapped[str] = mapped_column(String(64), default="")
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResolutionRun(Base):
+    """One identity resolution over the whole workspace, and its summary."""
+
+    __tablename__ = "resolution_run"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
+class FlaggedIdentifier(Base):
+    """An identifier value not used to merge: carried by implausibly many records. No value is logged."""
+
+    __tablename__ = "flagged_identifier"
+    __table_args__ = (UniqueConstraint("workspace_id", "type", "value"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(320))
+    records: Mapped[int]
+    run_id: Mapped[str] = mapped_column(String(36))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -146,3 +147,20 @@ def count_identity_links(session: Session, workspace_id: str) -> int:
     return int(
         session.scalar(select(func.count(IdentityLink.id)).where(IdentityLink.workspace_id == workspace_id)) or 0
     )
+
+
+def export_identity_map(session: Session, workspace_id: str, out: Path) -> int:
+    """Write ``channel,source_id,member_id`` for every known record (the serving identity map) to ``out``."""
+    import csv
+
+    query = (select(IdentityLink.channel, IdentityLink.source_id, IdentityLink.member_id)
+             .where(IdentityLink.workspace_id == workspace_id)
+             .order_by(IdentityLink.channel, IdentityLink.source_id))
+    count = 0
+    with open(out, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["channel", "source_id", "member_id"])
+        for row in session.execute(query).yield_per(10_000):
+            writer.writerow(row)
+            count += 1
+    return count

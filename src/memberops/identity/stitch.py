@@ -95,22 +95,28 @@ def _violating_components(labels: Table, links: Table, rules: StitchRules, pins:
 def stitch(
     warehouse: Warehouse, nodes: Table, links: Table, rules: StitchRules, *,
     forced: Table | None = None, pins: Table | None = None, excluded_nodes: Sequence[int] = (),
+    stage_merges: dict[str, int] | None = None,
 ) -> Table:
     """``(node, component)`` for every node: deterministic identity resolution.
 
     ``links`` are ``(node, type, value)`` (flagged values already removed), ``forced`` extra
     ``(node, key)`` edges an operator asked for, ``pins`` ``(pin_id, node_a, node_b)`` pairs that must stay
-    apart, ``excluded_nodes`` records an operator split off (they link to nothing).
+    apart, ``excluded_nodes`` records an operator split off (they link to nothing). ``stage_merges``, when
+    given, receives how many records each rule joined to another (``operator``, then each type).
     """
     if excluded_nodes:
         links = links.filter(~links.node.isin(list(excluded_nodes)))
     # stage 0: every node alone, plus the operator's forced merges
     labels = warehouse.materialise(nodes.select("node").distinct().mutate(label=ibis._.node))
-    if forced is not None:
-        labels = _merge_stage(warehouse, labels, forced, links, rules, pins)
-    for type_ in rules.strong_types:
-        stage_links = links.filter(links.type == type_).select("node", key=links.value)
+    stages: list[tuple[str, Table]] = [("operator", forced)] if forced is not None else []
+    stages += [(t, links.filter(links.type == t).select("node", key=links.value)) for t in rules.strong_types]
+    components = int(warehouse.execute(labels.count())) if stage_merges is not None else 0
+    for rule, stage_links in stages:
         labels = _merge_stage(warehouse, labels, stage_links, links, rules, pins)
+        if stage_merges is not None:
+            remaining = int(warehouse.execute(labels.label.nunique()))
+            stage_merges[rule] = components - remaining
+            components = remaining
     return labels.select("node", component=labels.label)
 
 

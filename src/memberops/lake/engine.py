@@ -133,11 +133,12 @@ class DuckDBWarehouse(Warehouse):
     def _register(self, spec: TableSpec, glob: str) -> None:
         self._drop(spec.name)
         columns = ", ".join(f'"{n}"' for n in spec.read_schema.names)
+        options = "hive_partitioning = false" if spec.derived else (
+            f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': DATE}}")
         # Names come from the registry, the glob from our own lake path (quoted): no outside input here.
         self._con.raw_sql(
             f'CREATE VIEW "{spec.name}" AS SELECT {columns} FROM read_parquet('  # noqa: S608
-            f"'{_sql_literal(glob)}', hive_partitioning = true, union_by_name = true, "
-            f"hive_types = {{'{PARTITION_COLUMN}': DATE}})"
+            f"'{_sql_literal(glob)}', union_by_name = true, {options})"
         )
 
     def _register_empty(self, spec: TableSpec) -> None:
@@ -176,11 +177,10 @@ class SparkWarehouse(Warehouse):
         return self._con
 
     def _register(self, spec: TableSpec, glob: str) -> None:
-        frame = (
-            self.session.read.schema(spark_schema(spec.read_schema))
-            .option("basePath", str(self.lake / spec.name))
-            .parquet(str(Path(glob).parent))
-        )
+        reader = self.session.read.schema(spark_schema(spec.read_schema))
+        if not spec.derived:
+            reader = reader.option("basePath", str(self.lake / spec.name))
+        frame = reader.parquet(str(Path(glob).parent))
         frame.createOrReplaceTempView(spec.name)
 
     def _register_empty(self, spec: TableSpec) -> None:

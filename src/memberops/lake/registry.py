@@ -34,6 +34,7 @@ class TableSpec:
     fields: tuple[pa.Field, ...]
     partition_by: str
     natural_key: tuple[str, ...]
+    derived: bool = False  # a snapshot computed from facts (one file per workspace, replaced), not a fact table
 
     @property
     def schema(self) -> pa.Schema:
@@ -41,7 +42,9 @@ class TableSpec:
 
     @property
     def read_schema(self) -> pa.Schema:
-        """The schema a reader sees: the stored columns plus the ``day`` partition column."""
+        """The schema a reader sees: the stored columns plus, for fact tables, the ``day`` partition column."""
+        if self.derived:
+            return self.schema
         return self.schema.append(pa.field(PARTITION_COLUMN, pa.date32()))
 
 
@@ -88,6 +91,11 @@ TABLES: dict[str, TableSpec] = {
             ("channel", pa.string()), ("event_id", pa.string()), ("type", pa.string()),
             ("customer_key", pa.string()), ("anonymous_id", pa.string()), ("occurred_at", TIMESTAMP),
             ("properties", pa.string()),
+        ),
+        TableSpec(
+            "identity_map", (pa.field("channel", pa.string()), pa.field("source_id", pa.string()),
+                             pa.field("member_id", pa.string())),
+            "ingested_at", ("channel", "source_id"), derived=True,
         ),
         _spec(
             "message_events", "occurred_at", ("message_id", "type"),

@@ -36,12 +36,22 @@ def partition_dir(lake: Path, spec: TableSpec, day: date) -> Path:
     return lake / spec.name / f"{PARTITION_COLUMN}={day.isoformat()}"
 
 
+DERIVED_DIR = "derived"
+
+
+def table_dir(lake: Path, spec: TableSpec) -> Path:
+    return lake / DERIVED_DIR / spec.name if spec.derived else lake / spec.name
+
+
 def table_glob(lake: Path, spec: TableSpec) -> str:
+    if spec.derived:
+        return str(table_dir(lake, spec) / "*.parquet")
     return str(lake / spec.name / f"{PARTITION_COLUMN}=*" / "*.parquet")
 
 
 def has_files(lake: Path, spec: TableSpec) -> bool:
-    return any((lake / spec.name).glob(f"{PARTITION_COLUMN}=*/*.parquet"))
+    pattern = "*.parquet" if spec.derived else f"{PARTITION_COLUMN}=*/*.parquet"
+    return any(table_dir(lake, spec).glob(pattern))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -52,9 +62,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(table: pa.Table, target: Path, lake: Path) -> bool:
-    """Write ``table`` to ``target`` so that it appears whole or not at all; False if it already exists."""
-    if target.exists():
+def write_atomic(table: pa.Table, target: Path, lake: Path, *, replace: bool = False) -> bool:
+    """Write ``table`` to ``target`` so that it appears whole or not at all.
+
+    Without ``replace``, an existing ``target`` is left as it is and False returned (idempotent appends);
+    with it, readers see the old file until the new one takes its place in one rename.
+    """
+    if target.exists() and not replace:
         return False
     tmp_dir = lake / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +126,16 @@ def append(lake: Path, spec: TableSpec, table: pa.Table, file_stem: str) -> list
         return [write(parts[0])]
     with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
         return list(pool.map(write, parts))
+
+
+def replace_snapshot(lake: Path, spec: TableSpec, workspace_id: str, table: pa.Table) -> Path:
+    """Replace a derived table's snapshot for one workspace, atomically."""
+    if not spec.derived:
+        raise ValueError(f"{spec.name} is a fact table: facts are appended, never replaced")
+    table = table.select(spec.schema.names).cast(spec.schema)
+    target = table_dir(lake, spec) / f"{workspace_id}.parquet"
+    write_atomic(table, target, lake, replace=True)
+    return target
 
 
 def sweep_tmp(lake: Path, older_than_seconds: float = 3600) -> int:

@@ -1,0 +1,272 @@
+"""OneID batch resolution: every identity record to a stable member id.
+
+1. the outbox is exported, so records posted live are in the lake too;
+2. the newest version of each record is stitched deterministically (``identity/stitch.py``), with the
+   operator's decisions: forced merges, pins apart, splits;
+3. **stable ids**: each component keeps the member id most of its records already had (ties: the
+   oldest id); a member id is kept by one component only — the one holding most of its records; a
+   component no prior id reaches gets a new one. Ids that lose all their records point at the member
+   that absorbed them (``merged_into_id``), so an id once given out always leads somewhere;
+4. the state store's serving identity map (``identity_link``) and members are updated in one
+   transaction with an event per merge and unmerge, and the map is exported to the lake
+   (``identity_map``), which every analytical query joins facts through.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import ibis
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import bindparam, delete, insert, select, update
+
+from memberops.accounts.models import Workspace
+from memberops.audit.service import Actor
+from memberops.db.base import utcnow
+from memberops.identity.models import (
+    FlaggedIdentifier,
+    IdentityDecision,
+    IdentityEvent,
+    IdentityLink,
+    Member,
+    ResolutionRun,
+)
+from memberops.identity.stitch import (
+    StitchRules,
+    flagged_identifiers,
+    identifier_links,
+    latest_records,
+    stitch,
+)
+from memberops.ids import new_id
+from memberops.lake.export import export_outbox
+from memberops.lake.registry import table_spec
+from memberops.lake.writer import replace_snapshot
+from memberops.runtime import Context
+
+Progress = Callable[[str], None]
+CHUNK = 10_000
+
+
+@dataclass
+class ResolutionSummary:
+    run_id: str
+    records: int = 0
+    members: int = 0
+    new_members: int = 0
+    merged_members: int = 0
+    unmerged_members: int = 0
+    records_moved: int = 0
+    merges_by_rule: dict[str, int] = field(default_factory=dict)
+    flagged_identifiers: int = 0
+    decisions_applied: int = 0
+    pairs_for_review: int = 0
+
+
+def _decisions(context: Context, workspace: Workspace) -> list[IdentityDecision]:
+    with context.store.read() as session:
+        return list(session.scalars(select(IdentityDecision).where(
+            IdentityDecision.workspace_id == workspace.id, IdentityDecision.revoked_at.is_(None),
+        ).order_by(IdentityDecision.id)))
+
+
+def _prior_links(context: Context, workspace: Workspace) -> pa.Table:
+    with context.store.read() as session:
+        rows = session.execute(select(IdentityLink.channel, IdentityLink.source_id, IdentityLink.member_id).where(
+            IdentityLink.workspace_id == workspace.id)).all()
+    return pa.table({
+        "channel": pa.array([r[0] for r in rows], pa.string()),
+        "source_id": pa.array([r[1] for r in rows], pa.string()),
+        "prior_member_id": pa.array([r[2] for r in rows], pa.string()),
+    })
+
+
+def _decision_tables(decisions: list[IdentityDecision], records: ibis.Table) -> tuple[Any, Any, list[tuple[str, str]]]:
+    """Forced merge edges ``(node, key)``, pins ``(pin_id, node_a, node_b)`` and split records."""
+    merges = [d for d in decisions if d.kind == "merge"]
+    pins = [d for d in decisions if d.kind == "pin_apart"]
+    splits = [(d.channel_a, d.source_id_a) for d in decisions if d.kind == "split"]
+    keyed = records.select("node", "channel", "source_id")
+    forced = None
+    if merges:
+        ends = ibis.memtable(pa.table({
+            "channel": [c for d in merges for c in (d.channel_a, d.channel_b)],
+            "source_id": [s for d in merges for s in (d.source_id_a, d.source_id_b)],
+            "key": [f"merge:{d.id}" for d in merges for _ in (0, 1)],
+        }))
+        forced = ends.join(keyed, ["channel", "source_id"]).select("node", "key")
+    pin_table = None
+    if pins:
+        sides = ibis.memtable(pa.table({
+            "pin_id": pa.array([d.id for d in pins], pa.int64()),
+            "channel_a": [d.channel_a for d in pins], "source_id_a": [d.source_id_a for d in pins],
+            "channel_b": [d.channel_b for d in pins], "source_id_b": [d.source_id_b for d in pins],
+        }))
+        a = keyed.rename(node_a="node", channel_a="channel", source_id_a="source_id")
+        b = keyed.rename(node_b="node", channel_b="channel", source_id_b="source_id")
+        pin_table = sides.join(a, ["channel_a", "source_id_a"]).join(b, ["channel_b", "source_id_b"]).select(
+            "pin_id", "node_a", "node_b")
+    return forced, pin_table, splits
+
+
+def resolve_identities(
+    context: Context, workspace: Workspace, *, actor: Actor, rules: StitchRules | None = None,
+    progress: Progress | None = None,
+) -> ResolutionSummary:
+    """Resolve every identity record of ``workspace`` to a member; see the module docstring."""
+    rules = rules or StitchRules()
+    report = progress or (lambda _phase: None)
+    with context.store.transaction() as session:
+        run = ResolutionRun(workspace_id=workspace.id)
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    summary = ResolutionSummary(run_id)
+    report("exporting live records")
+    export_outbox(context.store, context.settings.lake_path, batch_size=context.settings.outbox_batch_size)
+
+    warehouse = context.warehouse()
+    report("reading records")
+    records = warehouse.materialise(latest_records(warehouse, workspace.id))
+    links = warehouse.materialise(identifier_links(records, rules))
+    flagged = warehouse.to_pyarrow(flagged_identifiers(links, rules))
+    usable = links.anti_join(ibis.memtable(flagged.select(["type", "value"])), ["type", "value"]) if flagged.num_rows else links
+    decisions = _decisions(context, workspace)
+    forced, pins, splits = _decision_tables(decisions, records)
+    excluded: list[int] = []
+    if splits:
+        split_table = ibis.memtable(pa.table({"channel": [c for c, _ in splits], "source_id": [s for _, s in splits]}))
+        excluded = [int(n) for n in warehouse.to_pyarrow(records.join(split_table, ["channel", "source_id"]).select("node"))
+                    .column("node").to_pylist()]
+
+    report("stitching")
+    stages: dict[str, int] = {}
+    components = stitch(warehouse, records, warehouse.materialise(usable), rules, forced=forced, pins=pins,
+                        excluded_nodes=excluded, stage_merges=stages)
+    report("assigning member ids")
+    assigned = _assign_member_ids(warehouse, records, components, _prior_links(context, workspace))
+    summary.records = assigned.num_rows
+    summary.merges_by_rule = stages
+    summary.flagged_identifiers = flagged.num_rows
+    summary.decisions_applied = len(decisions)
+
+    report("saving")
+    _save(context, workspace, run_id, assigned, flagged, actor, summary)
+    report("exporting the identity map")
+    now = utcnow()
+    replace_snapshot(context.settings.lake_path, table_spec("identity_map"), workspace.id, pa.table({
+        "workspace_id": pa.array([workspace.id] * assigned.num_rows, pa.string()),
+        "batch_id": pa.array([run_id] * assigned.num_rows, pa.string()),
+        "ingested_at": pa.array([now] * assigned.num_rows, pa.timestamp("us", tz="UTC")),
+        "channel": assigned["channel"], "source_id": assigned["source_id"], "member_id": assigned["member_id"],
+    }))
+    with context.store.transaction() as session:
+        finished = session.get(ResolutionRun, run_id)
+        assert finished is not None
+        finished.status = "done"
+        finished.finished_at = utcnow()
+        finished.summary = asdict(summary)
+    return summary
+
+
+def _assign_member_ids(warehouse: Any, records: ibis.Table, components: ibis.Table, prior: pa.Table) -> pa.Table:
+    """``(channel, source_id, component, prior_member_id, member_id)``: stable ids, see the module docstring."""
+    by_record = records.select("node", "channel", "source_id").join(components, "node")
+    joined = by_record.join(ibis.memtable(prior), ["channel", "source_id"], how="left")
+    per_record = warehouse.materialise(joined.select("channel", "source_id", "component", "prior_member_id"))
+    votes = per_record.filter(per_record.prior_member_id.notnull()).group_by(["component", "prior_member_id"]).aggregate(
+        n=ibis._.count())
+    choice = votes.mutate(rank=ibis.row_number().over(
+        group_by=votes.component, order_by=[votes.n.desc(), votes.prior_member_id])).filter(ibis._.rank == 0)
+    winner = choice.mutate(rank=ibis.row_number().over(
+        group_by=choice.prior_member_id, order_by=[choice.n.desc(), choice.component])).filter(ibis._.rank == 0)
+    kept = winner.select("component", kept_member_id=winner.prior_member_id)
+    result = per_record.join(kept, "component", how="left")
+    table = warehouse.to_pyarrow(result.select("channel", "source_id", "component", "prior_member_id", "kept_member_id"))
+    # components no prior id reaches get new ids: one per component, minted here (ids sort by creation)
+    without = pc.unique(table.filter(pc.is_null(table["kept_member_id"]))["component"])
+    fresh = dict(zip(without.to_pylist(), (new_id() for _ in range(len(without))), strict=True))
+    fresh_ids = pa.array([fresh.get(c) for c in table["component"].to_pylist()], pa.string()) if fresh else None
+    member_id = pc.coalesce(table["kept_member_id"], fresh_ids) if fresh_ids is not None else table["kept_member_id"]
+    return table.drop_columns(["kept_member_id"]).append_column("member_id", member_id)
+
+
+def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Table, flagged: pa.Table, actor: Actor,
+          summary: ResolutionSummary) -> None:
+    """Write members, the serving identity map and the events of this run in one transaction.
+
+    Only what changed crosses into Python: new records, moved records and the few members merged or split.
+    """
+    current_ids = set(pc.unique(assigned["member_id"]).to_pylist())
+    summary.members = len(current_ids)
+    is_new = pc.is_null(assigned["prior_member_id"])
+    is_moved = pc.and_(pc.invert(is_new), pc.not_equal(assigned["prior_member_id"], assigned["member_id"]))
+    moved = assigned.filter(is_moved)
+    summary.records_moved = moved.num_rows
+    flows = moved.group_by(["prior_member_id", "member_id"]).aggregate([("channel", "count")]).to_pylist()
+    destinations: dict[str, Counter[str]] = defaultdict(Counter)
+    for flow in flows:  # one row per (old id, new id) pair that moved: merges and splits, not records
+        destinations[flow["prior_member_id"]][flow["member_id"]] += flow["channel_count"]
+    now = utcnow()
+    who = f"{actor.type}:{actor.id}"
+
+    def event(kind: str, member_id: str, other: str | None) -> dict[str, Any]:
+        return {"workspace_id": workspace.id, "kind": kind, "member_id": member_id, "other_member_id": other,
+                "rule": "resolution", "actor": who, "run_id": run_id, "at": now}
+
+    with context.store.transaction() as session:
+        existing = set(session.scalars(select(Member.id).where(Member.workspace_id == workspace.id)))
+        created = sorted(current_ids - existing)
+        summary.new_members = len(created)
+        for start in range(0, len(created), CHUNK):
+            session.execute(insert(Member), [
+                {"id": m, "workspace_id": workspace.id, "created_at": now, "updated_at": now}
+                for m in created[start:start + CHUNK]])
+        absorbed = session.scalars(select(Member.id).where(
+            Member.workspace_id == workspace.id, Member.merged_into_id.is_not(None))).all()
+        revived = [m for m in absorbed if m in current_ids]  # absorbed once, holding records again
+        if revived:
+            session.execute(update(Member).where(Member.id.in_(revived)).values(merged_into_id=None, updated_at=now))
+        summary.unmerged_members = len(revived)
+        events = [event("unmerge", m, None) for m in revived]
+        gone = [m for m in destinations if m not in current_ids]
+        for member_id in gone:
+            survivor = destinations[member_id].most_common(1)[0][0]
+            session.execute(update(Member).where(Member.id == member_id).values(merged_into_id=survivor, updated_at=now))
+            events.append(event("merge", survivor, member_id))
+        events += [event("split", member_id, target) for member_id, targets in destinations.items()
+                   if member_id in current_ids for target in targets]
+        summary.merged_members = len(gone)
+        for start in range(0, len(events), CHUNK):
+            session.execute(insert(IdentityEvent), events[start:start + CHUNK])
+        _write_links(session, workspace.id, assigned.filter(is_new), moved, now)
+        session.execute(delete(FlaggedIdentifier).where(FlaggedIdentifier.workspace_id == workspace.id))
+        flagged_rows = [{"workspace_id": workspace.id, "type": f["type"], "value": f["value"],
+                         "records": int(f["records"]), "run_id": run_id} for f in flagged.to_pylist()]
+        for start in range(0, len(flagged_rows), CHUNK):
+            session.execute(insert(FlaggedIdentifier), flagged_rows[start:start + CHUNK])
+
+
+def _write_links(session: Any, workspace_id: str, new: pa.Table, moved: pa.Table, now: Any) -> None:
+    """The serving identity map: new records inserted, moved records re-pointed (bulk statements)."""
+    new_rows = new.select(["channel", "source_id", "member_id"]).to_pylist()
+    for start in range(0, len(new_rows), CHUNK):
+        session.execute(insert(IdentityLink), [
+            {"workspace_id": workspace_id, "created_at": now, **r} for r in new_rows[start:start + CHUNK]])
+    moved_rows = moved.select(["channel", "source_id", "member_id"]).to_pylist()
+    if moved_rows:
+        statement = (
+            update(IdentityLink.__table__)  # type: ignore[arg-type]
+            .where(IdentityLink.__table__.c.workspace_id == workspace_id,
+                   IdentityLink.__table__.c.channel == bindparam("b_channel"),
+                   IdentityLink.__table__.c.source_id == bindparam("b_source_id"))
+            .values(member_id=bindparam("b_member_id"))
+        )
+        for start in range(0, len(moved_rows), CHUNK):
+            session.connection().execute(statement, [
+                {"b_channel": r["channel"], "b_source_id": r["source_id"], "b_member_id": r["member_id"]}
+                for r in moved_rows[start:start + CHUNK]])

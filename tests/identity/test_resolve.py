@@ -1,0 +1,93 @@
+"""OneID batch resolution on every state store: stable ids, merges, decisions that survive re-runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from memberops.accounts.models import Workspace
+from memberops.audit.service import Actor
+from memberops.identity import decisions
+from memberops.identity.models import IdentityEvent, Member
+from memberops.identity.resolve import resolve_identities
+from memberops.identity.service import count_members, export_identity_map
+from memberops.ingest.batch import import_file
+from memberops.runtime import Context
+
+HEADER = "source_id,phone,email,wechat_unionid\n"
+
+
+def _import(context: Context, workspace: Workspace, tmp_path: Path, name: str, rows: str, channel: str = "crm") -> None:
+    path = tmp_path / name
+    path.write_text(HEADER + rows)
+    import_file(context, workspace, kind_name="customers", path=path, channel=channel)
+
+
+def _resolve(context: Context, workspace: Workspace) -> dict[str, str]:
+    resolve_identities(context, workspace, actor=Actor.cli())
+    out = context.settings.data_dir / "map.csv"
+    with context.store.read() as session:
+        export_identity_map(session, workspace.id, out)
+    lines = out.read_text().splitlines()[1:]
+    return {f"{c}/{s}": m for c, s, m in (line.split(",") for line in lines)}
+
+
+class TestResolve:
+    def test_records_become_members(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        _import(context, workspace, tmp_path, "a.csv",
+                "r1,13800138001,,\nr2,138-0013-8001,a@x.com,\nr3,,A@X.com ,\nr4,13900139000,,\n")
+        members = _resolve(context, workspace)
+        assert members["crm/r1"] == members["crm/r2"] == members["crm/r3"] != members["crm/r4"]
+        with context.store.read() as session:
+            assert count_members(session, workspace.id) == 2
+
+    def test_ids_are_stable_and_merges_recorded(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        _import(context, workspace, tmp_path, "a.csv", "r1,13800138001,,\nr2,,b@x.com,\nr3,,c@x.com,\n")
+        first = _resolve(context, workspace)
+        assert _resolve(context, workspace) == first  # a re-run changes nothing
+        # a new record carries r1's phone and r2's email: r1 and r2 are one person after all
+        _import(context, workspace, tmp_path, "b.csv", "r9,13800138001,b@x.com,\n", channel="pos")
+        second = _resolve(context, workspace)
+        assert second["crm/r1"] == second["crm/r2"] == second["pos/r9"]
+        assert second["crm/r1"] in (first["crm/r1"], first["crm/r2"])  # an existing id survives
+        assert second["crm/r3"] == first["crm/r3"]
+        absorbed = ({first["crm/r1"], first["crm/r2"]} - {second["crm/r1"]}).pop()
+        with context.store.read() as session:
+            member = session.get(Member, absorbed)
+            assert member is not None and member.merged_into_id == second["crm/r1"]
+            merge = session.scalars(select(IdentityEvent).where(IdentityEvent.kind == "merge")).one()
+            assert (merge.member_id, merge.other_member_id) == (second["crm/r1"], absorbed)
+            assert count_members(session, workspace.id) == 2
+
+    def test_one_unionid_per_person(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        _import(context, workspace, tmp_path, "a.csv", "r1,13800138001,,u1\nr2,13800138001,,u2\n")
+        members = _resolve(context, workspace)
+        assert members["crm/r1"] != members["crm/r2"]
+
+
+class TestDecisions:
+    def test_pin_split_and_merge_survive_reruns(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        _import(context, workspace, tmp_path, "a.csv",
+                "r1,13800138001,,\nr2,13800138001,,\nr3,,d@x.com,\nr4,,d@x.com,\nr5,,e@x.com,\nr6,,f@x.com,\n")
+        before = _resolve(context, workspace)
+        assert before["crm/r1"] == before["crm/r2"] and before["crm/r3"] == before["crm/r4"]
+        with context.store.transaction() as session:
+            decisions.decide(session, workspace, kind="pin_apart", record_a=("crm", "r1"), record_b=("crm", "r2"),
+                             reason="two people", actor=Actor.cli())
+            decisions.decide(session, workspace, kind="split", record_a=("crm", "r4"), record_b=None,
+                             reason="wrong email", actor=Actor.cli())
+            decisions.decide(session, workspace, kind="merge", record_a=("crm", "r5"), record_b=("crm", "r6"),
+                             reason="same person, new email", actor=Actor.cli())
+        for _ in range(2):
+            after = _resolve(context, workspace)
+            assert after["crm/r1"] != after["crm/r2"]
+            assert after["crm/r3"] != after["crm/r4"]
+            assert after["crm/r5"] == after["crm/r6"]
+            assert after["crm/r1"] == before["crm/r1"] and after["crm/r3"] == before["crm/r3"]
+
+    def test_unknown_record_is_refused(self, context: Context, workspace: Workspace) -> None:
+        with pytest.raises(decisions.UnknownRecord), context.store.transaction() as session:
+            decisions.decide(session, workspace, kind="split", record_a=("crm", "nobody"), record_b=None,
+                             reason="", actor=Actor.cli())
