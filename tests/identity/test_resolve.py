@@ -91,3 +91,33 @@ class TestDecisions:
         with pytest.raises(decisions.UnknownRecord), context.store.transaction() as session:
             decisions.decide(session, workspace, kind="split", record_a=("crm", "nobody"), record_b=None,
                              reason="", actor=Actor.cli())
+
+
+class TestDecisionApi:
+    def test_pin_apart_over_http_then_resolve(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        from fastapi.testclient import TestClient
+
+        from memberops.api.app import create_app
+        from tests.factories import make_key
+
+        _import(context, workspace, tmp_path, "a.csv", "r1,13800138001,,\nr2,13800138001,,\n")
+        before = _resolve(context, workspace)
+        assert before["crm/r1"] == before["crm/r2"]
+        with context.store.transaction() as session:
+            admin = make_key(session, workspace, "admin")
+            reader = make_key(session, workspace, "read")
+        body = {"a": {"channel": "crm", "source_id": "r1"}, "b": {"channel": "crm", "source_id": "r2"},
+                "reason": "twins sharing a phone"}
+        with TestClient(create_app(context)) as client:
+            assert client.post("/api/v1/identity/pin-apart", json=body,
+                               headers={"Authorization": f"Bearer {reader}"}).status_code == 403
+            made = client.post("/api/v1/identity/pin-apart", json=body, headers={"Authorization": f"Bearer {admin}"})
+            assert made.status_code == 201 and made.json()["kind"] == "pin_apart"
+            unknown = client.post("/api/v1/identity/split", json={"record": {"channel": "crm", "source_id": "zz"}},
+                                  headers={"Authorization": f"Bearer {admin}"})
+            assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_record"
+            after = _resolve(context, workspace)
+            assert after["crm/r1"] != after["crm/r2"]
+            identities = client.get(f"/api/v1/members/{after['crm/r1']}/identities",
+                                    headers={"Authorization": f"Bearer {reader}"}).json()
+            assert identities["identities"] == [{"channel": "crm", "source_id": "r1"}]

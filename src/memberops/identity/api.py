@@ -7,16 +7,20 @@ from fastapi import APIRouter, Depends, Query, Response
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
-from memberops.identity import service
+from memberops.identity import decisions, service
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.schemas import (
     CustomerIn,
     CustomerResolved,
+    DecisionOut,
     IdentifierOut,
     IdentityOut,
     MemberIdentities,
     MemberOut,
     MemberPage,
+    PairDecisionIn,
+    RecordRef,
+    SplitIn,
 )
 
 router = APIRouter(tags=["members"])
@@ -78,3 +82,38 @@ def get_member_identities(
         identifier_types=[IdentifierOut(type=i.type, channel=i.channel)
                           for i in service.identifiers_of(session, member.id)],
     )
+
+
+def _decide(session: SessionDep, caller: Caller, kind: str, a: RecordRef, b: RecordRef | None, reason: str) -> DecisionOut:
+    decision = decisions.decide(
+        session, caller.workspace, kind=kind, record_a=(a.channel, a.source_id),
+        record_b=(b.channel, b.source_id) if b else None, reason=reason, actor=caller.actor,
+    )
+    return DecisionOut.model_validate(decision)
+
+
+DECISION_ERRORS = problem_responses(*AUTH_ERRORS, decisions.UnknownRecord, decisions.InvalidDecision)
+
+
+@router.post("/identity/merge", response_model=DecisionOut, status_code=201, tags=["identity"],
+             responses=DECISION_ERRORS)
+def merge_records(body: PairDecisionIn, session: SessionDep,
+                  caller: Annotated[Caller, Depends(require_scope("admin"))]) -> DecisionOut:
+    """Two records are one person, whatever their identifiers say (kept on every resolution run)."""
+    return _decide(session, caller, "merge", body.a, body.b, body.reason)
+
+
+@router.post("/identity/split", response_model=DecisionOut, status_code=201, tags=["identity"],
+             responses=DECISION_ERRORS)
+def split_record(body: SplitIn, session: SessionDep,
+                 caller: Annotated[Caller, Depends(require_scope("admin"))]) -> DecisionOut:
+    """A record stands alone as its own member (kept on every resolution run)."""
+    return _decide(session, caller, "split", body.record, None, body.reason)
+
+
+@router.post("/identity/pin-apart", response_model=DecisionOut, status_code=201, tags=["identity"],
+             responses=DECISION_ERRORS)
+def pin_apart(body: PairDecisionIn, session: SessionDep,
+              caller: Annotated[Caller, Depends(require_scope("admin"))]) -> DecisionOut:
+    """Two records are never one person (kept on every resolution run)."""
+    return _decide(session, caller, "pin_apart", body.a, body.b, body.reason)
