@@ -121,3 +121,18 @@ class TestDecisionApi:
             identities = client.get(f"/api/v1/members/{after['crm/r1']}/identities",
                                     headers={"Authorization": f"Bearer {reader}"}).json()
             assert identities["identities"] == [{"channel": "crm", "source_id": "r1"}]
+
+
+def test_member_profile_shows_the_golden_record(context: Context, workspace: Workspace, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from memberops.api.app import create_app
+    from tests.factories import make_key
+
+    _import(context, workspace, tmp_path, "a.csv", "r1,13800138001,a@x.com,\nr2,138 0013 8001,,\n")
+    members = _resolve(context, workspace)
+    with context.store.transaction() as session:
+        key = make_key(session, workspace, "read")
+    with TestClient(create_app(context)) as client:
+        body = client.get(f"/api/v1/members/{members['crm/r1']}", headers={"Authorization": f"Bearer {key}"}).json()
+    assert body["golden"]["phone"] == "+8613800138001" and body["golden"]["email"] == "a@x.com"

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
-from memberops.api.deps import Caller, SessionDep, require_scope
+from memberops.api.deps import Caller, ContextDep, SessionDep, require_scope
 from memberops.api.errors import problem_responses
 from memberops.identity import decisions, service
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
@@ -18,6 +18,7 @@ from memberops.identity.schemas import (
     MemberIdentities,
     MemberOut,
     MemberPage,
+    MemberProfile,
     PairDecisionIn,
     RecordRef,
     SplitIn,
@@ -61,12 +62,16 @@ def list_members(
     )
 
 
-@router.get("/members/{member_id}", response_model=MemberOut,
+@router.get("/members/{member_id}", response_model=MemberProfile,
             responses=problem_responses(*AUTH_ERRORS, MemberNotFound))
 def get_member(
-    member_id: str, session: SessionDep, caller: Annotated[Caller, Depends(require_scope("read"))]
-) -> MemberOut:
-    return MemberOut.model_validate(service.get_member(session, caller.workspace.id, member_id))
+    member_id: str, session: SessionDep, context: ContextDep,
+    caller: Annotated[Caller, Depends(require_scope("read"))],
+) -> MemberProfile:
+    """A member (an absorbed id leads to its survivor) with its golden record."""
+    member = service.get_member(session, caller.workspace.id, member_id)
+    golden = service.golden_record(context.warehouse(), caller.workspace.id, member.id)
+    return MemberProfile(**MemberOut.model_validate(member).model_dump(), golden=golden)
 
 
 @router.get("/members/{member_id}/identities", response_model=MemberIdentities,

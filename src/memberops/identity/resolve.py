@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
+from memberops.identity.golden import golden_records
 from memberops.identity.models import (
     FlaggedIdentifier,
     IdentityDecision,
@@ -158,12 +159,13 @@ def resolve_identities(
     _save(context, workspace, run_id, assigned, flagged, actor, summary)
     report("exporting the identity map")
     now = utcnow()
-    replace_snapshot(context.settings.lake_path, table_spec("identity_map"), workspace.id, pa.table({
-        "workspace_id": pa.array([workspace.id] * assigned.num_rows, pa.string()),
-        "batch_id": pa.array([run_id] * assigned.num_rows, pa.string()),
-        "ingested_at": pa.array([now] * assigned.num_rows, pa.timestamp("us", tz="UTC")),
-        "channel": assigned["channel"], "source_id": assigned["source_id"], "member_id": assigned["member_id"],
-    }))
+    identity_map = assigned.select(["channel", "source_id", "member_id"])
+    replace_snapshot(context.settings.lake_path, table_spec("identity_map"), workspace.id,
+                     _stamped(identity_map, workspace.id, run_id, now))
+    report("choosing golden records")
+    golden = warehouse.to_pyarrow(golden_records(records, ibis.memtable(identity_map)))
+    replace_snapshot(context.settings.lake_path, table_spec("golden_records"), workspace.id,
+                     _stamped(golden, workspace.id, run_id, now))
     with context.store.transaction() as session:
         finished = session.get(ResolutionRun, run_id)
         assert finished is not None
@@ -171,6 +173,14 @@ def resolve_identities(
         finished.finished_at = utcnow()
         finished.summary = asdict(summary)
     return summary
+
+
+def _stamped(table: pa.Table, workspace_id: str, run_id: str, at: Any) -> pa.Table:
+    """``table`` with the lake's common columns (workspace, the run that made it, when)."""
+    n = table.num_rows
+    return (table.append_column("workspace_id", pa.array([workspace_id] * n, pa.string()))
+            .append_column("batch_id", pa.array([run_id] * n, pa.string()))
+            .append_column("ingested_at", pa.array([at] * n, pa.timestamp("us", tz="UTC"))))
 
 
 def _assign_member_ids(warehouse: Any, records: ibis.Table, components: ibis.Table, prior: pa.Table) -> pa.Table:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +35,12 @@ class MemberOut(BaseModel):
     is_enrolled: bool
     enrolled_at: datetime | None
     created_at: datetime
+
+
+class MemberProfile(MemberOut):
+    golden: dict[str, Any] | None = Field(
+        description="one name, phone, e-mail, birthday and address chosen by survivorship at the last "
+                    "resolution run (null before the first run)")
 
 
 class CustomerResolved(BaseModel):

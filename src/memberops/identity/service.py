@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from memberops.db.outbox import emit
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.models import Identifier, IdentityLink, Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
+
+if TYPE_CHECKING:
+    from memberops.lake.engine import Warehouse
 
 
 @dataclass(frozen=True)
@@ -164,3 +168,13 @@ def export_identity_map(session: Session, workspace_id: str, out: Path) -> int:
             writer.writerow(row)
             count += 1
     return count
+
+
+def golden_record(warehouse: Warehouse, workspace_id: str, member_id: str) -> dict[str, Any] | None:
+    """The member's golden record as of the last resolution run (``None`` before the first run)."""
+    golden = warehouse.table("golden_records")
+    rows = warehouse.to_pyarrow(
+        golden.filter((golden.workspace_id == workspace_id) & (golden.member_id == member_id))
+        .drop("workspace_id", "batch_id", "ingested_at", "member_id").limit(1)
+    ).to_pylist()
+    return rows[0] if rows else None

@@ -97,6 +97,17 @@ TABLES: dict[str, TableSpec] = {
                              pa.field("member_id", pa.string())),
             "ingested_at", ("channel", "source_id"), derived=True,
         ),
+        TableSpec(
+            "golden_records", (
+                pa.field("member_id", pa.string()), pa.field("full_name", pa.string()),
+                pa.field("first_name", pa.string()), pa.field("last_name", pa.string()),
+                pa.field("gender", pa.string()), pa.field("birthday", pa.date32()), pa.field("phone", pa.string()),
+                pa.field("email", pa.string()), pa.field("province", pa.string()), pa.field("city", pa.string()),
+                pa.field("address_line", pa.string()), pa.field("street_number", pa.string()),
+                pa.field("postcode", pa.string()), pa.field("country", pa.string()),
+            ),
+            "ingested_at", ("member_id",), derived=True,
+        ),
         _spec(
             "message_events", "occurred_at", ("message_id", "type"),
             ("message_id", pa.string()), ("member_id", pa.string()), ("channel", pa.string()),
