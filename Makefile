@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 RUN    := $(VENV)/.stamp-run
 DEV    := $(VENV)/.stamp-dev
+BENCH  := $(VENV)/.stamp-bench
 
 .PHONY: demo test test-fast lint bench serve clean help
 
@@ -27,6 +28,10 @@ $(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,spark]"
 	touch $@ $(RUN)
 
+$(BENCH): pyproject.toml $(DEV)
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,spark,bench]"
+	touch $@
+
 demo: $(RUN)
 	$(BIN)/memberops demo
 
@@ -43,7 +48,7 @@ lint: $(DEV)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: $(DEV)
+bench: $(BENCH)
 	$(BIN)/memberops bench
 
 clean:

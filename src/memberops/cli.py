@@ -419,7 +419,7 @@ def identity_resolve(workspace: WorkspaceOpt = "default") -> None:
         ("members merged into others", summary.merged_members), ("members unmerged", summary.unmerged_members),
         ("records moved", summary.records_moved), ("flagged identifiers", summary.flagged_identifiers),
         ("operator decisions applied", summary.decisions_applied),
-        *((f"merged by {rule}", n) for rule, n in summary.merges_by_rule.items()),
+        *((f"records tied by {rule}", n) for rule, n in sorted(summary.merges_by_rule.items())),
     ]:
         table.add_row(label, f"{value:,}")
     out.print(table)

@@ -41,6 +41,7 @@ from memberops.identity.stitch import (
     flagged_identifiers,
     identifier_links,
     latest_records,
+    merges_by_rule,
     stitch,
 )
 from memberops.ids import new_id
@@ -145,9 +146,11 @@ def resolve_identities(
                     .column("node").to_pylist()]
 
     report("stitching")
-    stages: dict[str, int] = {}
-    components = stitch(warehouse, records, warehouse.materialise(usable), rules, forced=forced, pins=pins,
-                        excluded_nodes=excluded, stage_merges=stages)
+    usable = warehouse.materialise(usable)
+    components = warehouse.materialise(
+        stitch(warehouse, records, usable, rules, forced=forced, pins=pins, excluded_nodes=excluded))
+    stages = {row["type"]: int(row["records"])
+              for row in warehouse.to_pyarrow(merges_by_rule(usable, components, rules)).to_pylist()}
     report("assigning member ids")
     assigned = _assign_member_ids(warehouse, records, components, _prior_links(context, workspace))
     summary.records = assigned.num_rows

@@ -42,14 +42,14 @@ class StitchRules:
 
 
 def latest_records(warehouse: Warehouse, workspace_id: str) -> Table:
-    """The newest version of each ``(channel, source_id)`` in the lake, numbered ``node`` (int64)."""
+    """The newest version of each ``(channel, source_id)`` in the lake, numbered ``node`` (int64), materialised."""
     records = warehouse.table("identity_records").filter(ibis._.workspace_id == workspace_id)
     newest = records.mutate(
         _version=ibis.row_number().over(
             group_by=[records.channel, records.source_id], order_by=[records.ingested_at.desc(), records.batch_id.desc()]
         )
     ).filter(ibis._._version == 0).drop("_version")
-    return newest.mutate(node=ibis.row_number().over(order_by=[newest.channel, newest.source_id]).cast("int64"))
+    return warehouse.numbered(newest, "node")
 
 
 def identifier_links(records: Table, rules: StitchRules) -> Table:
@@ -95,29 +95,48 @@ def _violating_components(labels: Table, links: Table, rules: StitchRules, pins:
 def stitch(
     warehouse: Warehouse, nodes: Table, links: Table, rules: StitchRules, *,
     forced: Table | None = None, pins: Table | None = None, excluded_nodes: Sequence[int] = (),
-    stage_merges: dict[str, int] | None = None,
 ) -> Table:
     """``(node, component)`` for every node: deterministic identity resolution.
 
     ``links`` are ``(node, type, value)`` (flagged values already removed), ``forced`` extra
     ``(node, key)`` edges an operator asked for, ``pins`` ``(pin_id, node_a, node_b)`` pairs that must stay
-    apart, ``excluded_nodes`` records an operator split off (they link to nothing). ``stage_merges``, when
-    given, receives how many records each rule joined to another (``operator``, then each type).
+    apart, ``excluded_nodes`` records an operator split off (they link to nothing).
+
+    Fast path: one connected-components pass over every identifier at once. Only the components that
+    break a limit or a pin are redone stage by stage (the most trusted identifier type first), which
+    keeps the common case a single pass.
     """
     if excluded_nodes:
         links = links.filter(~links.node.isin(list(excluded_nodes)))
-    # stage 0: every node alone, plus the operator's forced merges
-    labels = warehouse.materialise(nodes.select("node").distinct().mutate(label=ibis._.node))
-    stages: list[tuple[str, Table]] = [("operator", forced)] if forced is not None else []
-    stages += [(t, links.filter(links.type == t).select("node", key=links.value)) for t in rules.strong_types]
-    components = int(warehouse.execute(labels.count())) if stage_merges is not None else 0
-    for rule, stage_links in stages:
-        labels = _merge_stage(warehouse, labels, stage_links, links, rules, pins)
-        if stage_merges is not None:
-            remaining = int(warehouse.execute(labels.label.nunique()))
-            stage_merges[rule] = components - remaining
-            components = remaining
-    return labels.select("node", component=labels.label)
+    edges = links.select("node", key=links.type.concat(":", links.value))
+    if forced is not None:
+        edges = edges.union(forced.select("node", key=ibis.literal("operator:").concat(forced.key.cast("string"))))
+    all_nodes = nodes.select("node").distinct()
+    linked = connected_components(warehouse, edges)
+    joined = all_nodes.join(linked, "node", how="left")
+    labels = warehouse.materialise(joined.select(node=all_nodes.node, label=linked.component.fill_null(all_nodes.node)))
+    violating = warehouse.materialise(_violating_components(labels, links, rules, pins))
+    if int(warehouse.execute(violating.count())) == 0:
+        return labels.select("node", component=labels.label)
+    # redo the components that break a rule, stage by stage
+    bad = labels.join(violating, "label").select("node")
+    bad_labels = warehouse.materialise(bad.mutate(label=bad.node))
+    bad_links = links.semi_join(bad, "node")
+    stages: list[Table] = [forced.semi_join(bad, "node")] if forced is not None else []
+    stages += [bad_links.filter(bad_links.type == t).select("node", key=bad_links.value) for t in rules.strong_types]
+    for stage_links in stages:
+        bad_labels = _merge_stage(warehouse, bad_labels, stage_links, links, rules, pins)
+    fixed = labels.join(bad_labels, "node", how="left")
+    return warehouse.materialise(fixed.select(
+        node=labels.node, component=bad_labels.label.fill_null(labels.label)))
+
+
+def merges_by_rule(links: Table, components: Table, rules: StitchRules) -> Table:
+    """``(type, records)``: how many records each identifier type ties to another record of their member."""
+    per = links.join(components, "node")
+    shared = per.group_by(["type", "value", "component"]).aggregate(records=per.node.nunique())
+    joined = per.join(shared.filter(shared.records > 1), ["type", "value", "component"])
+    return joined.group_by(joined.type).aggregate(records=joined.node.nunique())
 
 
 def _merge_stage(

@@ -99,6 +99,14 @@ class Warehouse(ABC):
             except Exception as exc:
                 raise WarehouseError(str(exc), self._sql(expr)) from exc
 
+    def numbered(self, expr: Table, column: str) -> Table:
+        """``expr`` materialised with a unique int64 ``column`` (0, 1, 2 …; no order promised).
+
+        A global ``row_number()`` sorts the whole table on one thread; engines number rows more cheaply.
+        """
+        materialised = self.materialise(expr)
+        return self.materialise(materialised.mutate(**{column: ibis.row_number().over().cast("int64")}))
+
     def count(self, name: str) -> int:
         return int(self.execute(self.table(name).count()))
 
@@ -144,6 +152,11 @@ class DuckDBWarehouse(Warehouse):
     def _register_empty(self, spec: TableSpec) -> None:
         self._drop(spec.name)
         self._con.create_table(spec.name, schema=ibis.Schema.from_pyarrow(spec.read_schema), temp=True)
+
+    def numbered(self, expr: Table, column: str) -> Table:
+        """A materialised table's ``rowid`` numbers its rows at no cost."""
+        materialised = self.materialise(expr)
+        return self.materialise(materialised.mutate(**{column: materialised.rowid().cast("int64")}))
 
     def close(self) -> None:
         self._con.disconnect()
