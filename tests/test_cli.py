@@ -21,6 +21,7 @@ COMMANDS = [
     ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["outbox"], ["outbox", "export"],
     ["import"], ["presets"], ["quarantine"], ["quarantine", "list"], ["quarantine", "show"],
     ["quarantine", "export"], ["quarantine", "retry"], ["quarantine", "discard"],
+    ["identity"], ["identity", "resolve"], ["identity", "export"], ["identity", "review"],
 ]
 
 

@@ -425,6 +425,47 @@ def identity_resolve(workspace: WorkspaceOpt = "default") -> None:
     out.print(table)
 
 
+@identity_app.command("review")
+def identity_review(
+    accept: Annotated[list[int] | None, typer.Option("--accept", help="pair id to accept (one person); repeat")] = None,
+    reject: Annotated[list[int] | None, typer.Option("--reject", help="pair id to reject (two people); repeat")] = None,
+    limit: Annotated[int, typer.Option(help="open pairs to show")] = 20,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Show likely duplicate pairs side by side, or decide them with --accept / --reject."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+    from memberops.identity import review
+
+    with _context() as context:
+        if accept or reject:
+            with context.store.transaction() as session:
+                ws = accounts.get_workspace(session, workspace)
+                for pair_id in accept or []:
+                    review.decide_pair(session, ws, pair_id, accept=True, actor=Actor.cli())
+                for pair_id in reject or []:
+                    review.decide_pair(session, ws, pair_id, accept=False, actor=Actor.cli())
+            out.print(f"decided {len(accept or []) + len(reject or [])} pairs; they apply at the next "
+                      "`memberops identity resolve`")
+            return
+        with context.store.read() as session:
+            ws = accounts.get_workspace(session, workspace)
+            pairs = review.open_pairs(session, ws.id, limit=limit)
+            total = review.count_open(session, ws.id)
+        refs = [ref for p in pairs for ref in ((p.channel_a, p.source_id_a), (p.channel_b, p.source_id_b))]
+        details = review.record_details(context.warehouse(), ws.id, refs)
+        for pair in pairs:
+            a = details.get((pair.channel_a, pair.source_id_a), {})
+            b = details.get((pair.channel_b, pair.source_id_b), {})
+            table = Table(f"pair {pair.id}  p={pair.match_probability:.3f}",
+                          f"{pair.channel_a}/{pair.source_id_a}", f"{pair.channel_b}/{pair.source_id_b}")
+            for field_name in review.DETAIL_FIELDS:
+                if a.get(field_name) is not None or b.get(field_name) is not None:
+                    table.add_row(field_name, str(a.get(field_name) or "—"), str(b.get(field_name) or "—"))
+            out.print(table)
+        out.print(f"{total:,} open pairs; decide with --accept ID / --reject ID")
+
+
 @identity_app.command("export")
 def identity_export(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV file: channel,source_id,member_id")],

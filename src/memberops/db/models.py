@@ -12,6 +12,7 @@ from memberops.identity.models import (
     IdentityLink,
     Member,
     ResolutionRun,
+    ReviewPair,
 )
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
 
@@ -29,6 +30,7 @@ __all__ = [
     "QuarantinedRow",
     "ReceivedKey",
     "ResolutionRun",
+    "ReviewPair",
     "IdentityLink",
     "Member",
     "OperatorSession",

@@ -136,3 +136,30 @@ class FlaggedIdentifier(Base):
     value: Mapped[str] = mapped_column(String(320))
     records: Mapped[int]
     run_id: Mapped[str] = mapped_column(String(36))
+
+
+class ReviewPair(Base):
+    """Two records the probabilistic matcher finds likely but not certain to be one person.
+
+    An operator accepts (they become one member: a merge decision) or rejects (a pin apart); either
+    way the decision is kept for every later run.
+    """
+
+    __tablename__ = "review_pair"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "channel_a", "source_id_a", "channel_b", "source_id_b"),
+        Index("ix_review_pair_workspace_id_status", "workspace_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    channel_a: Mapped[str] = mapped_column(String(32))
+    source_id_a: Mapped[str] = mapped_column(String(200))
+    channel_b: Mapped[str] = mapped_column(String(32))
+    source_id_b: Mapped[str] = mapped_column(String(200))
+    match_probability: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | accepted | rejected
+    run_id: Mapped[str] = mapped_column(String(36))
+    decided_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
