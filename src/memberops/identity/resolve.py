@@ -4,8 +4,8 @@
 2. the newest version of each record is stitched deterministically (``identity/stitch.py``), with the
    operator's decisions: forced merges, pins apart, splits;
 3. **stable ids**: each component keeps the member id most of its records already had (ties: the
-   oldest id); a member id is kept by one component only — the one holding most of its records; a
-   component no prior id reaches gets a new one. Ids that lose all their records point at the member
+   oldest id); a member id is kept by one component only — the one holding most of its records (ties:
+   the component whose first record sorts first); a component no prior id reaches gets a new one. Ids that lose all their records point at the member
    that absorbed them (``merged_into_id``), so an id once given out always leads somewhere;
 4. the state store's serving identity map (``identity_link``) and members are updated in one
    transaction with an event per merge and unmerge, and the map is exported to the lake
@@ -191,12 +191,16 @@ def _assign_member_ids(warehouse: Any, records: ibis.Table, components: ibis.Tab
     by_record = records.select("node", "channel", "source_id").join(components, "node")
     joined = by_record.join(ibis.memtable(prior), ["channel", "source_id"], how="left")
     per_record = warehouse.materialise(joined.select("channel", "source_id", "component", "prior_member_id"))
+    # a component's first record (by channel and source id) breaks ties the same way on every run,
+    # whatever numbers the engine gave the nodes
+    first_key = per_record.group_by("component").aggregate(
+        first_key=per_record.channel.concat("\x1f", per_record.source_id).min())
     votes = per_record.filter(per_record.prior_member_id.notnull()).group_by(["component", "prior_member_id"]).aggregate(
-        n=ibis._.count())
+        n=ibis._.count()).join(first_key, "component")
     choice = votes.mutate(rank=ibis.row_number().over(
         group_by=votes.component, order_by=[votes.n.desc(), votes.prior_member_id])).filter(ibis._.rank == 0)
     winner = choice.mutate(rank=ibis.row_number().over(
-        group_by=choice.prior_member_id, order_by=[choice.n.desc(), choice.component])).filter(ibis._.rank == 0)
+        group_by=choice.prior_member_id, order_by=[choice.n.desc(), choice.first_key])).filter(ibis._.rank == 0)
     kept = winner.select("component", kept_member_id=winner.prior_member_id)
     result = per_record.join(kept, "component", how="left")
     table = warehouse.to_pyarrow(result.select("channel", "source_id", "component", "prior_member_id", "kept_member_id"))
