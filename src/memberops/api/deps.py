@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,8 +16,11 @@ from memberops.audit.service import Actor
 from memberops.db.base import utcnow
 from memberops.runtime import Context
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-def get_context(request: Request) -> Context:
+
+async def get_context(request: Request) -> Context:
+    """The process context (async: no thread hand-off just to read an attribute)."""
     return request.app.state.context  # type: ignore[no-any-return]
 
 
@@ -61,7 +65,11 @@ def require_scope(scope: str | None) -> Callable[..., Caller]:
         api_key = accounts.authenticate_api_key(session, _bearer(request))
         if scope is not None and not accounts.has_scope(api_key, scope):
             raise MissingScope(scope, list(api_key.scopes))
-        api_key.last_used_at = utcnow()
+        now = utcnow()
+        # Written at most once a minute: a write per request would lock the key's row on every call,
+        # serialising every request made with the same key.
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            api_key.last_used_at = now
         workspace = session.get(Workspace, api_key.workspace_id)
         assert workspace is not None  # the foreign key guarantees it
         return Caller(api_key, workspace)

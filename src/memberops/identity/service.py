@@ -50,9 +50,13 @@ def _normalised(identifiers: Mapping[str, str | None]) -> dict[str, str]:
 def resolve_customer(
     session: Session, workspace: Workspace, *, channel: str, source_id: str,
     identifiers: Mapping[str, str | None], is_enrolled: bool = False,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Resolution:
     """Find or create the member for a channel's customer record, record its identifiers and emit the
     identity record to the lake through the outbox, all in the caller's transaction.
+
+    ``attributes`` are the record's other canonical fields (names, birthday, address, consents …) as
+    JSON-friendly values; they travel with the identity record to the lake.
 
     Idempotent: posting the same ``(channel, source_id)`` again returns the same member and emits nothing.
     """
@@ -85,7 +89,7 @@ def resolve_customer(
             session.add(Identifier(workspace_id=workspace.id, member_id=member.id, type=type_, value=value,
                                    channel=channel))
     emit(session, workspace_id=workspace.id, topic="identity_records",
-         payload={"channel": channel, "source_id": source_id, "member_id": member.id, **known})
+         payload={**(attributes or {}), "channel": channel, "source_id": source_id, "member_id": member.id, **known})
     session.flush()
     return Resolution(member, is_new_member, True)
 
