@@ -274,15 +274,20 @@ class _Importer:
         key = list(self.kind.natural_key) + (["record_hash"] if self.kind is CUSTOMERS else [])
         key_sql = ", ".join(ident(k) for k in key)
         self.run_sql("validating", f"""
-            CREATE TEMP TABLE accepted AS
-            SELECT * FROM (
-                SELECT {selected}, _row{', _quarantine_id' if self._has_quarantine_id() else ''}
-                FROM (SELECT *, rowid + 1 AS _row, {record_hash} AS _record_hash FROM staged WHERE _reasons = '')
-            )
-            QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1
+            CREATE TEMP TABLE candidates AS
+            SELECT {selected}, _row{', _quarantine_id' if self._has_quarantine_id() else ''}
+            FROM (SELECT *, rowid + 1 AS _row, {record_hash} AS _record_hash FROM staged WHERE _reasons = '')
         """)
-        valid = self.con.execute("SELECT count(*) FROM staged WHERE _reasons = ''").fetchone()[0]  # type: ignore[index]
-        unique = self.con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
+        valid = self.con.execute("SELECT count(*) FROM candidates").fetchone()[0]  # type: ignore[index]
+        unique = self.con.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT {key_sql} FROM candidates)").fetchone()[0]  # type: ignore[index]
+        if unique == valid:  # the usual case: no key twice in the file, no window over the whole file needed
+            self.con.execute("ALTER TABLE candidates RENAME TO accepted")
+        else:
+            self.run_sql("deduplicating", f"""
+                CREATE TEMP TABLE accepted AS SELECT * FROM candidates
+                QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1
+            """)
         existing = 0
         if has_files(self.context.settings.lake_path, self.spec):
             glob = literal(table_glob(self.context.settings.lake_path, self.spec))
