@@ -126,6 +126,15 @@ def _phone_udf(values: pa.Array, regions: pa.Array) -> pa.Array:
     )
 
 
+def _memory_limit_mb() -> int:
+    """40% of the machine's memory (at least 1 GB): an import never takes the whole machine."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 4096
+    return max(1024, int(total * 0.4) // (1 << 20))
+
+
 class _Importer:
     """One file's import on its own DuckDB connection."""
 
@@ -141,10 +150,12 @@ class _Importer:
         self.scratch = scratch
         self.progress = progress
         self.spec = table_spec(kind.lake_table)
+        self.now = datetime.now(UTC)
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(f"SET temp_directory = {literal(str(scratch / 'spill'))}")
-        self.con.execute("SET memory_limit = '3GB'")
+        # bounded, with room to work: DuckDB spills to the data dir beyond this
+        self.con.execute(f"SET memory_limit = '{_memory_limit_mb()}MB'")
         self.con.create_function(PHONE_FUNCTION, _phone_udf, ["varchar", "varchar"], "varchar", type="arrow",
                                  null_handling="special", side_effects=False)  # type: ignore[call-overload]
 
@@ -215,7 +226,7 @@ class _Importer:
         quarantine_id = ""
         if "_quarantine_id" in columns:
             quarantine_id = f"TRY_CAST({self.source.column_text('_quarantine_id', False)} AS BIGINT) AS _quarantine_id, "
-        kept = ", ".join(f"p_{p.field.name}" for p in present)
+        selected = self._lake_columns(plans)
         self.run_sql("reading", f"""
             CREATE TEMP TABLE staged AS
             WITH typed AS (SELECT *, {raw_cols} FROM {self.source.relation()}),
@@ -226,10 +237,18 @@ class _Importer:
                        {warnings_sql(plans)} AS _warnings
                 FROM checked
             )
-            SELECT {quarantine_id}{kept + ', ' if kept else ''}_reasons, _warnings,
+            SELECT {quarantine_id}{selected}, _reasons, _warnings,
                    CASE WHEN _reasons <> '' THEN {raw_json} END AS _raw
             FROM judged
         """)
+        if self.kind.name == "order-items":
+            # lines without a number are numbered in file order within their order
+            self.con.execute("""
+                UPDATE staged SET line_no = numbered.n FROM (
+                    SELECT rowid AS rid, row_number() OVER (PARTITION BY order_id ORDER BY rowid) AS n
+                    FROM staged WHERE _reasons = ''
+                ) numbered WHERE staged.rowid = numbered.rid AND staged.line_no IS NULL
+            """)
         mapped_columns = {p.source_column for p in plans if p.source_column}
         self.unknown = sorted(set(columns) - mapped_columns - {"_quarantine_id", "_row", "_reason"})
         return plans
@@ -238,13 +257,6 @@ class _Importer:
     def _lake_value(self, plans: list[FieldPlan], name: str) -> str:
         """SQL for the lake column ``name`` from the staged row."""
         by_name = {p.field.name: p for p in plans}
-        constants = {
-            "workspace_id": literal(self.workspace.id), "batch_id": literal(self.run_id),
-            "ingested_at": f"TIMESTAMPTZ {literal(self.now.isoformat())}", "channel": literal(self.channel),
-            "member_id": "NULL",
-        }
-        if name in constants:
-            return constants[name]
         if self.kind is CUSTOMERS and name == "consents":
             present = [c for c in CONSENT_CHANNELS if by_name[f"consent_{c}"].parsed is not None]
             if not present:
@@ -252,55 +264,59 @@ class _Importer:
             pairs = ", ".join(f"{literal(c)}, p_consent_{c}" for c in present)
             return f"CAST(json_object({pairs}) AS VARCHAR)"
         if self.kind is CUSTOMERS and name == "record_hash":
-            return "_record_hash"
+            parts = [f"coalesce(CAST(p_{p.field.name} AS VARCHAR), '')" for p in plans if p.parsed is not None]
+            return f"md5(concat_ws('\x1f', {', '.join(parts)}))" if parts else "NULL"
         plan = by_name.get(name)
-        if name == "line_no" and self.kind.name == "order-items":
-            numbered = "CAST(row_number() OVER (PARTITION BY p_order_id ORDER BY _row) AS INTEGER)"
-            return numbered if plan is None or plan.parsed is None else f"COALESCE(p_line_no, {numbered})"
         if plan is None or plan.parsed is None:
             return "NULL"
         return f"p_{name}"
 
-    def dedupe(self, plans: list[FieldPlan]) -> tuple[int, int]:
-        self.now = datetime.now(UTC)
-        lake_columns = [f.name for f in self.spec.schema]
+    CONSTANT_COLUMNS = ("workspace_id", "batch_id", "ingested_at", "channel", "member_id")
+
+    def _lake_columns(self, plans: list[FieldPlan]) -> str:
+        """The SELECT list turning a judged row into the lake table's columns, typed — all but the ones
+        that are the same on every row of the import (added when writing: an in-memory table would
+        store them once per row)."""
         types = {f.name: LAKE_SQL_TYPES[f.type] for f in self.kind.fields}
-        types.update({"consents": "VARCHAR", "record_hash": "VARCHAR", "member_id": "VARCHAR",
-                      "workspace_id": "VARCHAR", "batch_id": "VARCHAR", "ingested_at": "TIMESTAMPTZ",
-                      "channel": "VARCHAR"})
-        hash_parts = [f"coalesce(CAST(p_{p.field.name} AS VARCHAR), '')" for p in plans if p.parsed is not None]
-        record_hash = f"md5(concat_ws('\x1f', {', '.join(hash_parts)}))" if hash_parts else "NULL"
-        selected = ", ".join(f"CAST({self._lake_value(plans, c)} AS {types[c]}) AS {ident(c)}" for c in lake_columns)
+        types.update({"consents": "VARCHAR", "record_hash": "VARCHAR"})
+        return ", ".join(f"CAST({self._lake_value(plans, f.name)} AS {types[f.name]}) AS {ident(f.name)}"
+                         for f in self.spec.schema if f.name not in self.CONSTANT_COLUMNS)
+
+    def _constant_value(self, name: str) -> str:
+        return {
+            "workspace_id": literal(self.workspace.id), "batch_id": literal(self.run_id),
+            "ingested_at": f"TIMESTAMPTZ {literal(self.now.isoformat())}", "channel": literal(self.channel),
+            "member_id": "CAST(NULL AS VARCHAR)",
+        }[name]
+
+    def dedupe(self, plans: list[FieldPlan]) -> tuple[int, int]:
+        """Make ``accepted``: valid rows, the first of each key in the file, none the lake already has.
+
+        When nothing needs dropping, ``accepted`` is a view over ``staged``: no copy of the file's rows.
+        """
         key = list(self.kind.natural_key) + (["record_hash"] if self.kind is CUSTOMERS else [])
         key_sql = ", ".join(ident(k) for k in key)
-        self.run_sql("validating", f"""
-            CREATE TEMP TABLE candidates AS
-            SELECT {selected}, _row{', _quarantine_id' if self._has_quarantine_id() else ''}
-            FROM (SELECT *, rowid + 1 AS _row, {record_hash} AS _record_hash FROM staged WHERE _reasons = '')
-        """)
-        valid = self.con.execute("SELECT count(*) FROM candidates").fetchone()[0]  # type: ignore[index]
+        valid_rows = "SELECT *, rowid + 1 AS _row FROM staged WHERE _reasons = ''"
+        valid = self.con.execute(f"SELECT count(*) FROM ({valid_rows})").fetchone()[0]  # type: ignore[index]
         unique = self.con.execute(
-            f"SELECT count(*) FROM (SELECT DISTINCT {key_sql} FROM candidates)").fetchone()[0]  # type: ignore[index]
-        if unique == valid:  # the usual case: no key twice in the file, no window over the whole file needed
-            self.con.execute("ALTER TABLE candidates RENAME TO accepted")
-        else:
-            self.run_sql("deduplicating", f"""
-                CREATE TEMP TABLE accepted AS SELECT * FROM candidates
-                QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1
-            """)
+            f"SELECT count(*) FROM (SELECT DISTINCT {key_sql} FROM ({valid_rows}))").fetchone()[0]  # type: ignore[index]
+        first_of_each = valid_rows if unique == valid else (
+            f"SELECT * FROM ({valid_rows}) QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1")
         existing = 0
         if has_files(self.context.settings.lake_path, self.spec):
             glob = literal(table_glob(self.context.settings.lake_path, self.spec))
-            before = unique
+            matches = " AND ".join(f"a.{ident(k)} IS NOT DISTINCT FROM l.{ident(k)}" for k in key)
             self.run_sql("checking duplicates", f"""
-                DELETE FROM accepted a USING (
+                CREATE TEMP TABLE accepted AS
+                SELECT a.* FROM ({first_of_each}) a ANTI JOIN (
                     SELECT DISTINCT {key_sql} FROM read_parquet({glob}, union_by_name = true)
                     WHERE workspace_id = {literal(self.workspace.id)} AND channel = {literal(self.channel)}
-                ) l WHERE {' AND '.join(f'a.{ident(k)} IS NOT DISTINCT FROM l.{ident(k)}' for k in key)}
+                ) l ON {matches}
             """)
-            unique = self.con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
-            existing = before - unique
-        return valid - unique - existing, existing
+            existing = unique - self.con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
+        else:
+            self.con.execute(f"CREATE TEMP VIEW accepted AS {first_of_each}")
+        return valid - unique, existing
 
     def _has_quarantine_id(self) -> bool:
         return any(c[0] == "_quarantine_id" for c in self.con.execute("DESCRIBE staged").fetchall())
@@ -309,8 +325,11 @@ class _Importer:
     def write(self) -> int:
         out = self.scratch / "out"
         lake = self.context.settings.lake_path
-        columns = ", ".join(ident(f.name) for f in self.spec.schema)
-        partition_time = ident(self.spec.partition_by)
+        columns = ", ".join(
+            f"{self._constant_value(f.name)} AS {ident(f.name)}" if f.name in self.CONSTANT_COLUMNS else ident(f.name)
+            for f in self.spec.schema)
+        partition_time = (self._constant_value(self.spec.partition_by) if self.spec.partition_by in self.CONSTANT_COLUMNS
+                          else ident(self.spec.partition_by))
         self.run_sql("writing", f"""
             COPY (SELECT {columns}, CAST({partition_time} AS DATE) AS {PARTITION_COLUMN} FROM accepted)
             TO {literal(str(out))} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}),
@@ -419,7 +438,7 @@ def _finish(context: Context, workspace: Workspace, importer: _Importer, plans: 
     con = importer.con
     summary.accepted = con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
     summary.accepted_with_warnings = con.execute(
-        "SELECT count(*) FROM staged s JOIN accepted a ON s.rowid + 1 = a._row WHERE s._warnings <> ''"
+        "SELECT count(*) FROM accepted WHERE _warnings <> ''"
     ).fetchone()[0]  # type: ignore[index]
     summary.warnings_by_field = dict(con.execute(
         f"SELECT w, count(*) FROM (SELECT unnest(string_split(_warnings, '{REASON_SEPARATOR}')) AS w "
