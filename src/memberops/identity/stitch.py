@@ -95,12 +95,14 @@ def _violating_components(labels: Table, links: Table, rules: StitchRules, pins:
 def stitch(
     warehouse: Warehouse, nodes: Table, links: Table, rules: StitchRules, *,
     forced: Table | None = None, pins: Table | None = None, excluded_nodes: Sequence[int] = (),
+    probable: Table | None = None,
 ) -> Table:
     """``(node, component)`` for every node: deterministic identity resolution.
 
     ``links`` are ``(node, type, value)`` (flagged values already removed), ``forced`` extra
     ``(node, key)`` edges an operator asked for, ``pins`` ``(pin_id, node_a, node_b)`` pairs that must stay
-    apart, ``excluded_nodes`` records an operator split off (they link to nothing).
+    apart, ``excluded_nodes`` records an operator split off (they link to nothing), ``probable``
+    ``(node, key)`` edges from probabilistic matching, trusted least (the last stage).
 
     Fast path: one connected-components pass over every identifier at once. Only the components that
     break a limit or a pin are redone stage by stage (the most trusted identifier type first), which
@@ -111,6 +113,9 @@ def stitch(
     edges = links.select("node", key=links.type.concat(":", links.value))
     if forced is not None:
         edges = edges.union(forced.select("node", key=ibis.literal("operator:").concat(forced.key.cast("string"))))
+    if probable is not None:
+        kept = probable.filter(~probable.node.isin(list(excluded_nodes))) if excluded_nodes else probable
+        edges = edges.union(kept.select("node", key=ibis.literal("probable:").concat(kept.key.cast("string"))))
     all_nodes = nodes.select("node").distinct()
     linked = connected_components(warehouse, edges)
     joined = all_nodes.join(linked, "node", how="left")
@@ -124,6 +129,8 @@ def stitch(
     bad_links = links.semi_join(bad, "node")
     stages: list[Table] = [forced.semi_join(bad, "node")] if forced is not None else []
     stages += [bad_links.filter(bad_links.type == t).select("node", key=bad_links.value) for t in rules.strong_types]
+    if probable is not None:
+        stages.append(probable.semi_join(bad, "node"))
     for stage_links in stages:
         bad_labels = _merge_stage(warehouse, bad_labels, stage_links, links, rules, pins)
     fixed = labels.join(bad_labels, "node", how="left")
