@@ -124,3 +124,11 @@ EVENTS = RecordKind(
 KINDS: dict[str, RecordKind] = {kind.name: kind for kind in (CUSTOMERS, ORDERS, ORDER_ITEMS, REFUNDS, EVENTS)}
 
 ORDER_STATUSES = ("created", "paid", "shipped", "completed", "cancelled", "refunded")
+
+# How values are spelled in channel exports and API calls; the importer (SQL) and the API (pydantic)
+# read the same lists.
+GENDER_FEMALE = ("f", "female", "woman", "w", "女", "2")
+GENDER_MALE = ("m", "male", "man", "男", "1")
+GENDER_UNKNOWN = ("0", "u", "unknown", "未知", "保密", "-")
+BOOLEAN_TRUE = ("1", "true", "t", "yes", "y", "on", "是", "同意", "opt-in", "opted_in", "subscribed")
+BOOLEAN_FALSE = ("0", "false", "f", "no", "n", "off", "否", "不同意", "opt-out", "opted_out", "unsubscribed")

@@ -33,7 +33,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from memberops.identity.normalise import normalise_email, normalise_phone
-from memberops.ingest.canonical import CONSENT_CHANNELS, ORDER_STATUSES
+from memberops.ingest.canonical import (
+    CONSENT_CHANNELS,
+    GENDER_FEMALE,
+    GENDER_MALE,
+    GENDER_UNKNOWN,
+    ORDER_STATUSES,
+)
 
 MAX_BATCH = 1_000
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # as the batch importer (ingest/transform.py) checks
@@ -149,10 +155,10 @@ Opt500 = Annotated[
 
 Count = Annotated[int, Field(ge=0, le=2_147_483_647)]
 
-# The batch importer reads the same vocabulary (ingest/transform.py); keep the two in step.
-_FEMALE = frozenset(("f", "female", "woman", "w", "女", "2"))
-_MALE = frozenset(("m", "male", "man", "男", "1"))
-_UNKNOWN = frozenset(("0", "u", "unknown", "未知", "保密", "-", ""))
+# The batch importer reads the same vocabulary (ingest/canonical.py).
+_FEMALE = frozenset(GENDER_FEMALE)
+_MALE = frozenset(GENDER_MALE)
+_UNKNOWN = frozenset((*GENDER_UNKNOWN, ""))
 
 
 def normalise_gender(value: object) -> str | None:

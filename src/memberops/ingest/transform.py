@@ -15,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memberops.identity.normalise import EMAIL_PATTERN
-from memberops.ingest.canonical import CanonicalField, FieldType, RecordKind
+from memberops.ingest.canonical import (
+    BOOLEAN_FALSE,
+    BOOLEAN_TRUE,
+    GENDER_FEMALE,
+    GENDER_MALE,
+    GENDER_UNKNOWN,
+    CanonicalField,
+    FieldType,
+    RecordKind,
+)
 from memberops.ingest.mapping import Mapping
 
 ColumnText = Callable[[str, bool], str]
@@ -32,11 +41,11 @@ LAKE_SQL_TYPES = {
     FieldType.gender: "VARCHAR", FieldType.string_list: "VARCHAR[]", FieldType.json: "VARCHAR",
 }
 
-_TRUE = ("1", "true", "t", "yes", "y", "on", "是", "同意", "opt-in", "opted_in", "subscribed")
-_FALSE = ("0", "false", "f", "no", "n", "off", "否", "不同意", "opt-out", "opted_out", "unsubscribed")
-_FEMALE = ("f", "female", "woman", "w", "女", "2")
-_MALE = ("m", "male", "man", "男", "1")
-_UNKNOWN = ("0", "u", "unknown", "未知", "保密", "-")
+_TRUE = BOOLEAN_TRUE
+_FALSE = BOOLEAN_FALSE
+_FEMALE = GENDER_FEMALE
+_MALE = GENDER_MALE
+_UNKNOWN = GENDER_UNKNOWN
 
 
 def ident(name: str) -> str:
