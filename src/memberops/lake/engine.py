@@ -159,6 +159,12 @@ class DuckDBWarehouse(Warehouse):
         return self.materialise(materialised.mutate(**{column: materialised.rowid().cast("int64")}))
 
     def close(self) -> None:
+        # Cached (materialised) tables are temp tables: they go with the connection. Detach Ibis's
+        # finalizers first, or each would try to drop its table later on a closed connection.
+        for entry in list(self._con._cache_name_to_entry.values()):
+            entry.finalizer.detach()
+        self._con._cache_name_to_entry.clear()
+        self._con._cache_op_to_entry.clear()
         self._con.disconnect()
 
 
