@@ -362,27 +362,24 @@ EVENT_CONCURRENCY = int(os.environ.get("BENCH_EVENT_CONCURRENCY", "4"))
 ORDER_CONCURRENCY = int(os.environ.get("BENCH_ORDER_CONCURRENCY", "8"))
 
 
+def _http_benchmark(name: str, description: str, kind: str, counts: dict[bool, int], concurrency: int,
+                    unit_of_work: str) -> Benchmark:
+    """The same load against our server and the parse-only baseline, from the generator process."""
+    return Benchmark(
+        name=name, description=description, baseline_name="FastAPI parse-only", setup=_start,
+        ours=lambda rig: _side(rig, name, "ours", kind, counts[rig.quick], concurrency),
+        baseline=lambda rig: _side(rig, name, "baseline", kind, counts[rig.quick], concurrency),
+        check=_all_accepted, repeats=3, teardown=_stop, unit_of_work=unit_of_work,
+    )
+
+
 BENCHMARKS = [
-    Benchmark(
-        name="http_events_batch",
-        description="POST /api/v1/events, batches of 1,000, 4 connections, load from another process",
-        baseline_name="FastAPI parse-only", setup=_start,
-        ours=lambda rig: _side(rig, "http_events_batch", "ours", "events",
-                               EVENT_BATCHES[rig.quick], EVENT_CONCURRENCY),
-        baseline=lambda rig: _side(rig, "http_events_batch", "baseline", "events",
-                                   EVENT_BATCHES[rig.quick], EVENT_CONCURRENCY),
-        check=_all_accepted, repeats=3, teardown=_stop, unit_of_work="200k events",
-    ),
-    Benchmark(
-        name="http_orders_single",
-        description="POST /api/v1/orders, one order (2 lines) per request, 8 connections, SQLite",
-        baseline_name="FastAPI parse-only", setup=_start,
-        ours=lambda rig: _side(rig, "http_orders_single", "ours", "orders",
-                               ORDER_POSTS[rig.quick], ORDER_CONCURRENCY),
-        baseline=lambda rig: _side(rig, "http_orders_single", "baseline", "orders",
-                                   ORDER_POSTS[rig.quick], ORDER_CONCURRENCY),
-        check=_all_accepted, repeats=3, teardown=_stop, unit_of_work="5k orders",
-    ),
+    _http_benchmark("http_events_batch",
+                    "POST /api/v1/events, batches of 1,000, 4 connections, load from another process",
+                    "events", EVENT_BATCHES, EVENT_CONCURRENCY, "200k events"),
+    _http_benchmark("http_orders_single",
+                    "POST /api/v1/orders, one order (2 lines) per request, 8 connections, SQLite",
+                    "orders", ORDER_POSTS, ORDER_CONCURRENCY, "5k orders"),
 ]
 
 

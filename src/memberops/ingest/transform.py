@@ -41,11 +41,6 @@ LAKE_SQL_TYPES = {
     FieldType.gender: "VARCHAR", FieldType.string_list: "VARCHAR[]", FieldType.json: "VARCHAR",
 }
 
-_TRUE = BOOLEAN_TRUE
-_FALSE = BOOLEAN_FALSE
-_FEMALE = GENDER_FEMALE
-_MALE = GENDER_MALE
-_UNKNOWN = GENDER_UNKNOWN
 
 
 def ident(name: str) -> str:
@@ -117,10 +112,10 @@ def parsed_value(field: CanonicalField, x: str, mapping: Mapping) -> str:
         case FieldType.integer:
             return f"TRY_CAST({x} AS INTEGER)"
         case FieldType.boolean:
-            return f"(CASE WHEN lower({x}) IN ({_in(_TRUE)}) THEN true WHEN lower({x}) IN ({_in(_FALSE)}) THEN false END)"
+            return f"(CASE WHEN lower({x}) IN ({_in(BOOLEAN_TRUE)}) THEN true WHEN lower({x}) IN ({_in(BOOLEAN_FALSE)}) THEN false END)"
         case FieldType.gender:
-            return (f"(CASE WHEN lower({x}) IN ({_in(_FEMALE)}) THEN 'female' WHEN lower({x}) IN ({_in(_MALE)}) "
-                    f"THEN 'male' WHEN lower({x}) IN ({_in(_UNKNOWN)}) THEN NULL WHEN {x} IS NOT NULL THEN 'other' END)")
+            return (f"(CASE WHEN lower({x}) IN ({_in(GENDER_FEMALE)}) THEN 'female' WHEN lower({x}) IN ({_in(GENDER_MALE)}) "
+                    f"THEN 'male' WHEN lower({x}) IN ({_in(GENDER_UNKNOWN)}) THEN NULL WHEN {x} IS NOT NULL THEN 'other' END)")
         case FieldType.string_list:
             return (f"list_filter(list_transform(string_split_regex({x}, '[,;|，；]'), s -> trim(s)), "
                     "s -> s <> '')")
@@ -179,7 +174,7 @@ def reasons_sql(kind: RecordKind, plans: list[FieldPlan]) -> str:
 
 def _not_unknown(field: CanonicalField, raw: str) -> str:
     """A gender given as "unknown" (未知, 保密, 0 …) is an absent value, not an invalid one."""
-    return f" AND lower({raw}) NOT IN ({_in(_UNKNOWN)})" if field.type == FieldType.gender else ""
+    return f" AND lower({raw}) NOT IN ({_in(GENDER_UNKNOWN)})" if field.type == FieldType.gender else ""
 
 
 def warnings_sql(plans: list[FieldPlan]) -> str:
