@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ def load_benchmarks(directory: Path) -> list[Benchmark]:
         if spec is None or spec.loader is None:
             continue
         module = importlib.util.module_from_spec(spec)
+        # Registered before it runs, as an import would: dataclasses and typing resolve their own module.
+        sys.modules[spec.name] = module
         spec.loader.exec_module(module)
         found.extend(getattr(module, "BENCHMARKS", []))
     return found
