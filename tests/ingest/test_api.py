@@ -17,6 +17,7 @@ from memberops.accounts.models import Workspace
 from memberops.api.app import create_app
 from memberops.db.outbox import OutboxRow
 from memberops.ingest.api import get_live_hooks
+from memberops.ingest.batch import import_file
 from memberops.ingest.live import LiveHooks
 from memberops.ingest.models import LiveOrder, LiveRefund, ReceivedKey
 from memberops.ingest.schemas import MAX_BATCH
@@ -211,6 +212,17 @@ class TestRefunds:
 
     def test_a_refund_of_an_unknown_order_is_404(self, client: TestClient, auth: dict[str, str]) -> None:
         problem(client.post("/api/v1/refunds", json=refund(order_id="nope"), headers=auth), 404, "order_not_found")
+
+    def test_a_refund_of_an_order_imported_in_bulk_is_accepted(
+        self, client: TestClient, auth: dict[str, str], context: Context, workspace: Workspace, tmp_path: Any
+    ) -> None:
+        path = tmp_path / "orders.csv"
+        path.write_text("order_id,customer_key,ordered_at,paid_amount\nold-1,c1,2025-11-11 20:00:00,80.00\n")
+        import_file(context, workspace, kind_name="orders", path=path, channel="pos")
+        response = client.post("/api/v1/refunds", json=refund("r1", order_id="old-1", amount="80.00"), headers=auth)
+        assert response.status_code == 201, response.text
+        problem(client.post("/api/v1/refunds", json=refund("r2", order_id="old-1", amount="0.01"), headers=auth),
+                409, "refund_exceeds_order")
 
     def test_in_a_batch_they_are_rejections_with_reasons(
         self, client: TestClient, auth: dict[str, str], context: Context

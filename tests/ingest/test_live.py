@@ -20,7 +20,9 @@ from memberops.db.outbox import OutboxRow
 from memberops.identity.models import Member
 from memberops.identity.service import resolve_customer
 from memberops.ingest import live
+from memberops.ingest.batch import import_file
 from memberops.ingest.errors import OrderNotFound, RefundExceedsOrder
+from memberops.ingest.lake_facts import lake_orders
 from memberops.ingest.live import LiveHooks
 from memberops.ingest.models import LiveOrder, LiveRefund, ReceivedKey
 from memberops.ingest.schemas import (
@@ -343,3 +345,64 @@ class TestToTheLake:
         assert orders[0]["ordered_at"] == datetime(2026, 3, 1, 2, 15, tzinfo=UTC)
         people = warehouse.to_pyarrow(warehouse.table("identity_records")).to_pylist()
         assert people[0]["city"] == "Shanghai"
+
+
+class TestOrdersImportedInBulk:
+    """Facts that reached the lake through a batch import meet the live path."""
+
+    ORDERS = ("order_id,customer_key,ordered_at,paid_amount,coupon_codes\n"
+              "o1,c1,2026-03-01 10:15:00,100.00,\"A,B\"\no2,c2,2026-03-01 11:00:00,50.00,\n")
+    REFUNDS = "refund_id,order_id,refunded_at,amount\nr-old,o1,2026-03-02 09:00:00,30.00\n"
+
+    def _import(self, context: Context, workspace: Workspace, tmp_path: Any) -> None:
+        for kind, text in (("orders", self.ORDERS), ("refunds", self.REFUNDS)):
+            path = tmp_path / f"{kind}.csv"
+            path.write_text(text)
+            import_file(context, workspace, kind_name=kind, path=path, channel="pos")
+
+    def _refund(self, context: Context, workspace: Workspace, *items: RefundIn) -> list[live.Outcome]:
+        with context.store.transaction() as session:
+            return live.ingest_refunds(session, workspace, list(items), lake_orders=lake_orders(context.warehouse))
+
+    def test_a_refund_of_an_imported_order_is_accepted_within_what_is_left(
+        self, context: Context, workspace: Workspace, tmp_path: Any
+    ) -> None:
+        self._import(context, workspace, tmp_path)
+        outcomes = self._refund(context, workspace, refund("r1", amount="60.00"), refund("r2", amount="20.00"))
+        assert statuses(outcomes) == ["accepted", "rejected"]  # 100 paid, 30 refunded in the import, 60 now
+        assert isinstance(outcomes[1].problem, RefundExceedsOrder)
+        assert outcomes[1].problem.facts["refundable"] == "10.00"
+        with context.store.read() as session:
+            adopted = session.scalars(select(LiveOrder)).one()
+            assert (adopted.order_id, adopted.refunded_amount) == ("o1", Decimal("90.00"))
+            assert adopted.coupon_codes == ["A", "B"]
+            topics = session.scalars(select(OutboxRow.topic)).all()
+        assert topics == ["refunds"]  # the order is in the lake already: never emitted again
+
+    def test_a_refund_the_import_brought_is_a_duplicate(
+        self, context: Context, workspace: Workspace, tmp_path: Any
+    ) -> None:
+        self._import(context, workspace, tmp_path)
+        (outcome,) = self._refund(context, workspace, refund("r-old", amount="30.00"))
+        assert outcome.status == "duplicate"
+        assert counts(context)["live_refund"] == 0 and counts(context)["outbox"] == 0
+
+    def test_an_order_found_nowhere_is_still_rejected(
+        self, context: Context, workspace: Workspace, tmp_path: Any
+    ) -> None:
+        self._import(context, workspace, tmp_path)
+        (outcome,) = self._refund(context, workspace, refund("r1", order_id="nope"))
+        assert outcome.status == "rejected" and isinstance(outcome.problem, OrderNotFound)
+
+    def test_an_imported_order_posted_live_again_reaches_the_lake_once(
+        self, context: Context, workspace: Workspace, tmp_path: Any
+    ) -> None:
+        self._import(context, workspace, tmp_path)
+        with context.store.transaction() as session:
+            live.ingest_orders(session, workspace, [order("o2", ordered_at="2026-03-01T11:00:00+00:00"),
+                                                    order("o3")])
+        export_outbox(context.store, context.settings.lake_path)
+        warehouse = context.warehouse()
+        orders = warehouse.table("orders")
+        ids = sorted(warehouse.to_pyarrow(orders.select("order_id")).column("order_id").to_pylist())
+        assert ids == ["o1", "o2", "o3"]

@@ -28,6 +28,7 @@ from memberops.api.errors import problem_responses
 from memberops.db.engine import Store
 from memberops.ingest import live
 from memberops.ingest.errors import BatchTooLarge, ConcurrentIngest, OrderNotFound, RefundExceedsOrder
+from memberops.ingest.lake_facts import LakeOrders, lake_orders
 from memberops.ingest.live import ItemOutcome, LiveHooks
 from memberops.ingest.schemas import (
     MAX_BATCH,
@@ -147,14 +148,16 @@ def _result(result: ItemOutcome) -> dict[str, Any]:
 
 
 async def _ingest(
-    is_only_writer: bool, session: SessionDep, caller: Caller, kind: str, body: ParsedBody, hooks: LiveHooks
+    is_only_writer: bool, session: SessionDep, caller: Caller, kind: str, body: ParsedBody, hooks: LiveHooks,
+    lake_orders: LakeOrders | None = None,
 ) -> list[ItemOutcome]:
     """Run the service. As the only writer (SQLite), in the event loop's thread: ingest requests are
     serialised already, so a worker thread would add a hand-off and no concurrency. Otherwise
     (PostgreSQL), in the threadpool, so concurrent requests overlap their waits on the database."""
     if is_only_writer:
-        return live.ingest(session, caller.workspace, kind, body.items, hooks=hooks)
-    return await run_in_threadpool(live.ingest, session, caller.workspace, kind, body.items, hooks=hooks)
+        return live.ingest(session, caller.workspace, kind, body.items, hooks=hooks, lake_orders=lake_orders)
+    return await run_in_threadpool(live.ingest, session, caller.workspace, kind, body.items, hooks=hooks,
+                                   lake_orders=lake_orders)
 
 
 def _checked(body: ParsedBody) -> ParsedBody:
@@ -190,10 +193,12 @@ async def post_orders(
 @router.post("/refunds", **_spec(RefundIn, OrderNotFound, RefundExceedsOrder))
 async def post_refunds(
     body: Annotated[ParsedBody, Depends(_body("refunds"))], is_only_writer: IngestSlot, session: SessionDep,
-    caller: IngestCaller, hooks: HooksDep,
+    caller: IngestCaller, hooks: HooksDep, context: ContextDep,
 ) -> Response:
-    """Refunds of orders posted live; never more than the order's paid amount in all."""
-    return _answer(body, await _ingest(is_only_writer, session, caller, "refunds", _checked(body), hooks))
+    """Refunds of orders posted live or imported in bulk; never more than the order's paid amount in all
+    (refunds imported in bulk count too)."""
+    return _answer(body, await _ingest(is_only_writer, session, caller, "refunds", _checked(body), hooks,
+                                       lake_orders(context.warehouse)))
 
 
 @router.post("/events", **_spec(EventIn))

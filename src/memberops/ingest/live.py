@@ -35,6 +35,7 @@ from memberops.identity.errors import InvalidIdentifier
 from memberops.identity.models import IdentityLink, Member
 from memberops.identity.service import resolve_customer
 from memberops.ingest.errors import ConcurrentIngest, OrderNotFound, RefundExceedsOrder
+from memberops.ingest.lake_facts import LakeOrder, LakeOrders
 from memberops.ingest.models import LiveOrder, LiveRefund, ReceivedKey
 from memberops.ingest.schemas import CustomerIn, EventIn, Issue, OrderIn, ParsedItem, RefundIn
 from memberops.lake.registry import table_spec
@@ -242,13 +243,17 @@ def members_by_customer_key(
 
 
 def ingest_refunds(
-    session: Session, workspace: Workspace, refunds: Sequence[RefundIn], *, hooks: LiveHooks = NO_HOOKS
+    session: Session, workspace: Workspace, refunds: Sequence[RefundIn], *, hooks: LiveHooks = NO_HOOKS,
+    lake_orders: LakeOrders | None = None,
 ) -> list[Outcome]:
-    """Record new refunds against orders posted live, add them to the order's ``refunded_amount`` and
-    run ``hooks.on_refund_accepted``; replays are duplicates.
+    """Record new refunds against known orders, add them to the order's ``refunded_amount`` and run
+    ``hooks.on_refund_accepted``; replays are duplicates.
 
-    A refund of an order never posted live is rejected (:class:`OrderNotFound`), and so is one that would
-    take the order's refunds past its paid amount (:class:`RefundExceedsOrder`). The orders are locked
+    An order imported in bulk (only in the lake) is adopted first when ``lake_orders`` is given: it gets a
+    ``LiveOrder`` row carrying the refunds the lake already has for it (never emitted again: the lake has
+    the order), so its refund cap holds across both paths and a refund the lake already has is a duplicate.
+    A refund of an order found nowhere is rejected (:class:`OrderNotFound`), and so is one that would take
+    the order's refunds past its paid amount (:class:`RefundExceedsOrder`). The orders are locked
     (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already serialises writers) before
     their refunds are read, so two requests refunding one order queue instead of both spending the same
     refundable amount, and the second sees the first's refund as a duplicate.
@@ -258,13 +263,16 @@ def ingest_refunds(
     orders: dict[tuple[str, str], LiveOrder] = {}
     known: set[tuple[str, str]] = set()
     if refunds:
-        orders = {(o.channel, o.order_id): o for o in session.scalars(locked(
-            select(LiveOrder)
-            .where(LiveOrder.workspace_id == workspace.id, tuple_(LiveOrder.channel, LiveOrder.order_id).in_(order_keys))
-            .order_by(LiveOrder.id)  # one lock order for every request: no deadlock between two
-        ))}
+        orders = _locked_orders(session, workspace.id, order_keys)
+        missing = [key for key in order_keys if key not in orders]
+        if missing and lake_orders is not None:
+            adopted = lake_orders(workspace.id, missing)
+            if adopted:
+                _adopt(session, workspace.id, adopted.values(), now)
+                orders = _locked_orders(session, workspace.id, order_keys)
+                known.update((o.channel, refund_id) for o in adopted.values() for refund_id in o.refund_ids)
         refund_keys = sorted({(r.channel, r.refund_id) for r in refunds})
-        known = {(channel, refund_id) for channel, refund_id in session.execute(
+        known |= {(channel, refund_id) for channel, refund_id in session.execute(
             select(LiveRefund.channel, LiveRefund.refund_id)
             .where(LiveRefund.workspace_id == workspace.id, tuple_(LiveRefund.channel, LiveRefund.refund_id).in_(refund_keys))
         )}
@@ -300,6 +308,33 @@ def ingest_refunds(
         for hook in hooks.on_refund_accepted:
             hook(session, refund, order)
     return outcomes
+
+
+def _locked_orders(
+    session: Session, workspace_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], LiveOrder]:
+    return {(o.channel, o.order_id): o for o in session.scalars(locked(
+        select(LiveOrder)
+        .where(LiveOrder.workspace_id == workspace_id, tuple_(LiveOrder.channel, LiveOrder.order_id).in_(keys))
+        .order_by(LiveOrder.id)  # one lock order for every request: no deadlock between two
+    ))}
+
+
+def _adopt(session: Session, workspace_id: str, orders: Iterable[LakeOrder], now: datetime) -> None:
+    """``LiveOrder`` rows for orders the lake holds, so live refunds can be capped and locked against them.
+
+    Nothing is emitted: the lake has these orders. A concurrent request adopting the same order is
+    harmless (the insert skips a key already present).
+    """
+    orders = list(orders)
+    members = members_by_customer_key(session, workspace_id, {(o.channel, o.customer_key) for o in orders})
+    session.execute(insert_ignoring_conflicts(session, LIVE_ORDERS, ("workspace_id", "channel", "order_id")), [{
+        "workspace_id": workspace_id, "channel": o.channel, "order_id": o.order_id, "customer_key": o.customer_key,
+        "member_id": members.get((o.channel, o.customer_key)), "store_id": o.store_id, "ordered_at": o.ordered_at,
+        "status": o.status, "gross_amount": o.gross_amount, "discount_amount": o.discount_amount,
+        "shipping_amount": o.shipping_amount, "paid_amount": o.paid_amount, "currency": o.currency,
+        "coupon_codes": o.coupon_codes, "refunded_amount": o.refunded_amount, "received_at": now,
+    } for o in orders])
 
 
 # --- customers -------------------------------------------------------------------------------------------
@@ -349,7 +384,8 @@ def _customer_attributes(customer: CustomerIn) -> dict[str, Any]:
 
 
 def ingest(
-    session: Session, workspace: Workspace, kind: str, items: Sequence[ParsedItem], *, hooks: LiveHooks
+    session: Session, workspace: Workspace, kind: str, items: Sequence[ParsedItem], *, hooks: LiveHooks,
+    lake_orders: LakeOrders | None = None,
 ) -> list[ItemOutcome]:
     """Ingest the valid ones of a request's ``items`` of ``kind``; one outcome per item, in order.
 
@@ -363,7 +399,7 @@ def ingest(
     elif kind == "orders":
         outcomes = ingest_orders(session, workspace, values, hooks=hooks)
     elif kind == "refunds":
-        outcomes = ingest_refunds(session, workspace, values, hooks=hooks)
+        outcomes = ingest_refunds(session, workspace, values, hooks=hooks, lake_orders=lake_orders)
     elif kind == "customers":
         outcomes = ingest_customers(session, workspace, values)
     else:

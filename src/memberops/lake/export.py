@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from sqlalchemy import func, select, update
 
 from memberops.db.base import utcnow
@@ -28,7 +31,7 @@ from memberops.db.engine import Store
 from memberops.db.outbox import OutboxRow
 from memberops.ids import new_id
 from memberops.lake import writer
-from memberops.lake.registry import records_to_arrow, table_spec
+from memberops.lake.registry import TIMESTAMP, TableSpec, records_to_arrow, table_spec
 
 Stage = Callable[[str, str], None]
 """Called as ``on_stage(stage, batch_id)`` after ``claimed`` and ``written``: a seam for crash tests."""
@@ -81,11 +84,40 @@ def _write(store: Store, lake: Path, batch_id: str) -> tuple[int, int]:
     for row in rows:
         by_topic[row.topic].append(_lake_record(row, batch_id))
     files = 0
+    stem = f"outbox-{batch_id}"
     for topic, records in by_topic.items():
         spec = table_spec(topic)
-        written = writer.append(lake, spec, records_to_arrow(spec, records), f"outbox-{batch_id}")
+        table = _without_known_facts(lake, spec, records_to_arrow(spec, records), stem)
+        written = writer.append(lake, spec, table, stem)
         files += sum(1 for w in written if w.is_new)
     return len(rows), files
+
+
+def _without_known_facts(lake: Path, spec: TableSpec, table: pa.Table, stem: str) -> pa.Table:
+    """``table`` less the facts the lake has already (same workspace and natural key) from another file.
+
+    A fact posted live may have been imported in bulk before (an old order sent again by a POS): the live
+    path knows only its own keys, so the exporter drops the copy here, where both meet. A fact lives in the
+    partition of its own time, so only this batch's day partitions are read, and only their key columns.
+    Files of this very batch are not counted: a rerun after a crash must write the same rows again.
+    """
+    if spec.derived or table.num_rows == 0:
+        return table
+    key = ["workspace_id", *spec.natural_key]
+    days = pc.unique(pc.cast(pc.cast(table[spec.partition_by], TIMESTAMP), pa.date32())).to_pylist()
+    files = [
+        str(path) for day in days for path in writer.partition_dir(lake, spec, day).glob("*.parquet")
+        if path.stem != stem
+    ]
+    if not files:
+        return table
+    known = ds.dataset(files, format="parquet").to_table(columns=key).group_by(key).aggregate([])
+    if known.num_rows == 0:
+        return table
+    # Joined on the keys and a row number only: Arrow's join cannot carry list columns (coupon codes).
+    keys = table.select(key).append_column("row", pa.array(range(table.num_rows), pa.int64()))
+    kept = keys.join(known, key, join_type="left anti")["row"]
+    return table.take(kept.take(pc.sort_indices(kept))) if len(kept) < table.num_rows else table
 
 
 def _mark(store: Store, batch_id: str) -> None:
