@@ -22,6 +22,7 @@ COMMANDS = [
     ["import"], ["presets"], ["quarantine"], ["quarantine", "list"], ["quarantine", "show"],
     ["quarantine", "export"], ["quarantine", "retry"], ["quarantine", "discard"],
     ["identity"], ["identity", "resolve"], ["identity", "export"], ["identity", "review"],
+    ["identity", "config"], ["identity", "config", "show"], ["identity", "config", "set"],
 ]
 
 

@@ -495,6 +495,58 @@ def identity_export(
     out.print(f"wrote {count:,} rows to {out_file}")
 
 
+identity_config_app = typer.Typer(help="The workspace's OneID settings: strong identifier types, guard rails, "
+                                        "match thresholds (versioned; every change audited).")
+identity_app.add_typer(identity_config_app, name="config")
+
+
+@identity_config_app.command("show")
+def identity_config_show(
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="write the YAML here instead")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Print the settings in force as YAML (a file to edit and give to `identity config set`)."""
+    import yaml
+
+    from memberops.accounts import service as accounts
+    from memberops.identity import config
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        settings, version = config.current(session, ws.id)
+    text = f"# OneID settings of {ws.slug}, version {version}{' (defaults)' if version == 0 else ''}\n" + yaml.safe_dump(
+        settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    if out_file is None:
+        typer.echo(text, nl=False)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"wrote version {version} to {out_file}")
+
+
+@identity_config_app.command("set")
+def identity_config_set(
+    file: Annotated[Path, typer.Argument(help="YAML file of settings; fields left out take their defaults")],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Make FILE the new settings version; the next `identity resolve` and live customer records follow it."""
+    import yaml
+
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+    from memberops.identity import config
+    from memberops.identity.errors import InvalidIdentityConfig
+
+    with _context() as context:
+        try:
+            document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidIdentityConfig([{"field": "", "message": f"cannot read {file}: {exc}"}]) from None
+        with context.store.transaction() as session:
+            ws = accounts.get_workspace(session, workspace)
+            _, version = config.update(session, ws.id, document, actor=Actor.cli())
+    out.print(f"identity settings version {version} in force for {workspace}")
+
+
 demo_app = typer.Typer(help="The demo brand: generate it, import it, serve it.")
 app.add_typer(demo_app, name="demo")
 

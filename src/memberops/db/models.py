@@ -7,6 +7,7 @@ from memberops.db.outbox import OutboxRow
 from memberops.identity.models import (
     FlaggedIdentifier,
     Identifier,
+    IdentityConfigVersion,
     IdentityDecision,
     IdentityEvent,
     IdentityLink,
@@ -17,6 +18,7 @@ from memberops.identity.models import (
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
 
 __all__ = [
+    "IdentityConfigVersion",
     "ApiKey",
     "AuditEntry",
     "Base",

@@ -7,13 +7,16 @@ from fastapi import APIRouter, Depends, Query, Response
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, ContextDep, SessionDep, require_scope
 from memberops.api.errors import problem_responses
+from memberops.identity import config as identity_config
 from memberops.identity import decisions, service
+from memberops.identity.config import IdentityConfig
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.schemas import (
     CustomerIn,
     CustomerResolved,
     DecisionOut,
     IdentifierOut,
+    IdentityConfigOut,
     IdentityOut,
     MemberIdentities,
     MemberOut,
@@ -122,3 +125,23 @@ def pin_apart(body: PairDecisionIn, session: SessionDep,
               caller: Annotated[Caller, Depends(require_scope("admin"))]) -> DecisionOut:
     """Two records are never one person (kept on every resolution run)."""
     return _decide(session, caller, "pin_apart", body.a, body.b, body.reason)
+
+
+@router.get("/identity/config", response_model=IdentityConfigOut, tags=["identity"],
+            responses=problem_responses(*AUTH_ERRORS))
+def get_identity_config(session: SessionDep,
+                        caller: Annotated[Caller, Depends(require_scope("read"))]) -> IdentityConfigOut:
+    """Which identifier types join records, the guard rails and the match thresholds in force."""
+    config, version = identity_config.current(session, caller.workspace.id)
+    return IdentityConfigOut(version=version, config=config)
+
+
+@router.put("/identity/config", response_model=IdentityConfigOut, tags=["identity"],
+            responses=problem_responses(*AUTH_ERRORS))
+def put_identity_config(body: IdentityConfig, session: SessionDep,
+                        caller: Annotated[Caller, Depends(require_scope("admin"))]) -> IdentityConfigOut:
+    """Replace the settings (fields left out take their defaults) as a new version; the next resolution run
+    and every live customer record from now on follow it."""
+    config, version = identity_config.update(session, caller.workspace.id, body.model_dump(mode="json"),
+                                             actor=caller.actor)
+    return IdentityConfigOut(version=version, config=config)

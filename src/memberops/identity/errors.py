@@ -15,3 +15,11 @@ class InvalidIdentifier(Invalid):
 
     def __init__(self, type_: str) -> None:
         super().__init__(f"the {type_} given is not a valid {type_}", field=type_)
+
+
+class InvalidIdentityConfig(Invalid):
+    code = "invalid_identity_config"
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        summary = "; ".join(f"{p['field'] or 'config'}: {p['message']}" for p in problems)
+        super().__init__(f"the identity configuration is not valid: {summary}", problems=problems)

@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
+from memberops.identity import config as identity_config
 from memberops.identity.golden import golden_records
 from memberops.identity.matching import MatchSettings
 from memberops.identity.models import (
@@ -130,8 +131,10 @@ def resolve_identities(
     ``identity/probabilistic.py``): pairs at or above ``threshold`` join like a shared identifier (last
     in trust, under the same guard rails), pairs in the band below it go to the review queue.
     """
-    rules = rules or StitchRules()
-    match_settings = match_settings or MatchSettings()
+    with context.store.read() as session:
+        settings, _ = identity_config.current(session, workspace.id)
+    rules = rules or settings.stitch_rules()
+    match_settings = match_settings or settings.match_settings()
     if threshold is not None:
         match_settings = match_settings.model_copy(update={"match_threshold": threshold})
     report = progress or (lambda _phase: None)

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memberops.identity.config import IdentityConfig
+
 
 class CustomerIn(BaseModel):
     """A channel's customer record, as posted live."""
@@ -104,3 +106,10 @@ class DecisionOut(BaseModel):
     reason: str
     created_at: datetime
     takes_effect: str = Field(default="at the next `identity resolve` run")
+
+
+class IdentityConfigOut(BaseModel):
+    """The workspace's OneID settings in force; version 0 means the defaults (never set)."""
+
+    version: int
+    config: IdentityConfig

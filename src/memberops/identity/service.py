@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
 from memberops.db.outbox import emit
+from memberops.identity import config
+from memberops.identity.config import IdentityConfig
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
-from memberops.identity.models import Identifier, IdentityLink, Member
+from memberops.identity.models import FlaggedIdentifier, Identifier, IdentityLink, Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ def resolve_customer(
     if link is not None:
         return Resolution(get_member(session, workspace.id, link.member_id), False, False)
 
-    member = _member_by_identifiers(session, workspace.id, known)
+    member = _member_by_identifiers(session, workspace.id, known, config.current(session, workspace.id)[0])
     is_new_member = member is None
     if member is None:
         member = Member(workspace_id=workspace.id)
@@ -94,15 +96,28 @@ def resolve_customer(
     return Resolution(member, is_new_member, True)
 
 
-def _member_by_identifiers(session: Session, workspace_id: str, known: Mapping[str, str]) -> Member | None:
-    for type_ in IDENTIFIER_TYPES:  # strongest first, in the declared order
-        if type_ not in known:
+def _member_by_identifiers(
+    session: Session, workspace_id: str, known: Mapping[str, str], settings: IdentityConfig
+) -> Member | None:
+    """The member a new record joins at once: by the workspace's strong identifier types, most trusted
+    first, never by a blocked value nor by one the last batch run flagged as shared by too many records —
+    the same guard rails batch resolution applies, so the live path cannot merge what batch would not."""
+    usable = {t: known[t] for t in settings.strong_types if t in known and not settings.is_blocked(known[t])}
+    if usable:
+        flagged = set(session.execute(
+            select(FlaggedIdentifier.type, FlaggedIdentifier.value)
+            .where(FlaggedIdentifier.workspace_id == workspace_id,
+                   tuple_(FlaggedIdentifier.type, FlaggedIdentifier.value).in_(list(usable.items())))
+        ))
+        usable = {t: v for t, v in usable.items() if (t, v) not in flagged}
+    for type_ in settings.strong_types:
+        if type_ not in usable:
             continue
         member = session.scalar(
             select(Member)
             .join(Identifier, Identifier.member_id == Member.id)
             .where(Identifier.workspace_id == workspace_id, Identifier.type == type_,
-                   Identifier.value == known[type_], Member.merged_into_id.is_(None))
+                   Identifier.value == usable[type_], Member.merged_into_id.is_(None))
             .order_by(Member.created_at)
             .limit(1)
         )
