@@ -15,11 +15,20 @@ from memberops.identity.models import (
     ReviewPair,
 )
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
+from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
+from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "BenefitConsumption",
+    "BenefitDefinition",
+    "BenefitGrant",
+    "Coupon",
+    "CouponRedemption",
+    "CouponTemplate",
+    "CouponTemplateVersion",
     "FlaggedIdentifier",
     "Identifier",
     "IdentityDecision",
