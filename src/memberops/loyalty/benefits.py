@@ -206,7 +206,7 @@ def member_benefits(session: Session, workspace_id: str, member_id: str, *, now:
                BenefitGrant.valid_from <= now,
                or_(BenefitGrant.valid_until.is_(None), BenefitGrant.valid_until > now))
         .order_by(BenefitDefinition.code, BenefitGrant.id)
-    ).tuples().all()
+    ).all()
     by_benefit: dict[str, MemberBenefit] = {}
     for grant, definition in rows:
         entry = by_benefit.setdefault(definition.id, MemberBenefit(definition, [], 0, None))

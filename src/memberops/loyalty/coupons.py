@@ -279,7 +279,7 @@ def coupon_views(session: Session, coupons: Sequence[Coupon]) -> list[CouponOut]
     """Coupons with their template's code and the terms they were issued under."""
     keys = {(c.template_id, c.template_version) for c in coupons}
     codes = dict(session.execute(select(CouponTemplate.id, CouponTemplate.code)
-                                 .where(CouponTemplate.id.in_({k[0] for k in keys}))).tuples().all()) if keys else {}
+                                 .where(CouponTemplate.id.in_({k[0] for k in keys}))).all()) if keys else {}
     terms = {key: terms_of(session, *key) for key in keys}
     return [
         CouponOut(
@@ -358,7 +358,7 @@ def redeem_coupons(
         select(CouponRedemption, Coupon).join(Coupon, Coupon.id == CouponRedemption.coupon_id)
         .where(CouponRedemption.workspace_id == workspace_id, CouponRedemption.order_key == order.order_key,
                CouponRedemption.restored_at.is_(None))
-    ).tuples().all()
+    ).all()
     earlier = {coupon.id: redemption for redemption, coupon in on_order}
     outcomes: list[Redeemed] = []
     for code in codes:
