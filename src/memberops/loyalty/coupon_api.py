@@ -40,7 +40,7 @@ from memberops.loyalty.coupon_errors import (
     InsufficientBenefitQuota,
     InvalidCouponTemplate,
 )
-from memberops.loyalty.coupon_rules import display_code
+from memberops.loyalty.coupon_rules import CENT, display_code
 from memberops.loyalty.coupon_schemas import (
     CouponOut,
     CouponPage,
@@ -63,7 +63,8 @@ def require_any_scope(*scopes: str) -> Callable[..., Caller]:
     and a reporting tool (``read``) both need."""
     authenticated = require_scope(None)
 
-    def dependency(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+    # A default, not ``Annotated``: postponed annotations cannot see the local ``authenticated``.
+    def dependency(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
         if not any(accounts.has_scope(caller.api_key, scope) for scope in scopes):
             raise MissingScope(" or ".join(scopes), list(caller.api_key.scopes))
         return caller
@@ -144,7 +145,8 @@ def redeem_coupon(code: str, body: OrderContextIn, session: SessionDep, caller: 
     assert outcome.coupon is not None and outcome.redemption is not None
     r = outcome.redemption
     return RedemptionOut(coupon_code=display_code(outcome.coupon.code), member_id=r.member_id, order_key=r.order_key,
-                         channel=r.channel, store_id=r.store_id, amount=r.amount, discount=r.discount,
+                         channel=r.channel, store_id=r.store_id, amount=r.amount.quantize(CENT),
+                         discount=r.discount.quantize(CENT),
                          gift_sku=r.gift_sku, redeemed_at=r.redeemed_at, is_replay=outcome.is_replay)
 
 

@@ -195,7 +195,7 @@ def discount_of(terms: CouponTerms, basket: Basket, remaining: Decimal) -> tuple
         gift = terms.gift_sku
         line = next((i for i in basket.items if i.sku == gift and i.quantity > 0), None)
         value = (line.amount / line.quantity).quantize(CENT, rounding=ROUND_HALF_UP) if line else ZERO
-    return max(ZERO, min(value, remaining)), gift
+    return max(ZERO, min(value, remaining)).quantize(CENT), gift
 
 
 def apply_coupons(
