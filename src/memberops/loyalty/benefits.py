@@ -29,6 +29,7 @@ from memberops.loyalty.coupon_errors import (
     IdempotencyKeyReused,
     InsufficientBenefitQuota,
 )
+from memberops.loyalty.coupons import rows_changed
 
 
 def define_benefit(session: Session, workspace_id: str, spec: BenefitDefinitionIn, *, actor: Actor) -> BenefitDefinition:
@@ -140,10 +141,10 @@ def consume_benefit(
         take = min(wanted, grant.quantity - grant.consumed)
         if take <= 0:
             continue
-        moved = session.execute(
+        moved = rows_changed(session.execute(
             update(BenefitGrant).where(BenefitGrant.id == grant.id, BenefitGrant.consumed + take <= BenefitGrant.quantity)
             .values(consumed=BenefitGrant.consumed + take).execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         if moved != 1:  # cannot happen while the rows are locked; refuse rather than overdraw
             raise InsufficientBenefitQuota(member.id, definition.code, quantity, available)
         session.add(BenefitConsumption(workspace_id=workspace_id, grant_id=grant.id, member_id=member.id,

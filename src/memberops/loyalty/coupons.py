@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -50,6 +52,11 @@ from memberops.loyalty.coupon_schemas import (
 )
 
 CODE_ATTEMPTS = 5  # a generated code colliding once is ~1e-12 likely at a billion codes; five is plenty
+
+def rows_changed(result: Result[Any]) -> int:
+    """The rows an ``UPDATE`` changed: how a conditional update tells the request that won from the rest."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
 
 # --- templates ------------------------------------------------------------------------------------------
 
@@ -440,10 +447,10 @@ def _apply(
     """Move the coupon issued → redeemed and record the redemption, or learn why another request won."""
     coupon = outcome.coupon
     assert coupon is not None
-    moved = session.execute(
+    moved = rows_changed(session.execute(
         update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
         .values(status="redeemed", redeemed_at=now).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved != 1:  # a concurrent request redeemed (or voided) it first; it has committed by now
         session.refresh(coupon)
         replay = session.scalar(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon.id,
@@ -474,10 +481,10 @@ def void_coupon(session: Session, workspace_id: str, code: str, reason: str, *, 
     """Withdraw an unused coupon (audited); a used, expired or voided one raises :class:`CouponNotVoidable`."""
     coupon = find_coupon(session, workspace_id, code, member_id=member_id)
     now = utcnow()
-    moved = session.execute(
+    moved = rows_changed(session.execute(
         update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
         .values(status="voided", voided_at=now, void_reason=reason).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.refresh(coupon)
     if moved != 1:
         raise CouponNotVoidable(coupon.code, coupon.status)
@@ -493,7 +500,7 @@ def expire_coupons(session: Session, *, workspace_id: str | None = None, now: da
     query = update(Coupon).where(Coupon.status == "issued", Coupon.valid_until <= now)
     if workspace_id is not None:
         query = query.where(Coupon.workspace_id == workspace_id)
-    return int(session.execute(query.values(status="expired").execution_options(synchronize_session=False)).rowcount)
+    return rows_changed(session.execute(query.values(status="expired").execution_options(synchronize_session=False)))
 
 
 @dataclass(frozen=True)
@@ -514,12 +521,12 @@ def restore_order_coupons(session: Session, workspace_id: str, order_key: str, *
     restored: list[Restored] = []
     for redemption in redemptions:
         redemption.restored_at = now
-        moved = session.execute(
+        moved = rows_changed(session.execute(
             update(Coupon).where(Coupon.id == redemption.coupon_id, Coupon.status == "redeemed",
                                  Coupon.restored_count == 0, Coupon.valid_until > now)
             .values(status="issued", redeemed_at=None, restored_count=Coupon.restored_count + 1)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         restored.append(Restored(redemption.coupon_id, moved == 1))
     session.flush()
     for item in restored:
