@@ -235,6 +235,18 @@ class TestExpireAndRestore:
             assert [r.is_restored for r in restored] == [False]  # restored once already: stays used
             assert session.get(Coupon, coupon.id).status == "redeemed"  # type: ignore[union-attr]
 
+    def test_a_redeem_retried_after_the_refund_is_a_replay(self, context: Context, workspace: Workspace,
+                                                           member: str) -> None:
+        template(context, workspace)
+        coupon = issue(context, workspace, member)
+        first = redeem(context, workspace, coupon.code, order(member, "o1"))
+        with context.store.transaction() as session:
+            coupons.restore_order_coupons(session, workspace.id, coupons.OrderContext.key_for("pos", "o1", None))
+        retried = redeem(context, workspace, coupon.code, order(member, "o1"))
+        assert retried.is_replay and retried.redemption.id == first.redemption.id  # type: ignore[union-attr]
+        with context.store.read() as session:
+            assert session.get(Coupon, coupon.id).status == "issued"  # type: ignore[union-attr]
+
     def test_expired_coupon_is_not_restored(self, context: Context, workspace: Workspace, member: str) -> None:
         template(context, workspace)
         coupon = issue(context, workspace, member)

@@ -363,9 +363,10 @@ def redeem_coupons(
                          order.shipping_amount, order.items)
     on_order = session.execute(
         select(CouponRedemption, Coupon).join(Coupon, Coupon.id == CouponRedemption.coupon_id)
-        .where(CouponRedemption.workspace_id == workspace_id, CouponRedemption.order_key == order.order_key,
-               CouponRedemption.restored_at.is_(None))
+        .where(CouponRedemption.workspace_id == workspace_id, CouponRedemption.order_key == order.order_key)
     ).all()
+    # Restored redemptions count as replays too: a POS retrying a redeem after the order's refund gave the
+    # coupon back must not spend it again on the refunded order.
     earlier = {coupon.id: redemption for redemption, coupon in on_order}
     outcomes: list[Redeemed] = []
     for code in codes:
@@ -373,7 +374,7 @@ def redeem_coupons(
         outcomes.append(outcome)
     presented_ids = {o.coupon.id for o in outcomes if o.coupon is not None}
     already = [(terms_of(session, c.template_id, c.template_version), r.discount)
-               for r, c in on_order if c.id not in presented_ids]
+               for r, c in on_order if c.id not in presented_ids and r.restored_at is None]
     pending = [o for o in outcomes if o.coupon is not None and not o.is_replay and o.reason is None]
     basket = rules.Basket(member.id, order.amount, order.channel, order.store_id, order.shipping_amount, order.items)
     presented = []
@@ -386,7 +387,9 @@ def redeem_coupons(
         presented.append(rules.PresentedCoupon(outcome.coupon.id, outcome.terms, owner, outcome.coupon.status,
                                                outcome.coupon.valid_from, outcome.coupon.valid_until))
     results = rules.apply_coupons(basket, presented, now, already_applied=already)
-    for outcome, result in zip(pending, results, strict=True):
+    # Coupons are moved in id order, whatever order they were presented in: two requests sharing coupons
+    # then lock them in one order and never deadlock.
+    for outcome, result in sorted(zip(pending, results, strict=True), key=lambda pair: pair[0].coupon.id):  # type: ignore[union-attr]
         if result.reason is not None:
             outcome.reason = result.reason
             continue
