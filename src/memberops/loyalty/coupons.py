@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -132,13 +132,27 @@ def list_templates(session: Session, workspace_id: str, *, include_archived: boo
     return session.scalars(query.order_by(CouponTemplate.code)).all()
 
 
+_TERMS = select(CouponTemplateVersion.terms).where(CouponTemplateVersion.template_id == bindparam("template_id"),
+                                                   CouponTemplateVersion.version == bindparam("version"))
+# A template version is never changed once written (an edit writes the next version), and template ids are
+# UUIDv7s unique across stores, so parsed terms can be kept: a redeem then reads no terms from the store.
+_TERMS_CACHE: dict[tuple[str, int], CouponTerms] = {}
+TERMS_CACHE_SIZE = 4096
+
+
 def terms_of(session: Session, template_id: str, version: int) -> CouponTerms:
     """The terms of one version of a template."""
-    terms = session.scalar(select(CouponTemplateVersion.terms).where(
-        CouponTemplateVersion.template_id == template_id, CouponTemplateVersion.version == version))
-    if terms is None:
+    cached = _TERMS_CACHE.get((template_id, version))
+    if cached is not None:
+        return cached
+    document = session.scalar(_TERMS, {"template_id": template_id, "version": version})
+    if document is None:
         raise CouponTemplateNotFound(f"{template_id} v{version}")
-    return CouponTerms.model_validate(terms)
+    terms = CouponTerms.model_validate(document)
+    if len(_TERMS_CACHE) >= TERMS_CACHE_SIZE:
+        _TERMS_CACHE.clear()
+    _TERMS_CACHE[(template_id, version)] = terms
+    return terms
 
 
 def template_view(session: Session, template: CouponTemplate) -> CouponTemplateOut:
@@ -361,10 +375,7 @@ def redeem_coupons(
     member = get_member(session, workspace_id, order.member_id)
     order = OrderContext(member.id, order.channel, order.amount, order.order_key, order.store_id,
                          order.shipping_amount, order.items)
-    on_order = session.execute(
-        select(CouponRedemption, Coupon).join(Coupon, Coupon.id == CouponRedemption.coupon_id)
-        .where(CouponRedemption.workspace_id == workspace_id, CouponRedemption.order_key == order.order_key)
-    ).all()
+    on_order = session.execute(_ON_ORDER, {"workspace_id": workspace_id, "order_key": order.order_key}).all()
     # Restored redemptions count as replays too: a POS retrying a redeem after the order's refund gave the
     # coupon back must not spend it again on the refunded order.
     earlier = {coupon.id: redemption for redemption, coupon in on_order}
@@ -397,12 +408,22 @@ def redeem_coupons(
     return outcomes
 
 
+# Built once: constructing a statement costs about what running it costs for one coupon.
+_ON_ORDER = (select(CouponRedemption, Coupon).join(Coupon, Coupon.id == CouponRedemption.coupon_id)
+             .where(CouponRedemption.workspace_id == bindparam("workspace_id"),
+                    CouponRedemption.order_key == bindparam("order_key")))
+_BY_UNIQUE_CODE = select(Coupon).where(Coupon.workspace_id == bindparam("workspace_id"),
+                                       Coupon.unique_code == bindparam("code"))
+_REDEEM = (update(Coupon).where(Coupon.id == bindparam("coupon_id"), Coupon.status == "issued")
+           .values(status="redeemed", redeemed_at=bindparam("now")).execution_options(synchronize_session=False))
+
+
 def _resolve(
     session: Session, workspace_id: str, code: str, order: OrderContext, earlier: dict[str, CouponRedemption],
     now: datetime,
 ) -> Redeemed:
     """Which coupon ``code`` means for this member and order (a replay if it was redeemed on the order)."""
-    coupon = session.scalar(select(Coupon).where(Coupon.workspace_id == workspace_id, Coupon.unique_code == code))
+    coupon = session.scalar(_BY_UNIQUE_CODE, {"workspace_id": workspace_id, "code": code})
     if coupon is None:
         template = session.scalar(select(CouponTemplate).where(CouponTemplate.workspace_id == workspace_id,
                                                                CouponTemplate.shared_code == code))
@@ -450,10 +471,7 @@ def _apply(
     """Move the coupon issued → redeemed and record the redemption, or learn why another request won."""
     coupon = outcome.coupon
     assert coupon is not None
-    moved = rows_changed(session.execute(
-        update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
-        .values(status="redeemed", redeemed_at=now).execution_options(synchronize_session=False)
-    ))
+    moved = rows_changed(session.execute(_REDEEM, {"coupon_id": coupon.id, "now": now}))
     if moved != 1:  # a concurrent request redeemed (or voided) it first; it has committed by now
         session.refresh(coupon)
         replay = session.scalar(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon.id,
