@@ -347,6 +347,12 @@ class Redeemed:
     is_replay: bool = False
     terms: CouponTerms | None = field(default=None, repr=False)
 
+    @property
+    def coupon_id(self) -> str:
+        """The coupon's id; only for outcomes that found their coupon."""
+        assert self.coupon is not None
+        return self.coupon.id
+
 
 def redeem_coupon(session: Session, workspace_id: str, code: str, order: OrderContext,
                   *, now: datetime | None = None) -> Redeemed:
@@ -400,9 +406,14 @@ def redeem_coupons(
     results = rules.apply_coupons(basket, presented, now, already_applied=already)
     # Coupons are moved in id order, whatever order they were presented in: two requests sharing coupons
     # then lock them in one order and never deadlock.
-    for outcome, result in sorted(zip(pending, results, strict=True), key=lambda pair: pair[0].coupon.id):  # type: ignore[union-attr]
+    for outcome, result in sorted(zip(pending, results, strict=True), key=lambda pair: pair[0].coupon_id):
         if result.reason is not None:
-            outcome.reason = result.reason
+            replay = _redemption_on(session, outcome.coupon_id, order.order_key) \
+                if result.reason is rules.Reason.already_redeemed else None
+            if replay is not None:  # the same redeem, committed by a request racing this one (PostgreSQL)
+                outcome.redemption, outcome.is_replay = replay, True
+            else:
+                outcome.reason = result.reason
             continue
         _apply(session, workspace_id, outcome, result, order, now)
     return outcomes
@@ -416,6 +427,13 @@ _BY_UNIQUE_CODE = select(Coupon).where(Coupon.workspace_id == bindparam("workspa
                                        Coupon.unique_code == bindparam("code"))
 _REDEEM = (update(Coupon).where(Coupon.id == bindparam("coupon_id"), Coupon.status == "issued")
            .values(status="redeemed", redeemed_at=bindparam("now")).execution_options(synchronize_session=False))
+
+
+def _redemption_on(session: Session, coupon_id: str, order_key: str) -> CouponRedemption | None:
+    """The coupon's redemption on the order, as committed now (a fresh read, not the session's memory)."""
+    return session.scalar(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon_id,
+                                                         CouponRedemption.order_key == order_key)
+                          .execution_options(populate_existing=True))
 
 
 def _resolve(
@@ -474,8 +492,7 @@ def _apply(
     moved = rows_changed(session.execute(_REDEEM, {"coupon_id": coupon.id, "now": now}))
     if moved != 1:  # a concurrent request redeemed (or voided) it first; it has committed by now
         session.refresh(coupon)
-        replay = session.scalar(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon.id,
-                                                               CouponRedemption.order_key == order.order_key))
+        replay = _redemption_on(session, coupon.id, order.order_key)
         if replay is not None:
             outcome.redemption, outcome.is_replay = replay, True
         else:
