@@ -130,6 +130,27 @@ class TestIssueAndRedeem:
         assert body["facts"]["reason"] == "voided"
         assert client.get(f"/api/v1/members/{member_id}/coupons?status=issued", headers=keys["read"]).json() == {"items": []}
 
+    def test_quote_prices_a_basket_and_redeems_nothing(
+        self, client: TestClient, keys: dict[str, dict[str, str]], member_id: str, coupon_code: str
+    ) -> None:
+        gift = {"code": "TOTE", "name": "Free tote", "shared_code": "TOTEBAG",
+                "terms": {"kind": "gift", "gift_sku": "TOTE-1", "valid_days": 30, "stacking": "stackable",
+                          "max_per_order": 2}}
+        assert client.post("/api/v1/coupon-templates", headers=keys["admin"], json=gift).status_code == 201
+        body = {"member_id": member_id, "channel": "pos", "store_id": "S1", "amount": "150.00",
+                "items": [{"sku": "TOTE-1", "quantity": 1, "amount": "30.00"}],
+                "coupon_codes": [coupon_code, "totebag", "NOPE"]}
+        quoted = client.post("/api/v1/coupons/quote", headers=keys["loyalty"], json=body)
+        assert quoted.status_code == 200, quoted.text
+        result = quoted.json()
+        assert [(c["applies"], c["discount"], c["reason"]) for c in result["coupons"]] == [
+            (True, "20.00", None), (False, "0.00", "not_stackable"), (False, "0.00", "coupon_not_found")]
+        alone = client.post("/api/v1/coupons/quote", headers=keys["loyalty"], json={**body, "coupon_codes": ["TOTEBAG"]})
+        assert alone.json()["total_discount"] == "30.00" and alone.json()["coupons"][0]["gift_sku"] == "TOTE-1"
+        assert client.get(f"/api/v1/coupons/{coupon_code}", headers=keys["read"]).json()["status"] == "issued"
+        held = client.get(f"/api/v1/members/{member_id}/coupons", headers=keys["read"]).json()["items"]
+        assert [c["code"] for c in held] == [coupon_code]  # the shared code's coupon was not kept either
+
     def test_openapi_documents_the_409(self, client: TestClient) -> None:
         spec = client.get("/openapi.json").json()
         responses = spec["paths"]["/api/v1/coupons/{code}/redeem"]["post"]["responses"]

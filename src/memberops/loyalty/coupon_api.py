@@ -4,6 +4,7 @@ member's coupons; and benefits (``/benefit-definitions``, ``/members/{member_id}
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -13,6 +14,7 @@ from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
 from memberops.identity.errors import MemberNotFound
+from memberops.ids import new_id
 from memberops.loyalty import benefits, coupons
 from memberops.loyalty.benefit_models import BenefitGrant
 from memberops.loyalty.benefit_schemas import (
@@ -40,7 +42,7 @@ from memberops.loyalty.coupon_errors import (
     InsufficientBenefitQuota,
     InvalidCouponTemplate,
 )
-from memberops.loyalty.coupon_rules import CENT, display_code
+from memberops.loyalty.coupon_rules import CENT, BasketItem, display_code
 from memberops.loyalty.coupon_schemas import (
     CouponOut,
     CouponPage,
@@ -50,6 +52,8 @@ from memberops.loyalty.coupon_schemas import (
     CouponTemplateUpdate,
     IssueIn,
     OrderContextIn,
+    QuoteIn,
+    QuoteOut,
     RedemptionOut,
     VoidIn,
 )
@@ -148,6 +152,20 @@ def redeem_coupon(code: str, body: OrderContextIn, session: SessionDep, caller: 
                          channel=r.channel, store_id=r.store_id, amount=r.amount.quantize(CENT),
                          discount=r.discount.quantize(CENT),
                          gift_sku=r.gift_sku, redeemed_at=r.redeemed_at, is_replay=outcome.is_replay)
+
+
+@router.post("/coupons/quote", response_model=QuoteOut, responses=problem_responses(*AUTH_ERRORS, MemberNotFound))
+def quote_coupons(body: QuoteIn, session: SessionDep, caller: LoyaltyCaller) -> QuoteOut:
+    """Price a basket with the codes presented, redeeming nothing: each code's discount (and gift) or the
+    reason it does not apply, with stacking checked across them. Exactly what a redeem would do now."""
+    order = coupons.OrderContext(
+        member_id=body.member_id, channel=body.channel, store_id=body.store_id, amount=body.amount,
+        shipping_amount=min(body.shipping_amount, body.amount),
+        items=tuple(BasketItem(i.sku, i.quantity, i.amount) for i in body.items),
+        order_key=coupons.OrderContext.key_for(body.channel, body.order_id, f"quote:{new_id()}"),
+    )
+    quoted = coupons.quote_coupons(session, caller.workspace.id, body.coupon_codes, order)
+    return QuoteOut(total_discount=sum((q.discount for q in quoted), Decimal("0.00")), coupons=quoted)
 
 
 @router.get("/coupons/{code}", response_model=CouponOut, responses=problem_responses(*AUTH_ERRORS, CouponNotFound))

@@ -207,3 +207,40 @@ class RedemptionOut(BaseModel):
 
 class CouponPage(BaseModel):
     items: list[CouponOut]
+
+
+class BasketItemIn(BaseModel):
+    model_config = _FORBID
+
+    sku: ShortKey
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)]
+    amount: Money = Field(description="the line's amount (quantity × unit price)")
+
+
+class QuoteIn(BaseModel):
+    """A basket and the codes presented on it, priced without redeeming anything."""
+
+    model_config = _FORBID
+
+    member_id: Key
+    channel: ShortKey
+    store_id: ShortKey | None = None
+    amount: Money = Field(description="the order amount before coupons")
+    shipping_amount: Money = Decimal("0")
+    items: list[BasketItemIn] = Field(default=[], max_length=1000)
+    coupon_codes: list[ShortKey] = Field(min_length=1, max_length=20)
+    order_id: Key | None = Field(default=None, description="counts coupons already redeemed on this order")
+
+
+class QuotedCoupon(BaseModel):
+    code: str
+    applies: bool
+    discount: Decimal
+    gift_sku: str | None = None
+    reason: str | None = Field(default=None, description="why it does not apply: a coupon_not_redeemable reason "
+                                                         "or another error code (coupon_not_found…)")
+
+
+class QuoteOut(BaseModel):
+    total_discount: Decimal
+    coupons: list[QuotedCoupon]

@@ -49,6 +49,7 @@ from memberops.loyalty.coupon_schemas import (
     CouponTemplateOut,
     CouponTemplateUpdate,
     CouponTerms,
+    QuotedCoupon,
 )
 
 CODE_ATTEMPTS = 5  # a generated code colliding once is ~1e-12 likely at a billion codes; five is plenty
@@ -427,6 +428,28 @@ _BY_UNIQUE_CODE = select(Coupon).where(Coupon.workspace_id == bindparam("workspa
                                        Coupon.unique_code == bindparam("code"))
 _REDEEM = (update(Coupon).where(Coupon.id == bindparam("coupon_id"), Coupon.status == "issued")
            .values(status="redeemed", redeemed_at=bindparam("now")).execution_options(synchronize_session=False))
+
+
+def quote_coupons(
+    session: Session, workspace_id: str, codes: Sequence[str], order: OrderContext, *, now: datetime | None = None,
+) -> list[QuotedCoupon]:
+    """What :func:`redeem_coupons` would do with ``codes`` on ``order``, without doing it: the redeem runs
+    in a savepoint that is rolled back, so a quote can never disagree with the redeem that follows it."""
+    quoted: list[QuotedCoupon] = []
+    savepoint = session.begin_nested()
+    try:
+        for outcome in redeem_coupons(session, workspace_id, codes, order, now=now):
+            if outcome.redemption is not None:
+                quoted.append(QuotedCoupon(code=rules.display_code(outcome.coupon.code if outcome.coupon else outcome.code),
+                                           applies=True, discount=outcome.redemption.discount.quantize(rules.CENT),
+                                           gift_sku=outcome.redemption.gift_sku))
+            else:
+                reason = outcome.reason.value if outcome.reason else outcome.problem.code if outcome.problem else None
+                quoted.append(QuotedCoupon(code=outcome.code, applies=False, discount=rules.ZERO.quantize(rules.CENT),
+                                           reason=reason))
+    finally:
+        savepoint.rollback()
+    return quoted
 
 
 def _redemption_on(session: Session, coupon_id: str, order_key: str) -> CouponRedemption | None:
