@@ -16,12 +16,21 @@ from memberops.identity.models import (
     ReviewPair,
 )
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
+from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
+from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
 
 __all__ = [
     "IdentityConfigVersion",
     "ApiKey",
     "AuditEntry",
     "Base",
+    "BenefitConsumption",
+    "BenefitDefinition",
+    "BenefitGrant",
+    "Coupon",
+    "CouponRedemption",
+    "CouponTemplate",
+    "CouponTemplateVersion",
     "FlaggedIdentifier",
     "Identifier",
     "IdentityDecision",

@@ -46,8 +46,9 @@ RECEIVED_KEYS = cast(Table, ReceivedKey.__table__)
 LIVE_ORDERS = cast(Table, LiveOrder.__table__)
 OUTBOX = cast(Table, OutboxRow.__table__)
 
-OrderHook = Callable[[Session, LiveOrder], None]
-"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction."""
+OrderHook = Callable[[Session, LiveOrder], Sequence[Issue] | None]
+"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction; what it returns
+is added to the order's warnings (a coupon that could not be redeemed: the order is kept)."""
 RefundHook = Callable[[Session, LiveRefund, LiveOrder], None]
 """Called as ``hook(session, refund, order)`` for each refund accepted; ``order.refunded_amount`` already
 includes the refund."""
@@ -70,9 +71,10 @@ NO_HOOKS = LiveHooks()
 
 
 def default_hooks() -> LiveHooks:
-    """The hooks the HTTP API runs live orders and refunds through. None yet: loyalty registers its
-    earn and reverse functions here when it exists."""
-    return NO_HOOKS
+    """The hooks the HTTP API runs live orders and refunds through: loyalty's."""
+    from memberops.loyalty.coupons import redeem_on_live_order, restore_on_full_refund
+
+    return LiveHooks(on_order_accepted=(redeem_on_live_order,), on_refund_accepted=(restore_on_full_refund,))
 
 
 @dataclass(slots=True)
@@ -82,6 +84,7 @@ class Outcome:
     status: Status
     member_id: str | None = None
     problem: DomainError | None = None  # why a rule refused it (unknown order, refund too large…)
+    warnings: Sequence[Issue] = ()  # what a hook reported about an accepted item
 
 
 @dataclass(slots=True)
@@ -176,12 +179,14 @@ def ingest_orders(
         inserted = {(channel, order_id): row_id for row_id, channel, order_id in returned}
     outcomes: list[Outcome] = []
     accepted: list[OrderIn] = []
+    accepted_outcomes: list[Outcome] = []
     for position, order in enumerate(orders):
         key = (order.channel, order.order_id)
         member_id = members.get((order.channel, order.customer_key))
         if key in inserted and first[key] == position:
             outcomes.append(Outcome("accepted", member_id))
             accepted.append(order)
+            accepted_outcomes.append(outcomes[-1])
         else:
             outcomes.append(Outcome("duplicate", member_id))
     _emit_all(session, workspace.id, [
@@ -191,9 +196,11 @@ def ingest_orders(
     if hooks.on_order_accepted and accepted:
         ids = [inserted[(o.channel, o.order_id)] for o in accepted]
         by_id = {o.id: o for o in session.scalars(select(LiveOrder).where(LiveOrder.id.in_(ids)))}
-        for row_id in ids:
+        for row_id, outcome in zip(ids, accepted_outcomes, strict=True):
             for hook in hooks.on_order_accepted:
-                hook(session, by_id[row_id])
+                warnings = hook(session, by_id[row_id])
+                if warnings:
+                    outcome.warnings = [*outcome.warnings, *warnings]
     return outcomes
 
 
@@ -415,8 +422,9 @@ def ingest(
         if outcome.problem is not None:
             errors = [Issue(field=getattr(outcome.problem, "field", ""), message=outcome.problem.message,
                             code=outcome.problem.code)]
+        warnings = [*item.warnings, *outcome.warnings] if outcome.warnings else item.warnings
         results.append(ItemOutcome(item.index, outcome.status, item.key, outcome.member_id, errors,
-                                   item.warnings, outcome.problem))
+                                   warnings, outcome.problem))
     return results
 
 

@@ -70,7 +70,19 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     export_task = huey.task(name="outbox.export", retries=3, retry_delay=5)(run_export)
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
     huey.periodic_task(crontab(minute="17"), name="lake.sweep_tmp")(lambda: sweep_tmp(context.settings.lake_path))
+    huey.periodic_task(crontab(minute="23"), name="coupons.expire")(lambda: expire_coupons(context))
     return Tasks(export_outbox=export_task)
+
+
+def expire_coupons(context: Context) -> int:
+    """The hourly coupon expiry, one transaction: unused coupons past their validity become ``expired``."""
+    from memberops.loyalty.coupons import expire_coupons as expire
+
+    with context.store.transaction() as session:
+        count = expire(session)
+    if count:
+        log.info("expired %d coupons", count)
+    return count
 
 
 class InProcessConsumer(Consumer):  # type: ignore[misc]

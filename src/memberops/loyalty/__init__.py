@@ -1,0 +1,1 @@
+"""Loyalty: programmes, tiers, points ledger, coupons, rewards, benefits, referrals."""

@@ -1,0 +1,659 @@
+"""Coupons: templates (versioned terms, audited), issue, redeem, void, expire and refund-restore.
+
+Every write is idempotent: an issue on its idempotency key, a redeem on its order (``order:<channel>:
+<order_id>``) or idempotency key; a replay answers with the original outcome and changes nothing.
+Every status change is a conditional ``UPDATE … WHERE status = <from>`` (``coupon_rules.TRANSITIONS``):
+of two terminals redeeming one coupon at once exactly one moves it; the other, once the winner commits,
+finds it redeemed (PostgreSQL re-checks the condition after waiting for the row; SQLite's write
+transactions are serialised by ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from memberops.audit.service import Actor, record
+from memberops.db.base import utcnow
+from memberops.db.dialect import locked
+from memberops.errors import DomainError
+from memberops.identity.service import get_member
+from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.ingest.schemas import Issue
+from memberops.loyalty import coupon_rules as rules
+from memberops.loyalty.coupon_errors import (
+    CouponIssueLimitReached,
+    CouponNotFound,
+    CouponNotRedeemable,
+    CouponNotVoidable,
+    CouponSoldOut,
+    CouponTemplateExists,
+    CouponTemplateNotFound,
+    CouponTemplateUnavailable,
+    IdempotencyKeyReused,
+    InvalidCouponTemplate,
+)
+from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
+from memberops.loyalty.coupon_schemas import (
+    CouponOut,
+    CouponTemplateIn,
+    CouponTemplateOut,
+    CouponTemplateUpdate,
+    CouponTerms,
+    QuotedCoupon,
+)
+
+CODE_ATTEMPTS = 5  # a generated code colliding once is ~1e-12 likely at a billion codes; five is plenty
+
+def rows_changed(result: Result[Any]) -> int:
+    """The rows an ``UPDATE`` changed: how a conditional update tells the request that won from the rest."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+# --- templates ------------------------------------------------------------------------------------------
+
+
+def create_template(session: Session, workspace_id: str, spec: CouponTemplateIn, *, actor: Actor) -> CouponTemplate:
+    """A new template at version 1 (audited). Its code and shared code are unique in the workspace."""
+    shared = rules.normalise_code(spec.shared_code) if spec.shared_code else None
+    if _template_by_code(session, workspace_id, spec.code) is not None:
+        raise CouponTemplateExists("code", spec.code)
+    if shared and session.scalar(select(CouponTemplate.id).where(
+            CouponTemplate.workspace_id == workspace_id, CouponTemplate.shared_code == shared)) is not None:
+        raise CouponTemplateExists("shared_code", shared)
+    if shared and session.scalar(select(Coupon.id).where(
+            Coupon.workspace_id == workspace_id, Coupon.unique_code == shared)) is not None:
+        raise CouponTemplateExists("shared_code", shared)
+    now = utcnow()
+    template = CouponTemplate(
+        workspace_id=workspace_id, code=spec.code, name=spec.name, description=spec.description, shared_code=shared,
+        stock=spec.stock, per_member_limit=spec.per_member_limit, version=1, created_at=now, updated_at=now,
+    )
+    session.add(template)
+    session.flush()
+    session.add(CouponTemplateVersion(template_id=template.id, version=1, terms=spec.terms.model_dump(mode="json"),
+                                      created_at=now))
+    session.flush()
+    record(session, actor, "coupon_template.create", workspace_id=workspace_id, target_type="coupon_template",
+           target_id=template.id, detail={"code": template.code, "kind": spec.terms.kind, "version": 1})
+    return template
+
+
+def update_template(
+    session: Session, workspace_id: str, template_ref: str, change: CouponTemplateUpdate, *, actor: Actor
+) -> CouponTemplate:
+    """Apply ``change`` (audited). New ``terms`` make a new version; issued coupons keep the terms they
+    were issued with. The stock never drops below what was issued."""
+    template = _lock_template(session, get_template(session, workspace_id, template_ref))
+    changed: dict[str, object] = {}
+    if change.stock is not None and change.stock < template.issued_count:
+        raise InvalidCouponTemplate(f"stock cannot drop below the {template.issued_count} coupons issued", "stock")
+    for name in ("name", "description", "stock", "per_member_limit", "status"):
+        value = getattr(change, name)
+        if value is not None and value != getattr(template, name):
+            setattr(template, name, value)
+            changed[name] = value if name not in ("name", "description") else "changed"
+    if change.terms is not None and change.terms != terms_of(session, template.id, template.version):
+        template.version += 1
+        session.add(CouponTemplateVersion(template_id=template.id, version=template.version,
+                                          terms=change.terms.model_dump(mode="json"), created_at=utcnow()))
+        changed["version"] = template.version
+    if changed:
+        template.updated_at = utcnow()
+        session.flush()
+        record(session, actor, "coupon_template.update", workspace_id=workspace_id, target_type="coupon_template",
+               target_id=template.id, detail={"code": template.code, **changed})
+    return template
+
+
+def get_template(session: Session, workspace_id: str, template_ref: str) -> CouponTemplate:
+    """The template whose id or code is ``template_ref``."""
+    template = session.get(CouponTemplate, template_ref)
+    if template is not None and template.workspace_id == workspace_id:
+        return template
+    template = _template_by_code(session, workspace_id, template_ref)
+    if template is None:
+        raise CouponTemplateNotFound(template_ref)
+    return template
+
+
+def list_templates(session: Session, workspace_id: str, *, include_archived: bool = True) -> Sequence[CouponTemplate]:
+    query = select(CouponTemplate).where(CouponTemplate.workspace_id == workspace_id)
+    if not include_archived:
+        query = query.where(CouponTemplate.status == "active")
+    return session.scalars(query.order_by(CouponTemplate.code)).all()
+
+
+_TERMS = select(CouponTemplateVersion.terms).where(CouponTemplateVersion.template_id == bindparam("template_id"),
+                                                   CouponTemplateVersion.version == bindparam("version"))
+# A template version is never changed once written (an edit writes the next version), and template ids are
+# UUIDv7s unique across stores, so parsed terms can be kept: a redeem then reads no terms from the store.
+_TERMS_CACHE: dict[tuple[str, int], CouponTerms] = {}
+TERMS_CACHE_SIZE = 4096
+
+
+def terms_of(session: Session, template_id: str, version: int) -> CouponTerms:
+    """The terms of one version of a template."""
+    cached = _TERMS_CACHE.get((template_id, version))
+    if cached is not None:
+        return cached
+    document = session.scalar(_TERMS, {"template_id": template_id, "version": version})
+    if document is None:
+        raise CouponTemplateNotFound(f"{template_id} v{version}")
+    terms = CouponTerms.model_validate(document)
+    if len(_TERMS_CACHE) >= TERMS_CACHE_SIZE:
+        _TERMS_CACHE.clear()
+    _TERMS_CACHE[(template_id, version)] = terms
+    return terms
+
+
+def template_view(session: Session, template: CouponTemplate) -> CouponTemplateOut:
+    return CouponTemplateOut(
+        id=template.id, code=template.code, name=template.name, description=template.description,
+        shared_code=template.shared_code, stock=template.stock, per_member_limit=template.per_member_limit,
+        issued_count=template.issued_count, status=template.status, version=template.version,
+        terms=terms_of(session, template.id, template.version), created_at=template.created_at,
+        updated_at=template.updated_at,
+    )
+
+
+def _template_by_code(session: Session, workspace_id: str, code: str) -> CouponTemplate | None:
+    return session.scalar(select(CouponTemplate).where(CouponTemplate.workspace_id == workspace_id,
+                                                       CouponTemplate.code == code))
+
+
+def _lock_template(session: Session, template: CouponTemplate) -> CouponTemplate:
+    """Re-read ``template`` under a row lock held to the end of the transaction: issues of one template
+    queue here, so the stock and the per-member limit are checked against what others committed."""
+    locked_template = session.scalar(locked(select(CouponTemplate).where(CouponTemplate.id == template.id))
+                                     .execution_options(populate_existing=True))
+    assert locked_template is not None
+    return locked_template
+
+
+# --- issue ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Issued:
+    coupon: Coupon
+    is_replay: bool
+
+
+def issue_coupon(
+    session: Session, workspace_id: str, template_ref: str, member_id: str, idempotency_key: str,
+    *, actor: Actor | None = None, now: datetime | None = None,
+) -> Issued:
+    """Issue a coupon of the template to the member; a replay of ``idempotency_key`` returns the same coupon.
+
+    Raises :class:`CouponTemplateUnavailable` (archived, window closed), :class:`CouponSoldOut` (stock),
+    :class:`CouponIssueLimitReached` (per-member limit) or :class:`IdempotencyKeyReused` (the key issued
+    something else).
+    """
+    now = now or utcnow()
+    template = get_template(session, workspace_id, template_ref)
+    member = get_member(session, workspace_id, member_id)
+    replay = _replayed_issue(session, workspace_id, idempotency_key, template.id, member.id)
+    if replay is not None:
+        return Issued(replay, True)
+    template = _lock_template(session, template)
+    replay = _replayed_issue(session, workspace_id, idempotency_key, template.id, member.id)
+    if replay is not None:  # the same key issued by a request that committed while we waited for the lock
+        return Issued(replay, True)
+    if template.status != "active":
+        raise CouponTemplateUnavailable(template.code, "archived")
+    terms = terms_of(session, template.id, template.version)
+    try:
+        valid_from, valid_until = rules.coupon_validity(terms, now)
+    except rules.Ended:
+        raise CouponTemplateUnavailable(template.code, "its validity window has closed") from None
+    if template.stock is not None and template.issued_count >= template.stock:
+        raise CouponSoldOut(template.code, template.stock)
+    if template.per_member_limit is not None and _held(session, template.id, member.id) >= template.per_member_limit:
+        raise CouponIssueLimitReached(template.code, member.id, template.per_member_limit)
+    coupon = _insert_coupon(session, workspace_id, template, member.id, idempotency_key, now, valid_from, valid_until)
+    template.issued_count += 1
+    session.flush()
+    if actor is not None:
+        record(session, actor, "coupon.issue", workspace_id=workspace_id, target_type="coupon", target_id=coupon.id,
+               detail={"template": template.code, "member_id": member.id})
+    return Issued(coupon, False)
+
+
+def _replayed_issue(session: Session, workspace_id: str, key: str, template_id: str, member_id: str) -> Coupon | None:
+    coupon = session.scalar(select(Coupon).where(Coupon.workspace_id == workspace_id, Coupon.issue_key == key)
+                            .execution_options(populate_existing=True))
+    if coupon is None:
+        return None
+    if coupon.template_id != template_id or coupon.member_id != member_id:
+        raise IdempotencyKeyReused(key)
+    return coupon
+
+
+def _held(session: Session, template_id: str, member_id: str) -> int:
+    """Coupons of the template the member was ever issued (used ones count: a limit is on issues)."""
+    return int(session.scalar(select(func.count()).select_from(Coupon).where(
+        Coupon.template_id == template_id, Coupon.member_id == member_id)) or 0)
+
+
+def _insert_coupon(
+    session: Session, workspace_id: str, template: CouponTemplate, member_id: str, key: str, now: datetime,
+    valid_from: datetime, valid_until: datetime,
+) -> Coupon:
+    for _ in range(CODE_ATTEMPTS):
+        code = template.shared_code or rules.generate_code()
+        coupon = Coupon(
+            workspace_id=workspace_id, template_id=template.id, template_version=template.version, code=code,
+            unique_code=None if template.shared_code else code, member_id=member_id, status="issued", issue_key=key,
+            issued_at=now, valid_from=valid_from, valid_until=valid_until,
+        )
+        try:
+            with session.begin_nested():
+                session.add(coupon)
+        except IntegrityError:  # a code collision (retry) or the key taken by another template's issue
+            if session.scalar(select(Coupon.id).where(Coupon.workspace_id == workspace_id,
+                                                      Coupon.issue_key == key)) is not None:
+                raise IdempotencyKeyReused(key) from None
+            continue
+        return coupon
+    raise RuntimeError("could not draw an unused coupon code")
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def find_coupon(session: Session, workspace_id: str, code: str, *, member_id: str | None = None) -> Coupon:
+    """The coupon with unique ``code``; for a shared code, ``member_id``'s latest coupon of it."""
+    canonical = rules.normalise_code(code)
+    coupon = session.scalar(select(Coupon).where(Coupon.workspace_id == workspace_id, Coupon.unique_code == canonical))
+    if coupon is not None:
+        return coupon
+    if member_id is not None:
+        member = get_member(session, workspace_id, member_id)
+        coupon = session.scalar(
+            select(Coupon).where(Coupon.workspace_id == workspace_id, Coupon.code == canonical,
+                                 Coupon.member_id == member.id).order_by(Coupon.issued_at.desc(), Coupon.id.desc())
+        )
+        if coupon is not None:
+            return coupon
+    raise CouponNotFound(code)
+
+
+def member_coupons(session: Session, workspace_id: str, member_id: str, *, status: str | None = None) -> Sequence[Coupon]:
+    """A member's coupons, newest first."""
+    member = get_member(session, workspace_id, member_id)
+    query = select(Coupon).where(Coupon.workspace_id == workspace_id, Coupon.member_id == member.id)
+    if status is not None:
+        query = query.where(Coupon.status == status)
+    return session.scalars(query.order_by(Coupon.issued_at.desc(), Coupon.id.desc())).all()
+
+
+def coupon_views(session: Session, coupons: Sequence[Coupon]) -> list[CouponOut]:
+    """Coupons with their template's code and the terms they were issued under."""
+    keys = {(c.template_id, c.template_version) for c in coupons}
+    codes = dict(session.execute(select(CouponTemplate.id, CouponTemplate.code)
+                                 .where(CouponTemplate.id.in_({k[0] for k in keys}))).all()) if keys else {}
+    terms = {key: terms_of(session, *key) for key in keys}
+    return [
+        CouponOut(
+            id=c.id, code=rules.display_code(c.code), template_code=codes[c.template_id],
+            template_version=c.template_version, member_id=c.member_id, status=c.status,  # type: ignore[arg-type]
+            kind=terms[(c.template_id, c.template_version)].kind, issued_at=c.issued_at, valid_from=c.valid_from,
+            valid_until=c.valid_until, redeemed_at=c.redeemed_at, restored_count=c.restored_count,
+            terms=terms[(c.template_id, c.template_version)],
+        )
+        for c in coupons
+    ]
+
+
+# --- redeem ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    """The order coupons are redeemed on. ``amount`` is before coupons, shipping included."""
+
+    member_id: str
+    channel: str
+    amount: Decimal
+    order_key: str
+    store_id: str | None = None
+    shipping_amount: Decimal = Decimal("0")
+    items: tuple[rules.BasketItem, ...] = ()
+
+    @staticmethod
+    def key_for(channel: str, order_id: str | None, idempotency_key: str | None) -> str:
+        """The key a redeem is recognised by: its order when known, else the caller's idempotency key."""
+        return f"order:{channel}:{order_id}" if order_id else f"key:{idempotency_key}"
+
+
+@dataclass
+class Redeemed:
+    """The outcome for one code: a redemption, or the reason (``reason``) or error (``problem``) why not."""
+
+    code: str
+    coupon: Coupon | None = None
+    redemption: CouponRedemption | None = None
+    reason: rules.Reason | None = None
+    problem: DomainError | None = None
+    is_replay: bool = False
+    terms: CouponTerms | None = field(default=None, repr=False)
+
+    @property
+    def coupon_id(self) -> str:
+        """The coupon's id; only for outcomes that found their coupon."""
+        assert self.coupon is not None
+        return self.coupon.id
+
+
+def redeem_coupon(session: Session, workspace_id: str, code: str, order: OrderContext,
+                  *, now: datetime | None = None) -> Redeemed:
+    """Redeem one coupon on ``order``; raises :class:`CouponNotRedeemable` (with the reason),
+    :class:`CouponNotFound`, or an issue error for a shared code the member cannot be issued."""
+    (outcome,) = redeem_coupons(session, workspace_id, [code], order, now=now)
+    if outcome.problem is not None:
+        raise outcome.problem
+    if outcome.reason is not None:
+        raise CouponNotRedeemable(outcome.code, outcome.reason.value)
+    return outcome
+
+
+def redeem_coupons(
+    session: Session, workspace_id: str, codes: Sequence[str], order: OrderContext, *, now: datetime | None = None,
+) -> list[Redeemed]:
+    """Redeem ``codes`` together on ``order``; one outcome per code, in order, never raising for a code
+    that does not apply (its ``reason`` or ``problem`` says why).
+
+    A code already redeemed on this same order (``order.order_key``) is a replay and answers with that
+    redemption. The coupons redeemed on the order before count for stacking and for what is left to
+    discount. A shared code is redeemed from the member's unused coupon of it, issued on the spot when
+    the member has none and the template allows one more.
+    """
+    now = now or utcnow()
+    member = get_member(session, workspace_id, order.member_id)
+    order = OrderContext(member.id, order.channel, order.amount, order.order_key, order.store_id,
+                         order.shipping_amount, order.items)
+    on_order = session.execute(_ON_ORDER, {"workspace_id": workspace_id, "order_key": order.order_key}).all()
+    # Restored redemptions count as replays too: a POS retrying a redeem after the order's refund gave the
+    # coupon back must not spend it again on the refunded order.
+    earlier = {coupon.id: redemption for redemption, coupon in on_order}
+    outcomes: list[Redeemed] = []
+    for code in codes:
+        outcome = _resolve(session, workspace_id, rules.normalise_code(code), order, earlier, now)
+        outcomes.append(outcome)
+    presented_ids = {o.coupon.id for o in outcomes if o.coupon is not None}
+    already = [(terms_of(session, c.template_id, c.template_version), r.discount)
+               for r, c in on_order if c.id not in presented_ids and r.restored_at is None]
+    pending = [o for o in outcomes if o.coupon is not None and not o.is_replay and o.reason is None]
+    basket = rules.Basket(member.id, order.amount, order.channel, order.store_id, order.shipping_amount, order.items)
+    presented = []
+    for outcome in pending:
+        assert outcome.coupon is not None
+        outcome.terms = terms_of(session, outcome.coupon.template_id, outcome.coupon.template_version)
+        owner = outcome.coupon.member_id
+        if owner != member.id and _survivor(session, workspace_id, owner) == member.id:
+            owner = member.id  # held by a person since merged into this member: theirs now
+        presented.append(rules.PresentedCoupon(outcome.coupon.id, outcome.terms, owner, outcome.coupon.status,
+                                               outcome.coupon.valid_from, outcome.coupon.valid_until))
+    results = rules.apply_coupons(basket, presented, now, already_applied=already)
+    # Coupons are moved in id order, whatever order they were presented in: two requests sharing coupons
+    # then lock them in one order and never deadlock.
+    for outcome, result in sorted(zip(pending, results, strict=True), key=lambda pair: pair[0].coupon_id):
+        if result.reason is not None:
+            replay = _redemption_on(session, outcome.coupon_id, order.order_key) \
+                if result.reason is rules.Reason.already_redeemed else None
+            if replay is not None:  # the same redeem, committed by a request racing this one (PostgreSQL)
+                outcome.redemption, outcome.is_replay = replay, True
+            else:
+                outcome.reason = result.reason
+            continue
+        _apply(session, workspace_id, outcome, result, order, now)
+    return outcomes
+
+
+# Built once: constructing a statement costs about what running it costs for one coupon.
+_ON_ORDER = (select(CouponRedemption, Coupon).join(Coupon, Coupon.id == CouponRedemption.coupon_id)
+             .where(CouponRedemption.workspace_id == bindparam("workspace_id"),
+                    CouponRedemption.order_key == bindparam("order_key")))
+_BY_UNIQUE_CODE = select(Coupon).where(Coupon.workspace_id == bindparam("workspace_id"),
+                                       Coupon.unique_code == bindparam("code"))
+_REDEEM = (update(Coupon).where(Coupon.id == bindparam("coupon_id"), Coupon.status == "issued")
+           .values(status="redeemed", redeemed_at=bindparam("now")).execution_options(synchronize_session=False))
+
+
+def quote_coupons(
+    session: Session, workspace_id: str, codes: Sequence[str], order: OrderContext, *, now: datetime | None = None,
+) -> list[QuotedCoupon]:
+    """What :func:`redeem_coupons` would do with ``codes`` on ``order``, without doing it: the redeem runs
+    in a savepoint that is rolled back, so a quote can never disagree with the redeem that follows it."""
+    quoted: list[QuotedCoupon] = []
+    savepoint = session.begin_nested()
+    try:
+        for outcome in redeem_coupons(session, workspace_id, codes, order, now=now):
+            if outcome.redemption is not None:
+                quoted.append(QuotedCoupon(code=rules.display_code(outcome.coupon.code if outcome.coupon else outcome.code),
+                                           applies=True, discount=outcome.redemption.discount.quantize(rules.CENT),
+                                           gift_sku=outcome.redemption.gift_sku))
+            else:
+                reason = outcome.reason.value if outcome.reason else outcome.problem.code if outcome.problem else None
+                quoted.append(QuotedCoupon(code=outcome.code, applies=False, discount=rules.ZERO.quantize(rules.CENT),
+                                           reason=reason))
+    finally:
+        savepoint.rollback()
+    return quoted
+
+
+def _redemption_on(session: Session, coupon_id: str, order_key: str) -> CouponRedemption | None:
+    """The coupon's redemption on the order, as committed now (a fresh read, not the session's memory)."""
+    return session.scalar(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon_id,
+                                                         CouponRedemption.order_key == order_key)
+                          .execution_options(populate_existing=True))
+
+
+def _resolve(
+    session: Session, workspace_id: str, code: str, order: OrderContext, earlier: dict[str, CouponRedemption],
+    now: datetime,
+) -> Redeemed:
+    """Which coupon ``code`` means for this member and order (a replay if it was redeemed on the order)."""
+    coupon = session.scalar(_BY_UNIQUE_CODE, {"workspace_id": workspace_id, "code": code})
+    if coupon is None:
+        template = session.scalar(select(CouponTemplate).where(CouponTemplate.workspace_id == workspace_id,
+                                                               CouponTemplate.shared_code == code))
+        if template is None:
+            return Redeemed(code, problem=CouponNotFound(code))
+        return _resolve_shared(session, workspace_id, code, template, order, earlier, now)
+    if coupon.id in earlier:
+        return Redeemed(code, coupon, earlier[coupon.id], is_replay=True)
+    return Redeemed(code, coupon)
+
+
+def _resolve_shared(
+    session: Session, workspace_id: str, code: str, template: CouponTemplate, order: OrderContext,
+    earlier: dict[str, CouponRedemption], now: datetime,
+) -> Redeemed:
+    held = session.scalars(select(Coupon).where(Coupon.template_id == template.id, Coupon.member_id == order.member_id)
+                           .order_by(Coupon.valid_until, Coupon.id)).all()
+    for coupon in held:
+        if coupon.id in earlier:
+            return Redeemed(code, coupon, earlier[coupon.id], is_replay=True)
+    usable = [c for c in held if c.status == "issued" and c.valid_from <= now < c.valid_until]
+    if usable:
+        return Redeemed(code, usable[0])
+    try:
+        with session.begin_nested():
+            issued = issue_coupon(session, workspace_id, template.id, order.member_id,
+                                  f"shared:{template.id}:{order.order_key}", now=now)
+    except CouponIssueLimitReached as exc:
+        if held:  # the member had their share: say what became of their last one
+            return Redeemed(code, held[-1])
+        return Redeemed(code, problem=exc)
+    except DomainError as exc:
+        return Redeemed(code, problem=exc)
+    return Redeemed(code, issued.coupon)
+
+
+def _survivor(session: Session, workspace_id: str, member_id: str) -> str:
+    return get_member(session, workspace_id, member_id).id
+
+
+def _apply(
+    session: Session, workspace_id: str, outcome: Redeemed, result: rules.CouponResult, order: OrderContext,
+    now: datetime,
+) -> None:
+    """Move the coupon issued → redeemed and record the redemption, or learn why another request won."""
+    coupon = outcome.coupon
+    assert coupon is not None
+    moved = rows_changed(session.execute(_REDEEM, {"coupon_id": coupon.id, "now": now}))
+    if moved != 1:  # a concurrent request redeemed (or voided) it first; it has committed by now
+        session.refresh(coupon)
+        replay = _redemption_on(session, coupon.id, order.order_key)
+        if replay is not None:
+            outcome.redemption, outcome.is_replay = replay, True
+        else:
+            outcome.reason = {"voided": rules.Reason.voided, "expired": rules.Reason.expired}.get(
+                coupon.status, rules.Reason.already_redeemed)
+        return
+    set_committed_value(coupon, "status", "redeemed")
+    set_committed_value(coupon, "redeemed_at", now)
+    redemption = CouponRedemption(
+        workspace_id=workspace_id, coupon_id=coupon.id, member_id=order.member_id, order_key=order.order_key,
+        channel=order.channel, store_id=order.store_id, amount=order.amount, discount=result.discount,
+        gift_sku=result.gift_sku, redeemed_at=now,
+    )
+    session.add(redemption)
+    session.flush()
+    outcome.redemption = redemption
+
+
+# --- void, expire, restore ------------------------------------------------------------------------------
+
+
+def void_coupon(session: Session, workspace_id: str, code: str, reason: str, *, actor: Actor,
+                member_id: str | None = None) -> Coupon:
+    """Withdraw an unused coupon (audited); a used, expired or voided one raises :class:`CouponNotVoidable`."""
+    coupon = find_coupon(session, workspace_id, code, member_id=member_id)
+    now = utcnow()
+    moved = rows_changed(session.execute(
+        update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
+        .values(status="voided", voided_at=now, void_reason=reason).execution_options(synchronize_session=False)
+    ))
+    session.refresh(coupon)
+    if moved != 1:
+        raise CouponNotVoidable(coupon.code, coupon.status)
+    record(session, actor, "coupon.void", workspace_id=workspace_id, target_type="coupon", target_id=coupon.id,
+           detail={"reason": reason})
+    return coupon
+
+
+def expire_coupons(session: Session, *, workspace_id: str | None = None, now: datetime | None = None) -> int:
+    """Mark every unused coupon whose validity has ended ``expired``; returns how many. Redeem checks the
+    window itself, so this keeps lists and reports honest rather than guarding anything."""
+    now = now or utcnow()
+    query = update(Coupon).where(Coupon.status == "issued", Coupon.valid_until <= now)
+    if workspace_id is not None:
+        query = query.where(Coupon.workspace_id == workspace_id)
+    return rows_changed(session.execute(query.values(status="expired").execution_options(synchronize_session=False)))
+
+
+@dataclass(frozen=True)
+class Restored:
+    coupon_id: str
+    is_restored: bool  # False: the redemption was released but the coupon stays used (expired, or restored once)
+
+
+def restore_order_coupons(session: Session, workspace_id: str, order_key: str, *, now: datetime | None = None) -> list[Restored]:
+    """Give back the coupons used on a fully refunded order: each redemption is marked restored (so it is
+    never restored twice) and its coupon becomes redeemable again if still valid and never restored before."""
+    now = now or utcnow()
+    redemptions = session.scalars(locked(
+        select(CouponRedemption).where(CouponRedemption.workspace_id == workspace_id,
+                                       CouponRedemption.order_key == order_key, CouponRedemption.restored_at.is_(None))
+        .order_by(CouponRedemption.id)
+    )).all()
+    restored: list[Restored] = []
+    for redemption in redemptions:
+        redemption.restored_at = now
+        moved = rows_changed(session.execute(
+            update(Coupon).where(Coupon.id == redemption.coupon_id, Coupon.status == "redeemed",
+                                 Coupon.restored_count == 0, Coupon.valid_until > now)
+            .values(status="issued", redeemed_at=None, restored_count=Coupon.restored_count + 1)
+            .execution_options(synchronize_session=False)
+        ))
+        restored.append(Restored(redemption.coupon_id, moved == 1))
+    session.flush()
+    for item in restored:
+        coupon = session.get(Coupon, item.coupon_id)
+        if coupon is not None:
+            session.refresh(coupon)
+    return restored
+
+
+def redemptions_of(session: Session, coupon_id: str) -> Sequence[CouponRedemption]:
+    return session.scalars(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon_id)
+                           .order_by(CouponRedemption.id)).all()
+
+
+def coupon_counts(session: Session, workspace_id: str) -> dict[str, int]:
+    """Coupons by status, for the console."""
+    return {status: int(n) for status, n in session.execute(
+        select(Coupon.status, func.count()).where(Coupon.workspace_id == workspace_id).group_by(Coupon.status))}
+
+
+
+
+# --- the live order path (ingest.live.LiveHooks) ---------------------------------------------------------
+
+
+def redeem_on_live_order(session: Session, order: LiveOrder) -> list[Issue]:
+    """Redeem the coupons a live order carries, for its member, in the order's transaction.
+
+    The order is a fact that already happened at the till: a code that does not apply (unknown, used,
+    expired, another member's, wrong store…) never rejects the order. It is left unredeemed and reported
+    as a warning on the order's result (code ``coupon_not_redeemable``, message starting with the reason).
+    The order amount coupons see is ``gross_amount`` when given, else ``paid_amount + discount_amount``.
+    """
+    if not order.coupon_codes:
+        return []
+    if order.member_id is None:
+        return [_warning(i, code, "unknown_member", "the order's customer is not a known member")
+                for i, code in enumerate(order.coupon_codes)]
+    amount = order.gross_amount if order.gross_amount is not None else \
+        order.paid_amount + (order.discount_amount or Decimal("0"))
+    context = OrderContext(
+        member_id=order.member_id, channel=order.channel, amount=amount, store_id=order.store_id,
+        shipping_amount=min(order.shipping_amount or Decimal("0"), amount),
+        order_key=OrderContext.key_for(order.channel, order.order_id, None),
+    )
+    try:
+        with session.begin_nested():
+            outcomes = redeem_coupons(session, order.workspace_id, order.coupon_codes, context)
+    except DomainError as exc:
+        return [_warning(i, code, exc.code, exc.message) for i, code in enumerate(order.coupon_codes)]
+    warnings = []
+    for i, outcome in enumerate(outcomes):
+        if outcome.reason is not None:
+            warnings.append(_warning(i, outcome.code, outcome.reason.value, outcome.reason.value.replace("_", " ")))
+        elif outcome.problem is not None:
+            warnings.append(_warning(i, outcome.code, outcome.problem.code, outcome.problem.message))
+    return warnings
+
+
+def restore_on_full_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> None:
+    """When a refund makes a live order fully refunded, give back the coupons redeemed on it."""
+    if order.refunded_amount >= order.paid_amount:
+        restore_order_coupons(session, order.workspace_id, OrderContext.key_for(order.channel, order.order_id, None),
+                              now=refund.received_at)
+
+
+def _warning(index: int, code: str, reason: str, message: str) -> Issue:
+    return Issue(field=f"coupon_codes.{index}", code=CouponNotRedeemable.code,
+                 message=f"{reason}: coupon {code} was not redeemed ({message}); the order is kept")

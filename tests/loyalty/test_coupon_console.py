@@ -1,0 +1,130 @@
+"""The loyalty console pages: coupon templates, a member's coupons and benefits — through the real app on
+every store, and in headless Chromium against a live server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from memberops.accounts import service as accounts
+from memberops.accounts.models import Workspace
+from memberops.api.app import create_app
+from memberops.audit.service import Actor
+from memberops.config import Settings
+from memberops.db import migrate
+from memberops.loyalty import benefits, coupons
+from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
+from memberops.loyalty.coupon_rules import display_code
+from memberops.runtime import Context
+from tests import factories
+from tests.loyalty.coupon_factories import make_member, make_template, order
+from tests.web.test_console import log_in
+
+
+def seed(context: Context, workspace_id: str) -> tuple[str, str]:
+    """A template, a member holding one used and one unused coupon, and a benefit grant; (member, code)."""
+    with context.store.transaction() as session:
+        make_template(session, workspace_id, "SPRING-20", stock=50)
+        make_template(session, workspace_id, "TENPCT", kind="percent_off", max_discount=Decimal("30"))
+        member = make_member(session, workspace_id)
+        used = coupons.issue_coupon(session, workspace_id, "SPRING-20", member, "k1").coupon
+        unused = coupons.issue_coupon(session, workspace_id, "TENPCT", member, "k2").coupon
+        coupons.redeem_coupon(session, workspace_id, used.code, order(member))
+        benefits.define_benefit(session, workspace_id, BenefitDefinitionIn(
+            code="queue-skip", name="Queue-skip pass", category="queue_skip"), actor=Actor.cli())
+        benefits.grant_benefit(session, workspace_id, member, "queue-skip", 3, "api", "g1")
+        return member, unused.code
+
+
+class TestPages:
+    @pytest.fixture
+    def client(self, context: Context, workspace: Workspace) -> Iterator[TestClient]:
+        with context.store.transaction() as session:
+            factories.make_user(session, workspace, role="analyst", email="analyst@example.com")
+        with TestClient(create_app(context)) as client:
+            assert log_in(client, "analyst@example.com").status_code == 303
+            yield client
+
+    def test_templates_and_a_member(self, client: TestClient, context: Context, workspace: Workspace) -> None:
+        member, code = seed(context, workspace.id)
+        page = client.get("/loyalty/coupons")
+        assert page.status_code == 200
+        assert page.text.count('data-testid="coupon-template-row"') == 2
+        assert "1 / 50" in page.text and "10% off (max 30)" in page.text
+        looked_up = client.get(f"/loyalty/coupons?member_id={member}", follow_redirects=False)
+        assert looked_up.status_code == 303 and looked_up.headers["location"] == f"/loyalty/members/{member}"
+        mine = client.get(f"/loyalty/members/{member}").text
+        assert mine.count('data-testid="member-coupon-row"') == 2 and display_code(code) in mine
+        assert 'data-testid="member-benefit-remaining">3<' in mine
+        assert client.get("/loyalty/members/nobody").status_code == 404
+
+    def test_anonymous_visitors_log_in_first(self, context: Context) -> None:
+        with TestClient(create_app(context)) as anonymous:
+            response = anonymous.get("/loyalty/coupons", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+# --- in a real browser ---------------------------------------------------------------------------------
+
+browser_deps = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A live console over a fresh data dir with an admin and seeded coupons; yields (base URL, member)."""
+    import uvicorn
+
+    from tests.e2e.test_console_browser import _wait_for_health
+
+    context = Context.from_settings(Settings(data_dir=tmp_path_factory.mktemp("coupons-e2e"), secret_key="e2e"))
+    migrate.upgrade(context.store)
+    with context.store.transaction() as session:
+        workspace = accounts.ensure_workspace(session, name="E2E brand")
+        factories.make_user(session, workspace, role="admin", email="admin@example.com")
+    member, _ = seed(context, workspace.id)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(context), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        _wait_for_health(base_url, thread.is_alive)
+        yield base_url, member
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
+def test_an_operator_finds_a_members_coupons_in_chromium(seeded_server: tuple[str, str]) -> None:
+    from tests.e2e.test_console_browser import CHROMIUM_ARGS
+
+    base_url, member = seeded_server
+    expect = browser_deps.expect
+    with browser_deps.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(base_url=base_url).new_page()
+        page.goto("/")
+        page.get_by_test_id("login-email").fill("admin@example.com")
+        page.get_by_test_id("login-password").fill(factories.PASSWORD)
+        page.get_by_test_id("login-submit").click()
+        page.get_by_test_id("nav-coupons").click()
+        expect(page.get_by_test_id("coupon-template-row")).to_have_count(2)
+        expect(page.get_by_test_id("coupons-redeemed-value")).to_have_text("1")
+        page.get_by_test_id("member-lookup-id").fill(member)
+        page.get_by_test_id("member-lookup-submit").click()
+        expect(page.get_by_test_id("member-id")).to_have_text(member)
+        expect(page.get_by_test_id("member-coupon-status")).to_have_text(["issued", "redeemed"])
+        expect(page.get_by_test_id("member-benefit-remaining")).to_have_text("3")
+        browser.close()
