@@ -29,7 +29,7 @@ from memberops.db.base import utcnow
 from memberops.db.engine import Store
 from memberops.identity.models import Member
 from memberops.ids import new_id
-from memberops.loyalty import coupons
+from memberops.loyalty import coupon_templates, coupons
 from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.coupon_rules import generate_code
 from memberops.loyalty.coupon_schemas import CouponTemplateIn, CouponTerms
@@ -64,7 +64,7 @@ def _setup(quick: bool) -> Setup:
         session.flush()
         terms = CouponTerms(kind="percent_off", percent_off=Decimal("10"), max_discount=Decimal("30"), valid_days=30,
                             min_spend=Decimal("50"))
-        template = coupons.create_template(session, workspace.id, CouponTemplateIn(
+        template = coupon_templates.create_template(session, workspace.id, CouponTemplateIn(
             code="BENCH", name="bench", terms=terms), actor=Actor.system())
         batches = []
         for _ in range(2 * (REPEATS + 1)):

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from memberops.audit.service import Actor
 from memberops.identity.models import Member
-from memberops.loyalty import coupons
+from memberops.loyalty import coupon_templates, coupons
 from memberops.loyalty.coupon_models import CouponTemplate
 from memberops.loyalty.coupon_schemas import CouponTemplateIn, CouponTerms
 
@@ -38,7 +38,7 @@ def make_template(session: Session, workspace_id: str, code: str = "SPRING-20", 
                   **term_fields: Any) -> CouponTemplate:
     spec = CouponTemplateIn(code=code, name=f"{code} coupon", shared_code=shared_code, stock=stock,
                             per_member_limit=per_member_limit, terms=terms(kind, **term_fields))
-    return coupons.create_template(session, workspace_id, spec, actor=Actor.cli())
+    return coupon_templates.create_template(session, workspace_id, spec, actor=Actor.cli())
 
 
 def order(member_id: str, order_id: str = "o1", *, amount: str = "100", channel: str = "pos",

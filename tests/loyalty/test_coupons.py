@@ -17,7 +17,7 @@ from memberops.audit.models import AuditEntry
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
 from memberops.errors import DomainError
-from memberops.loyalty import coupons
+from memberops.loyalty import coupon_templates, coupons
 from memberops.loyalty.coupon_errors import (
     CouponIssueLimitReached,
     CouponNotFound,
@@ -69,7 +69,7 @@ class TestTemplates:
         template(context, workspace)
         first = issue(context, workspace, member)
         with context.store.transaction() as session:
-            updated = coupons.update_template(session, workspace.id, "SPRING-20",
+            updated = coupon_templates.update_template(session, workspace.id, "SPRING-20",
                                               CouponTemplateUpdate(terms=terms(amount_off=Decimal("35"))),
                                               actor=Actor.cli())
             assert updated.version == 2
@@ -89,11 +89,11 @@ class TestTemplates:
         issue(context, workspace, member)
         issue(context, workspace, member, "k2")
         with context.store.transaction() as session:
-            same = coupons.update_template(session, workspace.id, "SPRING-20", CouponTemplateUpdate(terms=terms()),
+            same = coupon_templates.update_template(session, workspace.id, "SPRING-20", CouponTemplateUpdate(terms=terms()),
                                            actor=Actor.cli())
             assert same.version == 1
             with pytest.raises(InvalidCouponTemplate):
-                coupons.update_template(session, workspace.id, "SPRING-20", CouponTemplateUpdate(stock=1),
+                coupon_templates.update_template(session, workspace.id, "SPRING-20", CouponTemplateUpdate(stock=1),
                                         actor=Actor.cli())
 
     def test_codes_are_unique(self, context: Context, workspace: Workspace) -> None:
@@ -110,7 +110,7 @@ class TestIssue:
         first, again = issue(context, workspace, member), issue(context, workspace, member)
         assert first.id == again.id and len(first.code) == 12
         with context.store.read() as session:
-            assert coupons.get_template(session, workspace.id, "SPRING-20").issued_count == 1
+            assert coupon_templates.get_template(session, workspace.id, "SPRING-20").issued_count == 1
 
     def test_key_reused_for_another_member_is_refused(self, context: Context, workspace: Workspace, member: str) -> None:
         template(context, workspace)
@@ -135,7 +135,7 @@ class TestIssue:
         with pytest.raises(CouponTemplateUnavailable, match="closed"):
             issue(context, workspace, member, "k5", template="OLD")
         with context.store.transaction() as session:
-            coupons.update_template(session, workspace.id, "SPRING-20", CouponTemplateUpdate(status="archived"),
+            coupon_templates.update_template(session, workspace.id, "SPRING-20", CouponTemplateUpdate(status="archived"),
                                     actor=Actor.cli())
         with pytest.raises(CouponTemplateUnavailable, match="archived"):
             issue(context, workspace, third, "k6")
@@ -309,4 +309,4 @@ class TestConcurrency:
         assert sum(isinstance(r, CouponSoldOut) for r in results) == 5
         with context.store.read() as session:
             assert session.scalar(select(func.count()).select_from(Coupon)) == 3
-            assert coupons.get_template(session, workspace.id, "SPRING-20").issued_count == 3
+            assert coupon_templates.get_template(session, workspace.id, "SPRING-20").issued_count == 3

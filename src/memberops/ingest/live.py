@@ -72,7 +72,7 @@ NO_HOOKS = LiveHooks()
 
 def default_hooks() -> LiveHooks:
     """The hooks the HTTP API runs live orders and refunds through: loyalty's."""
-    from memberops.loyalty.coupons import redeem_on_live_order, restore_on_full_refund
+    from memberops.loyalty.coupon_live import redeem_on_live_order, restore_on_full_refund
 
     return LiveHooks(on_order_accepted=(redeem_on_live_order,), on_refund_accepted=(restore_on_full_refund,))
 

@@ -15,7 +15,7 @@ from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
 from memberops.identity.errors import MemberNotFound
 from memberops.ids import new_id
-from memberops.loyalty import benefits, coupons
+from memberops.loyalty import benefits, coupon_templates, coupons
 from memberops.loyalty.benefit_models import BenefitGrant
 from memberops.loyalty.benefit_schemas import (
     BenefitDefinitionIn,
@@ -86,22 +86,22 @@ ReaderCaller = Annotated[Caller, Depends(require_any_scope("loyalty", "read"))]
 
 @router.get("/coupon-templates", response_model=list[CouponTemplateOut], responses=problem_responses(*AUTH_ERRORS))
 def list_coupon_templates(session: SessionDep, caller: ReaderCaller) -> list[CouponTemplateOut]:
-    return [coupons.template_view(session, t) for t in coupons.list_templates(session, caller.workspace.id)]
+    return [coupon_templates.template_view(session, t) for t in coupon_templates.list_templates(session, caller.workspace.id)]
 
 
 @router.post("/coupon-templates", response_model=CouponTemplateOut, status_code=201,
              responses=problem_responses(*AUTH_ERRORS, CouponTemplateExists))
 def create_coupon_template(body: CouponTemplateIn, session: SessionDep, caller: AdminCaller) -> CouponTemplateOut:
     """A new coupon template (version 1)."""
-    template = coupons.create_template(session, caller.workspace.id, body, actor=caller.actor)
-    return coupons.template_view(session, template)
+    template = coupon_templates.create_template(session, caller.workspace.id, body, actor=caller.actor)
+    return coupon_templates.template_view(session, template)
 
 
 @router.get("/coupon-templates/{template}", response_model=CouponTemplateOut,
             responses=problem_responses(*AUTH_ERRORS, CouponTemplateNotFound))
 def get_coupon_template(template: str, session: SessionDep, caller: ReaderCaller) -> CouponTemplateOut:
     """A template by id or code, with its current terms."""
-    return coupons.template_view(session, coupons.get_template(session, caller.workspace.id, template))
+    return coupon_templates.template_view(session, coupon_templates.get_template(session, caller.workspace.id, template))
 
 
 @router.patch("/coupon-templates/{template}", response_model=CouponTemplateOut,
@@ -111,8 +111,8 @@ def update_coupon_template(
 ) -> CouponTemplateOut:
     """Change a template; new ``terms`` make a new version (coupons already issued keep their terms);
     ``status: archived`` stops issuing."""
-    updated = coupons.update_template(session, caller.workspace.id, template, body, actor=caller.actor)
-    return coupons.template_view(session, updated)
+    updated = coupon_templates.update_template(session, caller.workspace.id, template, body, actor=caller.actor)
+    return coupon_templates.template_view(session, updated)
 
 
 # --- coupons --------------------------------------------------------------------------------------------

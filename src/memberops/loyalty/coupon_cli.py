@@ -44,13 +44,13 @@ def templates_list(workspace: WorkspaceOpt = "default") -> None:
     """Every template with its version, stock and coupons issued."""
     from memberops.accounts import service as accounts
     from memberops.cli import _context, out
-    from memberops.loyalty import coupons
+    from memberops.loyalty import coupon_templates
 
     with _context() as context, context.store.read() as session:
         ws = accounts.get_workspace(session, workspace)
         table = Table("code", "name", "kind", "version", "issued", "stock", "shared code", "status")
-        for template in coupons.list_templates(session, ws.id):
-            view = coupons.template_view(session, template)
+        for template in coupon_templates.list_templates(session, ws.id):
+            view = coupon_templates.template_view(session, template)
             table.add_row(view.code, view.name, view.terms.kind, str(view.version), f"{view.issued_count:,}",
                           f"{view.stock:,}" if view.stock else "-", view.shared_code or "-", view.status)
         out.print(table)
@@ -62,13 +62,13 @@ def templates_create(file: FileArg, workspace: WorkspaceOpt = "default") -> None
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor
     from memberops.cli import _context, out
-    from memberops.loyalty import coupons
+    from memberops.loyalty import coupon_templates
     from memberops.loyalty.coupon_schemas import CouponTemplateIn
 
     spec = _parsed(CouponTemplateIn, file)
     with _context() as context, context.store.transaction() as session:
         ws = accounts.ensure_workspace(session, workspace)
-        template = coupons.create_template(session, ws.id, spec, actor=Actor.cli())
+        template = coupon_templates.create_template(session, ws.id, spec, actor=Actor.cli())
         out.print(f"created coupon template {template.code} (version {template.version})")
 
 
@@ -79,13 +79,13 @@ def templates_update(template: Annotated[str, typer.Argument(help="the template'
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor
     from memberops.cli import _context, out
-    from memberops.loyalty import coupons
+    from memberops.loyalty import coupon_templates
     from memberops.loyalty.coupon_schemas import CouponTemplateUpdate
 
     change = _parsed(CouponTemplateUpdate, file)
     with _context() as context, context.store.transaction() as session:
         ws = accounts.get_workspace(session, workspace)
-        updated = coupons.update_template(session, ws.id, template, change, actor=Actor.cli())
+        updated = coupon_templates.update_template(session, ws.id, template, change, actor=Actor.cli())
         out.print(f"coupon template {updated.code} is at version {updated.version} ({updated.status})")
 
 
@@ -97,11 +97,11 @@ def templates_export(template: Annotated[str, typer.Argument(help="the template'
 
     from memberops.accounts import service as accounts
     from memberops.cli import _context
-    from memberops.loyalty import coupons
+    from memberops.loyalty import coupon_templates
 
     with _context() as context, context.store.read() as session:
         ws = accounts.get_workspace(session, workspace)
-        view = coupons.template_view(session, coupons.get_template(session, ws.id, template))
+        view = coupon_templates.template_view(session, coupon_templates.get_template(session, ws.id, template))
     document = view.model_dump(mode="json", include={"code", "name", "description", "shared_code", "stock",
                                                      "per_member_limit", "terms"}, exclude_none=True)
     document["terms"] = view.terms.model_dump(mode="json", exclude_defaults=True) | {"kind": view.terms.kind}

@@ -1,4 +1,5 @@
-"""Coupons: templates (versioned terms, audited), issue, redeem, void, expire and refund-restore.
+"""Coupons: issue, redeem (and quote), void, expire and refund-restore; templates are in
+``coupon_templates``, the live order hooks in ``coupon_live``.
 
 Every write is idempotent: an issue on its idempotency key, a redeem on its order (``order:<channel>:
 <order_id>``) or idempotency key; a replay answers with the original outcome and changes nothing.
@@ -27,8 +28,6 @@ from memberops.db.base import utcnow
 from memberops.db.dialect import locked
 from memberops.errors import DomainError
 from memberops.identity.service import get_member
-from memberops.ingest.models import LiveOrder, LiveRefund
-from memberops.ingest.schemas import Issue
 from memberops.loyalty import coupon_rules as rules
 from memberops.loyalty.coupon_errors import (
     CouponIssueLimitReached,
@@ -36,148 +35,22 @@ from memberops.loyalty.coupon_errors import (
     CouponNotRedeemable,
     CouponNotVoidable,
     CouponSoldOut,
-    CouponTemplateExists,
-    CouponTemplateNotFound,
     CouponTemplateUnavailable,
     IdempotencyKeyReused,
-    InvalidCouponTemplate,
 )
-from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
+from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate
 from memberops.loyalty.coupon_schemas import (
     CouponOut,
-    CouponTemplateIn,
-    CouponTemplateOut,
-    CouponTemplateUpdate,
     CouponTerms,
     QuotedCoupon,
 )
+from memberops.loyalty.coupon_templates import get_template, lock_template, terms_of
 
 CODE_ATTEMPTS = 5  # a generated code colliding once is ~1e-12 likely at a billion codes; five is plenty
 
 def rows_changed(result: Result[Any]) -> int:
     """The rows an ``UPDATE`` changed: how a conditional update tells the request that won from the rest."""
     return int(cast(CursorResult[Any], result).rowcount)
-
-
-# --- templates ------------------------------------------------------------------------------------------
-
-
-def create_template(session: Session, workspace_id: str, spec: CouponTemplateIn, *, actor: Actor) -> CouponTemplate:
-    """A new template at version 1 (audited). Its code and shared code are unique in the workspace."""
-    shared = rules.normalise_code(spec.shared_code) if spec.shared_code else None
-    if _template_by_code(session, workspace_id, spec.code) is not None:
-        raise CouponTemplateExists("code", spec.code)
-    if shared and session.scalar(select(CouponTemplate.id).where(
-            CouponTemplate.workspace_id == workspace_id, CouponTemplate.shared_code == shared)) is not None:
-        raise CouponTemplateExists("shared_code", shared)
-    if shared and session.scalar(select(Coupon.id).where(
-            Coupon.workspace_id == workspace_id, Coupon.unique_code == shared)) is not None:
-        raise CouponTemplateExists("shared_code", shared)
-    now = utcnow()
-    template = CouponTemplate(
-        workspace_id=workspace_id, code=spec.code, name=spec.name, description=spec.description, shared_code=shared,
-        stock=spec.stock, per_member_limit=spec.per_member_limit, version=1, created_at=now, updated_at=now,
-    )
-    session.add(template)
-    session.flush()
-    session.add(CouponTemplateVersion(template_id=template.id, version=1, terms=spec.terms.model_dump(mode="json"),
-                                      created_at=now))
-    session.flush()
-    record(session, actor, "coupon_template.create", workspace_id=workspace_id, target_type="coupon_template",
-           target_id=template.id, detail={"code": template.code, "kind": spec.terms.kind, "version": 1})
-    return template
-
-
-def update_template(
-    session: Session, workspace_id: str, template_ref: str, change: CouponTemplateUpdate, *, actor: Actor
-) -> CouponTemplate:
-    """Apply ``change`` (audited). New ``terms`` make a new version; issued coupons keep the terms they
-    were issued with. The stock never drops below what was issued."""
-    template = _lock_template(session, get_template(session, workspace_id, template_ref))
-    changed: dict[str, object] = {}
-    if change.stock is not None and change.stock < template.issued_count:
-        raise InvalidCouponTemplate(f"stock cannot drop below the {template.issued_count} coupons issued", "stock")
-    for name in ("name", "description", "stock", "per_member_limit", "status"):
-        value = getattr(change, name)
-        if value is not None and value != getattr(template, name):
-            setattr(template, name, value)
-            changed[name] = value if name not in ("name", "description") else "changed"
-    if change.terms is not None and change.terms != terms_of(session, template.id, template.version):
-        template.version += 1
-        session.add(CouponTemplateVersion(template_id=template.id, version=template.version,
-                                          terms=change.terms.model_dump(mode="json"), created_at=utcnow()))
-        changed["version"] = template.version
-    if changed:
-        template.updated_at = utcnow()
-        session.flush()
-        record(session, actor, "coupon_template.update", workspace_id=workspace_id, target_type="coupon_template",
-               target_id=template.id, detail={"code": template.code, **changed})
-    return template
-
-
-def get_template(session: Session, workspace_id: str, template_ref: str) -> CouponTemplate:
-    """The template whose id or code is ``template_ref``."""
-    template = session.get(CouponTemplate, template_ref)
-    if template is not None and template.workspace_id == workspace_id:
-        return template
-    template = _template_by_code(session, workspace_id, template_ref)
-    if template is None:
-        raise CouponTemplateNotFound(template_ref)
-    return template
-
-
-def list_templates(session: Session, workspace_id: str, *, include_archived: bool = True) -> Sequence[CouponTemplate]:
-    query = select(CouponTemplate).where(CouponTemplate.workspace_id == workspace_id)
-    if not include_archived:
-        query = query.where(CouponTemplate.status == "active")
-    return session.scalars(query.order_by(CouponTemplate.code)).all()
-
-
-_TERMS = select(CouponTemplateVersion.terms).where(CouponTemplateVersion.template_id == bindparam("template_id"),
-                                                   CouponTemplateVersion.version == bindparam("version"))
-# A template version is never changed once written (an edit writes the next version), and template ids are
-# UUIDv7s unique across stores, so parsed terms can be kept: a redeem then reads no terms from the store.
-_TERMS_CACHE: dict[tuple[str, int], CouponTerms] = {}
-TERMS_CACHE_SIZE = 4096
-
-
-def terms_of(session: Session, template_id: str, version: int) -> CouponTerms:
-    """The terms of one version of a template."""
-    cached = _TERMS_CACHE.get((template_id, version))
-    if cached is not None:
-        return cached
-    document = session.scalar(_TERMS, {"template_id": template_id, "version": version})
-    if document is None:
-        raise CouponTemplateNotFound(f"{template_id} v{version}")
-    terms = CouponTerms.model_validate(document)
-    if len(_TERMS_CACHE) >= TERMS_CACHE_SIZE:
-        _TERMS_CACHE.clear()
-    _TERMS_CACHE[(template_id, version)] = terms
-    return terms
-
-
-def template_view(session: Session, template: CouponTemplate) -> CouponTemplateOut:
-    return CouponTemplateOut(
-        id=template.id, code=template.code, name=template.name, description=template.description,
-        shared_code=template.shared_code, stock=template.stock, per_member_limit=template.per_member_limit,
-        issued_count=template.issued_count, status=template.status, version=template.version,
-        terms=terms_of(session, template.id, template.version), created_at=template.created_at,
-        updated_at=template.updated_at,
-    )
-
-
-def _template_by_code(session: Session, workspace_id: str, code: str) -> CouponTemplate | None:
-    return session.scalar(select(CouponTemplate).where(CouponTemplate.workspace_id == workspace_id,
-                                                       CouponTemplate.code == code))
-
-
-def _lock_template(session: Session, template: CouponTemplate) -> CouponTemplate:
-    """Re-read ``template`` under a row lock held to the end of the transaction: issues of one template
-    queue here, so the stock and the per-member limit are checked against what others committed."""
-    locked_template = session.scalar(locked(select(CouponTemplate).where(CouponTemplate.id == template.id))
-                                     .execution_options(populate_existing=True))
-    assert locked_template is not None
-    return locked_template
 
 
 # --- issue ----------------------------------------------------------------------------------------------
@@ -205,7 +78,7 @@ def issue_coupon(
     replay = _replayed_issue(session, workspace_id, idempotency_key, template.id, member.id)
     if replay is not None:
         return Issued(replay, True)
-    template = _lock_template(session, template)
+    template = lock_template(session, template)
     replay = _replayed_issue(session, workspace_id, idempotency_key, template.id, member.id)
     if replay is not None:  # the same key issued by a request that committed while we waited for the lock
         return Issued(replay, True)
@@ -606,54 +479,3 @@ def coupon_counts(session: Session, workspace_id: str) -> dict[str, int]:
     """Coupons by status, for the console."""
     return {status: int(n) for status, n in session.execute(
         select(Coupon.status, func.count()).where(Coupon.workspace_id == workspace_id).group_by(Coupon.status))}
-
-
-
-
-# --- the live order path (ingest.live.LiveHooks) ---------------------------------------------------------
-
-
-def redeem_on_live_order(session: Session, order: LiveOrder) -> list[Issue]:
-    """Redeem the coupons a live order carries, for its member, in the order's transaction.
-
-    The order is a fact that already happened at the till: a code that does not apply (unknown, used,
-    expired, another member's, wrong store…) never rejects the order. It is left unredeemed and reported
-    as a warning on the order's result (code ``coupon_not_redeemable``, message starting with the reason).
-    The order amount coupons see is ``gross_amount`` when given, else ``paid_amount + discount_amount``.
-    """
-    if not order.coupon_codes:
-        return []
-    if order.member_id is None:
-        return [_warning(i, code, "unknown_member", "the order's customer is not a known member")
-                for i, code in enumerate(order.coupon_codes)]
-    amount = order.gross_amount if order.gross_amount is not None else \
-        order.paid_amount + (order.discount_amount or Decimal("0"))
-    context = OrderContext(
-        member_id=order.member_id, channel=order.channel, amount=amount, store_id=order.store_id,
-        shipping_amount=min(order.shipping_amount or Decimal("0"), amount),
-        order_key=OrderContext.key_for(order.channel, order.order_id, None),
-    )
-    try:
-        with session.begin_nested():
-            outcomes = redeem_coupons(session, order.workspace_id, order.coupon_codes, context)
-    except DomainError as exc:
-        return [_warning(i, code, exc.code, exc.message) for i, code in enumerate(order.coupon_codes)]
-    warnings = []
-    for i, outcome in enumerate(outcomes):
-        if outcome.reason is not None:
-            warnings.append(_warning(i, outcome.code, outcome.reason.value, outcome.reason.value.replace("_", " ")))
-        elif outcome.problem is not None:
-            warnings.append(_warning(i, outcome.code, outcome.problem.code, outcome.problem.message))
-    return warnings
-
-
-def restore_on_full_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> None:
-    """When a refund makes a live order fully refunded, give back the coupons redeemed on it."""
-    if order.refunded_amount >= order.paid_amount:
-        restore_order_coupons(session, order.workspace_id, OrderContext.key_for(order.channel, order.order_id, None),
-                              now=refund.received_at)
-
-
-def _warning(index: int, code: str, reason: str, message: str) -> Issue:
-    return Issue(field=f"coupon_codes.{index}", code=CouponNotRedeemable.code,
-                 message=f"{reason}: coupon {code} was not redeemed ({message}); the order is kept")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from memberops.api.errors import status_for
 from memberops.errors import DomainError
-from memberops.loyalty import benefits, coupons
+from memberops.loyalty import benefits, coupon_templates, coupons
 from memberops.web.rendering import ConsoleRoute, error_page, render
 from memberops.web.session import ConsoleSession, Operator, require_role, see_other
 
@@ -19,11 +19,11 @@ ConsolePage = Annotated[Operator, Depends(require_role())]
 
 
 @router.get("/coupons")
-def coupon_templates(request: Request, session: ConsoleSession, operator: ConsolePage, member_id: str = "") -> Response:
+def coupons_page(request: Request, session: ConsoleSession, operator: ConsolePage, member_id: str = "") -> Response:
     """Every coupon template with its terms and stock, coupons by status, and a member look-up."""
     if member_id.strip():
         return see_other(f"/loyalty/members/{quote(member_id.strip(), safe='')}")
-    views = [coupons.template_view(session, t) for t in coupons.list_templates(session, operator.workspace.id)]
+    views = [coupon_templates.template_view(session, t) for t in coupon_templates.list_templates(session, operator.workspace.id)]
     return render(request, "loyalty/coupons.html", operator=operator, active="coupons", templates=views,
                   counts=coupons.coupon_counts(session, operator.workspace.id))
 
