@@ -18,6 +18,7 @@ from rich.table import Table
 import memberops
 from memberops.config import Settings
 from memberops.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from memberops.insight.clv_cli import clv_app
 from memberops.runtime import Context
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ app.add_typer(quarantine_app, name="quarantine")
 identity_app = typer.Typer(help="OneID: resolve identity records to members, export the identity map.",
                            no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
+app.add_typer(clv_app, name="clv")
 
 out = Console()
 err = Console(stderr=True)
