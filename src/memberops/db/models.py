@@ -15,6 +15,7 @@ from memberops.identity.models import (
     ReviewPair,
 )
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
+from memberops.insight.models import InsightRun, MemberTrait, TagVersion, TraitChange
 
 __all__ = [
     "ApiKey",
@@ -25,14 +26,18 @@ __all__ = [
     "IdentityDecision",
     "IdentityEvent",
     "ImportRun",
+    "InsightRun",
     "LiveOrder",
     "LiveRefund",
     "QuarantinedRow",
     "ReceivedKey",
     "ResolutionRun",
     "ReviewPair",
+    "TagVersion",
+    "TraitChange",
     "IdentityLink",
     "Member",
+    "MemberTrait",
     "OperatorSession",
     "OperatorUser",
     "OutboxRow",
