@@ -6,7 +6,7 @@ is read from an :class:`InsightConfig`, so a run is reproducible from ``(facts, 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RFM_SEGMENTS = (
     "Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About to Sleep",
@@ -31,7 +31,7 @@ class _Config(BaseModel):
 
 
 class RfmConfig(_Config):
-    window_days: int = Field(365, ge=1, description="only purchases in the last N days count for RFM")
+    window_days: int = Field(default=365, ge=1, description="only purchases in the last N days count for RFM")
     grid: dict[int, tuple[str, str, str, str, str]] = Field(default_factory=lambda: dict(DEFAULT_RFM_GRID))
 
     @field_validator("grid")
@@ -46,48 +46,45 @@ class RfmConfig(_Config):
 
 
 class LifecycleConfig(_Config):
-    new_days: int = Field(90, ge=1, description="first purchase within N days: new")
-    loyal_orders: int = Field(3, ge=2, description="at least K orders in the loyal window: loyal")
-    loyal_window_days: int = Field(365, ge=1)
-    at_risk_days: int = Field(180, ge=1, description="no purchase for longer than X days: at risk")
-    churned_days: int = Field(365, ge=1, description="no purchase for longer than Y days: churned")
-    at_risk_p_alive: float = Field(0.3, ge=0, le=1, description="repeat buyers with P(alive) below this: at risk")
-    interest_days: int = Field(30, ge=1, description="AIPL: interest events within N days: interested")
+    new_days: int = Field(default=90, ge=1, description="first purchase within N days: new")
+    loyal_orders: int = Field(default=3, ge=2, description="at least K orders in the loyal window: loyal")
+    loyal_window_days: int = Field(default=365, ge=1)
+    at_risk_days: int = Field(default=180, ge=1, description="no purchase for longer than X days: at risk")
+    churned_days: int = Field(default=365, ge=1, description="no purchase for longer than Y days: churned")
+    at_risk_p_alive: float = Field(default=0.3, ge=0, le=1, description="repeat buyers with P(alive) below this: at risk")
+    interest_days: int = Field(default=30, ge=1, description="AIPL: interest events within N days: interested")
     interest_events: tuple[str, ...] = ("product_view", "add_to_cart", "coupon_claim")
 
-    @field_validator("churned_days")
-    @classmethod
-    def _churn_after_risk(cls, churned: int, info: object) -> int:
-        data = getattr(info, "data", {})
-        if churned <= data.get("at_risk_days", 0):
+    @model_validator(mode="after")
+    def _churn_after_risk(self) -> LifecycleConfig:
+        if self.churned_days <= self.at_risk_days:
             raise ValueError("churned_days must be longer than at_risk_days")
-        return churned
+        return self
 
 
 class ValueConfig(_Config):
     """CLV: BG/NBD for purchases and P(alive), Gamma–Gamma for spend (``memberops.insight.clv``)."""
 
-    horizon_months: int = Field(12, ge=1, le=120)
-    monthly_discount_rate: float = Field(0.0, ge=0, lt=1, description="e.g. 0.01 per month")
-    expected_purchase_days: tuple[int, ...] = (90, 365)
-    min_buyers: int = Field(20, ge=3, description="fewer repeat-model inputs than this: no CLV is fitted")
+    horizon_months: int = Field(default=12, ge=1, le=120)
+    monthly_discount_rate: float = Field(default=0.0, ge=0, lt=1, description="e.g. 0.01 per month")
+    min_buyers: int = Field(default=20, ge=3, description="fewer repeat-model inputs than this: no CLV is fitted")
 
 
 class KocConfig(_Config):
     """score = 100 · (1 − exp(−points / scale)); points = converted·w_c + other referrals·w_r + shares·w_s
     + referred net spend ÷ the brand's order value (each order's worth of referred buying is a point)."""
 
-    window_days: int = Field(365, ge=1, description="shares counted over the last N days")
+    window_days: int = Field(default=365, ge=1, description="shares counted over the last N days")
     converted_weight: float = 3.0
     referral_weight: float = 1.0
     share_weight: float = 0.2
-    scale: float = Field(10.0, gt=0)
+    scale: float = Field(default=10.0, gt=0)
 
 
 class InsightConfig(_Config):
-    rfm: RfmConfig = Field(default_factory=RfmConfig)
-    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
-    value: ValueConfig = Field(default_factory=ValueConfig)
-    koc: KocConfig = Field(default_factory=KocConfig)
+    rfm: RfmConfig = RfmConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    value: ValueConfig = ValueConfig()
+    koc: KocConfig = KocConfig()
     offline_channels: tuple[str, ...] = ("pos",)
-    uncounted_statuses: tuple[str, ...] = Field(("created", "cancelled"), description="orders that are no purchase")
+    uncounted_statuses: tuple[str, ...] = Field(default=("created", "cancelled"), description="orders that are no purchase")

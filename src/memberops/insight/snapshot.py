@@ -155,3 +155,13 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
         record(session, actor, "insight.compute", workspace_id=workspace.id, target_type="insight_run",
                target_id=run_id, detail={"members": summary.members, "as_of": summary.as_of})
     return summary
+
+
+def compute_every_workspace(context: Context, *, actor: Actor) -> list[InsightSummary]:
+    """``compute_insight`` for each workspace with resolved members (the nightly job)."""
+    from memberops.accounts.service import list_workspaces
+    from memberops.identity.service import count_members
+
+    with context.store.read() as session:
+        workspaces = [w for w in list_workspaces(session) if count_members(session, w.id)]
+    return [compute_insight(context, workspace, actor=actor) for workspace in workspaces]

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 import ibis
 from ibis.expr.types import BooleanValue, Table
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from memberops.insight.facts import MemberFacts
 
@@ -77,10 +77,9 @@ class TraitCondition(_Rule):
                 raise ValueError(f"op {self.op} needs a non-empty list of values")
         elif self.value is None or isinstance(self.value, list):
             raise ValueError(f"op {self.op} needs one value")
-        if self.op == "top_percent":
-            if RULE_TRAITS[self.trait] == "string" or isinstance(self.value, bool | str) \
-                    or not 0 < float(self.value) <= 100:  # type: ignore[arg-type]
-                raise ValueError("top_percent needs a number in (0, 100] and a numeric trait")
+        if self.op == "top_percent" and (RULE_TRAITS[self.trait] == "string" or isinstance(self.value, bool | str)
+                                         or not 0 < float(self.value) <= 100):  # type: ignore[arg-type]
+            raise ValueError("top_percent needs a number in (0, 100] and a numeric trait")
         return self
 
     def typed(self, value: Scalar) -> Any:
@@ -94,8 +93,8 @@ class BoughtSpec(_Rule):
     category: str | None = None
     sku: str | None = None
     channel: str | None = None
-    within_days: int | None = Field(None, ge=1)
-    min_orders: int = Field(1, ge=1)
+    within_days: int | None = Field(default=None, ge=1)
+    min_orders: int = Field(default=1, ge=1)
 
 
 class Bought(_Rule):
@@ -104,8 +103,8 @@ class Bought(_Rule):
 
 class EventSpec(_Rule):
     type: str = Field(min_length=1)
-    within_days: int | None = Field(None, ge=1)
-    min_count: int = Field(1, ge=1)
+    within_days: int | None = Field(default=None, ge=1)
+    min_count: int = Field(default=1, ge=1)
 
 
 class EventCount(_Rule):
@@ -124,7 +123,23 @@ class Not(_Rule):
     not_: Rule = Field(alias="not")
 
 
-Rule = Annotated[AllOf | AnyOf | Not | TraitCondition | Bought | EventCount, Field(union_mode="smart")]
+RULE_KEYS = ("all", "any", "not", "trait", "bought", "event")
+
+
+def _rule_kind(value: Any) -> str | None:
+    """Which kind of rule ``value`` is, by its key, so an error speaks of that kind only."""
+    if isinstance(value, dict):
+        return next((key for key in RULE_KEYS if key in value), None)
+    kinds: dict[type, str] = {AllOf: "all", AnyOf: "any", Not: "not", TraitCondition: "trait", Bought: "bought", EventCount: "event"}
+    return kinds.get(type(value))
+
+
+Rule = Annotated[
+    Annotated[AllOf, Tag("all")] | Annotated[AnyOf, Tag("any")] | Annotated[Not, Tag("not")]
+    | Annotated[TraitCondition, Tag("trait")] | Annotated[Bought, Tag("bought")] | Annotated[EventCount, Tag("event")],
+    Discriminator(_rule_kind, custom_error_type="invalid_rule",
+                  custom_error_message=f"a rule has one of the keys {', '.join(RULE_KEYS)}"),
+]
 
 
 class TagDefinition(BaseModel):
@@ -185,10 +200,10 @@ def behaviour_features(facts: MemberFacts, leaves: list[Bought | EventCount]) ->
         parts.append(items.group_by(MEMBER).aggregate(**columns))
     if counted:
         columns = {}
-        for i, leaf in counted.items():
-            match = events.type == leaf.event.type
-            if leaf.event.within_days is not None:
-                match = match & (events.day > facts.as_of_day - leaf.event.within_days)
+        for i, counting in counted.items():
+            match = events.type == counting.event.type
+            if counting.event.within_days is not None:
+                match = match & (events.day > facts.as_of_day - counting.event.within_days)
             columns[f"_f{i}"] = match.cast("int64").sum().cast("int64")
         parts.append(events.group_by(MEMBER).aggregate(**columns))
     if not parts:
