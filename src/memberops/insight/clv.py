@@ -156,74 +156,150 @@ def _weights(weights: ArrayLike | None, size: int) -> FloatArray:
     return w
 
 
-def _collapse(columns: tuple[FloatArray, ...], weights: FloatArray) -> tuple[tuple[FloatArray, ...], FloatArray]:
-    """Identical rows into one row each, weighted by their total weight (the sufficient statistics)."""
-    if len(weights) == 0:
-        return columns, weights
-    order = np.lexsort(columns[::-1])
-    ordered = tuple(c[order] for c in columns)
-    starts = np.ones(len(weights), dtype=bool)
-    starts[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in ordered])
-    first = np.flatnonzero(starts)
-    return tuple(c[first] for c in ordered), np.add.reduceat(weights[order], first)
+@dataclass(frozen=True)
+class _Patterns:
+    """The sufficient statistics: each distinct row once, with the total weight of the rows like it.
+
+    Columns are stored as their distinct values plus, per pattern, an index into them, so a term that
+    depends on one column only (ln(α+T), ln Γ(r+x)…) is computed once per distinct value.
+    """
+
+    values: tuple[FloatArray, ...]
+    codes: tuple[NDArray[np.intp], ...]
+    weights: FloatArray
+
+    def column(self, i: int) -> FloatArray:
+        return self.values[i][self.codes[i]]
+
+    def rescaled(self, i: int, factor: float) -> _Patterns:
+        values = tuple(v * factor if j == i else v for j, v in enumerate(self.values))
+        return _Patterns(values, self.codes, self.weights)
+
+
+def _codes(column: FloatArray) -> tuple[FloatArray, NDArray[np.intp]]:
+    """The column's distinct values (sorted) and each row's index into them.
+
+    Whole numbers in a short range (days, weeks, counts: the usual case) are coded by a lookup table,
+    in one pass; anything else by a sort and a binary search.
+    """
+    if len(column) == 0:
+        return column, np.zeros(0, dtype=np.intp)
+    low, high = float(column.min()), float(column.max())
+    if high - low <= 4 * len(column) + 1024 and bool((column == np.floor(column)).all()):
+        offsets = (column - low).astype(np.intp)
+        present = np.zeros(int(high - low) + 1, dtype=bool)
+        present[offsets] = True
+        lookup = np.cumsum(present) - 1
+        return np.flatnonzero(present) + low, lookup[offsets].astype(np.intp)
+    ordered = np.sort(column)
+    values = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+    return values, np.searchsorted(values, column)
+
+
+def _patterns(columns: tuple[FloatArray, ...], weights: FloatArray) -> _Patterns:
+    """Collapse identical rows: their columns' codes packed into one integer, then one sort of those.
+
+    Terms of one column only are then computed once per distinct value of that column.
+    """
+    values, inverse = (list(v) for v in zip(*(_codes(c) for c in columns), strict=True))
+    sizes = [len(v) for v in values]
+    if float(np.prod(np.array(sizes, dtype=np.float64))) < 2.0**62:
+        key = np.zeros(len(weights), dtype=np.int64)
+        for size, codes_of_column in zip(sizes, inverse, strict=True):
+            key = key * size + codes_of_column
+        order = np.argsort(key)
+        ordered = key[order]
+    else:  # too many distinct values to pack into one integer: sort on the codes themselves
+        stacked = np.stack(inverse, axis=1)
+        order = np.lexsort(stacked.T[::-1])
+        ordered = stacked[order]
+    starts = np.flatnonzero(np.r_[True, np.any((ordered[1:] != ordered[:-1]).reshape(len(ordered) - 1, -1),
+                                               axis=1)]) if len(ordered) else np.zeros(0, dtype=np.intp)
+    first_rows = order[starts]
+    totals = np.add.reduceat(weights[order], starts) if len(starts) else np.zeros(0)
+    keep = totals > 0
+    codes = tuple(c[first_rows][keep].astype(np.intp) for c in inverse)
+    return _Patterns(tuple(values), codes, totals[keep])
 
 
 def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]], start: FloatArray,
               *, analytic: bool) -> FloatArray:
-    """Minimise the per-customer negative log-likelihood over log-parameters; the fitted log-parameters."""
-    bounds = [(-15.0, 15.0)] * len(start)  # e^±15: far beyond any sensible rate or shape, keeps exp finite
+    """Minimise the per-customer negative log-likelihood over log-parameters; the fitted log-parameters.
+
+    With the analytical gradient: BFGS, whose 4×4 updates are plain numpy (L-BFGS-B's compiled core
+    calls the threaded BLAS, which costs more than the whole likelihood on a busy machine). Steps that
+    leave the region where the likelihood is finite are refused with an infinite value, so the line
+    search backs off.
+    """
     if analytic:
-        result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                          options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
+        def guarded(z: FloatArray) -> tuple[float, FloatArray]:
+            if np.abs(z).max() > 15.0:  # e^±15: far beyond any sensible rate or shape
+                return np.inf, np.zeros_like(z)
+            value, grad = objective(z)
+            return (value, grad) if np.isfinite(value) else (np.inf, np.zeros_like(z))
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = minimize(guarded, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 2000})
+        converged = result.success or np.abs(result.jac).max() < 1e-6
     else:
+        bounds = [(-15.0, 15.0)] * len(start)
         result = minimize(lambda z: objective(z)[0], start, method="L-BFGS-B", bounds=bounds,
                           options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 2000, "eps": 1e-7})
-    if not np.isfinite(result.fun) or not (result.success or "ABNORMAL" in str(result.message)):
+        converged = result.success or "ABNORMAL" in str(result.message)
+    if not np.isfinite(result.fun) or not converged:
         raise ClvFitError(f"the likelihood maximisation did not converge: {result.message}")
     return np.asarray(result.x, dtype=np.float64)
 
 
 # --- BG/NBD ---------------------------------------------------------------------------------------------
 
-def _bgnbd_loglik(log_params: FloatArray, x: FloatArray, t_x: FloatArray, age: FloatArray, w: FloatArray,
-                  x_index: NDArray[np.intp], x_values: FloatArray) -> tuple[float, FloatArray]:
-    """Σ w·ln L and its gradient in log-parameters (Fader, Hardie & Lee 2005, eq. 6).
+def _bgnbd_loglik(log_params: FloatArray, patterns: _Patterns) -> tuple[float, FloatArray]:
+    """Σ w·ln L over the patterns (x, t_x, T) and its gradient in log-parameters ([FHL05] eq. 6).
 
     ln L = ln Γ(r+x) − ln Γ(r) + r ln α − ln B(a,b)
            + ln[ B(a, b+x) (α+T)^−(r+x) + 1{x>0} B(a+1, b+x−1) (α+t_x)^−(r+x) ]
+    With u1, u2 the logs of the two terms in brackets and w1, w2 their shares of the sum, the gradient
+    of the bracket is w1 ∂u1 + w2 ∂u2.
     """
     r, alpha, a, b = np.exp(log_params)
-    # terms depending on x alone: once per distinct x
-    xv = x_values
-    has_repeat_v = xv > 0
-    xv_safe = np.where(has_repeat_v, xv, 1.0)
-    c1_v = betaln(a, b + xv)
-    c2_v = np.where(has_repeat_v, betaln(a + 1, b + xv_safe - 1), -np.inf)
-    base_v = gammaln(r + xv) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
-    d_r_v = digamma(r + xv) - digamma(r) + np.log(alpha)
+    (xv, sv, tv), (xi, si, ti), w = patterns.values, patterns.codes, patterns.weights
+    n = w.sum()
+    # terms of x alone, once per distinct x
+    has_repeat = xv > 0
+    x_safe = np.where(has_repeat, xv, 1.0)
+    c1 = betaln(a, b + xv)
+    c2 = np.where(has_repeat, betaln(a + 1, b + x_safe - 1), -np.inf)
+    base = gammaln(r + xv) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
+    d_r = digamma(r + xv) - digamma(r) + np.log(alpha)
     dig_abx = digamma(a + b + xv)
-    d_a1_v, d_b1_v = digamma(a) - dig_abx, digamma(b + xv) - dig_abx
-    d_a2_v = digamma(a + 1) - dig_abx
-    d_b2_v = np.where(has_repeat_v, digamma(b + xv_safe - 1) - dig_abx, 0.0)
+    d_a1, d_a2 = digamma(a) - dig_abx, digamma(a + 1) - dig_abx
+    d_b1 = digamma(b + xv) - dig_abx
+    d_b2 = np.where(has_repeat, digamma(b + x_safe - 1) - dig_abx, 0.0)
+    # terms of T alone and of t_x alone, once per distinct value
+    log_aT, log_as = np.log(alpha + tv)[ti], np.log(alpha + sv)[si]
+    inv_aT, inv_as = (1.0 / (alpha + tv))[ti], (1.0 / (alpha + sv))[si]
 
-    rx = r + x
-    log_aT, log_atx = np.log(alpha + age), np.log(alpha + t_x)
-    u1 = c1_v[x_index] - rx * log_aT
-    u2 = c2_v[x_index] - rx * log_atx
-    top = np.maximum(u1, u2)
-    e1, e2 = np.exp(u1 - top), np.exp(u2 - top)
-    total = e1 + e2
-    lse = top + np.log(total)
-    w1, w2 = e1 / total, e2 / total
-    ll = float(w @ (base_v[x_index] + lse))
+    rx = (r + xv)[xi]
+    u1 = c1[xi] - rx * log_aT
+    u2 = c2[xi] - rx * log_as
+    d = u2 - u1  # −inf without a repeat purchase
+    e = np.exp(-np.abs(d))
+    share_top = 1.0 / (1.0 + e)
+    w2 = np.where(d > 0, share_top, e * share_top)  # share of the second term
+    lse = np.maximum(u1, u2) + np.log1p(e)
 
-    g_r = w @ (d_r_v[x_index] - w1 * log_aT - w2 * log_atx)
-    g_alpha = r / alpha * w.sum() - w @ (rx * (w1 / (alpha + age) + w2 / (alpha + t_x)))
-    d_beta_ab_a, d_beta_ab_b = digamma(a) - digamma(a + b), digamma(b) - digamma(a + b)
-    g_a = w @ (w1 * d_a1_v[x_index] + w2 * d_a2_v[x_index]) - d_beta_ab_a * w.sum()
-    g_b = w @ (w1 * d_b1_v[x_index] + w2 * d_b2_v[x_index]) - d_beta_ab_b * w.sum()
-    grad = np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b])
-    return ll, grad
+    per_x = np.bincount(xi, weights=w, minlength=len(xv))
+    ww2 = w * w2
+    ww1 = w - ww2
+    per_x2 = np.bincount(xi, weights=ww2, minlength=len(xv))
+    per_x1 = per_x - per_x2
+    # (u * v).sum() rather than u @ v: no call into the threaded BLAS for a dot product
+    ll = float((per_x * base).sum() + (w * lse).sum())
+    g_r = (per_x * d_r).sum() - (ww1 * log_aT).sum() - (ww2 * log_as).sum()
+    g_alpha = r / alpha * n - (rx * (ww1 * inv_aT + ww2 * inv_as)).sum()
+    g_a = (per_x1 * d_a1).sum() + (per_x2 * d_a2).sum() - (digamma(a) - digamma(a + b)) * n
+    g_b = (per_x1 * d_b1).sum() + (per_x2 * d_b2).sum() - (digamma(b) - digamma(a + b)) * n
+    return ll, np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b])
 
 
 def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
@@ -235,25 +311,21 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
         >>> fit.params.r, fit.params.alpha, fit.params.a, fit.params.b
     """
     x, t_x, age = _rft(frequency, recency, T)
-    w = _weights(weights, len(x))
-    (x, t_x, age), w = _collapse((x, t_x, age), w)
-    n = float(w.sum())
+    patterns = _patterns((x, t_x, age), _weights(weights, len(x)))
+    n = float(patterns.weights.sum())
     if n <= 0:
         raise ClvInputError("no customers to fit")
-    x_values, x_index = np.unique(x, return_inverse=True)
-    # Time is rescaled so the largest T is 10: the optimiser then starts near any data set's optimum.
-    scale = 10.0 / max(float(age.max()), 1e-12)
-    ts, as_ = t_x * scale, age * scale
+    # Time rescaled so the largest T is 10: the optimiser then starts near any data set's optimum.
+    scale = 10.0 / max(float(patterns.values[2].max()), 1e-12)
+    scaled = patterns.rescaled(1, scale).rescaled(2, scale)
 
     def objective(z: FloatArray) -> tuple[float, FloatArray]:
-        ll, grad = _bgnbd_loglik(z, x, ts, as_, w, x_index, x_values)
+        ll, grad = _bgnbd_loglik(z, scaled)
         return -ll / n, -grad / n
 
-    z = _maximise(objective, np.zeros(4), analytic=True)
-    r, alpha, a, b = np.exp(z)
+    r, alpha, a, b = np.exp(_maximise(objective, np.zeros(4), analytic=True))
     alpha /= scale
-    log_params = np.log([r, alpha, a, b])
-    ll, _ = _bgnbd_loglik(log_params, x, t_x, age, w, x_index, x_values)
+    ll, _ = _bgnbd_loglik(np.log([r, alpha, a, b]), patterns)
     return BGNBDFit(BGNBDParams(float(r), float(alpha), float(a), float(b)), ll, int(round(n)))
 
 
@@ -349,8 +421,8 @@ def fit_pareto_nbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
     the gradient is by finite differences (four parameters: five likelihood evaluations per step).
     """
     x, t_x, age = _rft(frequency, recency, T)
-    w = _weights(weights, len(x))
-    (x, t_x, age), w = _collapse((x, t_x, age), w)
+    patterns = _patterns((x, t_x, age), _weights(weights, len(x)))
+    x, t_x, age, w = patterns.column(0), patterns.column(1), patterns.column(2), patterns.weights
     n = float(w.sum())
     if n <= 0:
         raise ClvInputError("no customers to fit")
@@ -359,12 +431,12 @@ def fit_pareto_nbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
 
     def objective(z: FloatArray) -> tuple[float, None]:
         params = ParetoNBDParams(*(float(v) for v in np.exp(z)))
-        value = -float(w @ _pareto_loglik_rows(params, x, ts, as_)) / n
+        value = -float((w * _pareto_loglik_rows(params, x, ts, as_)).sum()) / n
         return (value if np.isfinite(value) else 1e300), None
 
     z = np.exp(_maximise(objective, np.zeros(4), analytic=False))
     params = ParetoNBDParams(float(z[0]), float(z[1] / scale), float(z[2]), float(z[3] / scale))
-    ll = float(w @ _pareto_loglik_rows(params, x, t_x, age))
+    ll = float((w * _pareto_loglik_rows(params, x, t_x, age)).sum())
     return ParetoNBDFit(params, ll, int(round(n)))
 
 
@@ -406,12 +478,12 @@ def _gamma_gamma_loglik(log_params: FloatArray, x: FloatArray, m: FloatArray,
     px = p * x
     log_vxm = np.log(v + x * m)
     log_x, log_m = np.log(x), np.log(m)
-    ll = float(w @ (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + (px - 1) * log_m
-                    + px * log_x - (px + q) * log_vxm))
+    ll = float((w * (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + (px - 1) * log_m
+                     + px * log_x - (px + q) * log_vxm)).sum())
     dig_pxq = digamma(px + q)
-    g_p = w @ (x * (dig_pxq - digamma(px) + log_m + log_x - log_vxm))
-    g_q = w @ (dig_pxq - digamma(q) + np.log(v) - log_vxm)
-    g_v = w @ (q / v - (px + q) / (v + x * m))
+    g_p = (w * x * (dig_pxq - digamma(px) + log_m + log_x - log_vxm)).sum()
+    g_q = (w * (dig_pxq - digamma(q) + np.log(v) - log_vxm)).sum()
+    g_v = (w * (q / v - (px + q) / (v + x * m))).sum()
     return ll, np.array([g_p * p, g_q * q, g_v * v])
 
 
@@ -430,7 +502,8 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, *,
     if ((m <= 0) & keep).any():
         raise ClvInputError("monetary_value must be positive for customers with repeat purchases",
                             column="monetary_value")
-    (x, m), w = _collapse((x[keep], m[keep]), w[keep])
+    patterns = _patterns((x[keep], m[keep]), w[keep])
+    x, m, w = patterns.column(0), patterns.column(1), patterns.weights
     n = float(w.sum())
     if n <= 0:
         raise ClvInputError("no customer with a repeat purchase: nothing to fit spend on")
@@ -486,4 +559,4 @@ def clv(params: BGNBDParams | ParetoNBDParams, frequency: ArrayLike, recency: Ar
         cumulative = pareto_nbd_expected_purchases(params, horizons, x, t_x, age)
     per_period = np.diff(cumulative, axis=0)
     discount = (1.0 + monthly_discount_rate) ** -np.arange(1, months + 1, dtype=np.float64)
-    return np.asarray(spend * (discount @ per_period), dtype=np.float64)
+    return np.asarray(spend * (discount[:, None] * per_period).sum(axis=0), dtype=np.float64)
