@@ -190,7 +190,7 @@ def _codes(column: FloatArray) -> tuple[FloatArray, NDArray[np.intp]]:
         present = np.zeros(int(high - low) + 1, dtype=bool)
         present[offsets] = True
         lookup = np.cumsum(present) - 1
-        return np.flatnonzero(present) + low, lookup[offsets].astype(np.intp)
+        return (np.flatnonzero(present) + low).astype(np.float64), lookup[offsets].astype(np.intp)
     ordered = np.sort(column)
     values = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
     return values, np.searchsorted(values, column)
@@ -236,7 +236,9 @@ def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]]
             if np.abs(z).max() > 15.0:  # e^±15: far beyond any sensible rate or shape
                 return np.inf, np.zeros_like(z)
             value, grad = objective(z)
-            return (value, grad) if np.isfinite(value) else (np.inf, np.zeros_like(z))
+            if grad is None or not np.isfinite(value):
+                return np.inf, np.zeros_like(z)
+            return value, grad
 
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = minimize(guarded, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 2000})
