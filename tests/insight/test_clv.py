@@ -130,6 +130,19 @@ class TestSufficientStatistics:
                                    list(on_rows.params.as_dict().values()), rtol=1e-6)
         assert on_counts.log_likelihood == pytest.approx(on_rows.log_likelihood, rel=1e-10)
 
+    def test_warm_start_on_a_sample_reaches_the_same_maximum(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Many distinct patterns: the fit starts on a random share of them, then polishes on all."""
+        rng = np.random.default_rng(11)
+        x, t_x, T = _simulate_bgnbd(BGNBDParams(0.4, 5.0, 0.7, 3.0), rng.uniform(10, 50, 30_000), rng)
+        assert len(np.unique(np.stack([x, t_x, T], axis=1), axis=0)) > 4 * 5_000
+        monkeypatch.setattr(clv, "_WARM_START_PATTERNS", 5_000)
+        warm = clv.fit_bgnbd(x, t_x, T)
+        monkeypatch.setattr(clv, "_WARM_START_PATTERNS", 10**9)
+        cold = clv.fit_bgnbd(x, t_x, T)
+        np.testing.assert_allclose(list(warm.params.as_dict().values()), list(cold.params.as_dict().values()),
+                                   rtol=1e-5)
+        assert warm.log_likelihood == pytest.approx(cold.log_likelihood, rel=1e-10)
+
     def test_log_likelihood_is_the_sum_over_customers(self) -> None:
         s = cdnow_summary()
         fit = clv.fit_bgnbd(s.x, s.t_x, s.T)

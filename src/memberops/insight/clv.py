@@ -5,9 +5,10 @@ purchase periods after the first), ``recency`` t_x (time of the last purchase si
 (time since the first purchase to the end of the observation period), all in one time unit.
 
 Fits are maximum likelihood on sufficient statistics: identical (x, t_x, T) rows are collapsed into one
-row with a count, and terms that depend only on x are computed once per distinct x. The optimiser works
-on the logarithms of the parameters (all must be positive) with L-BFGS-B and, for BG/NBD and Gamma–Gamma,
-the analytical gradient.
+row with a count, and terms that depend on one column only (ln Γ(r+x), ln(α+T)…) are computed once per
+distinct value. The optimiser works on the logarithms of the parameters (all must be positive): BFGS
+with the analytical gradient for BG/NBD and Gamma–Gamma, L-BFGS-B with a finite-difference gradient for
+Pareto/NBD.
 
 References:
 - BG/NBD: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to the
@@ -36,7 +37,7 @@ from memberops.errors import Invalid
 from memberops.insight.clv_data import TransactionSummary, summary_from_transactions
 
 __all__ = [
-    "BGNBDFit", "BGNBDParams", "ClvInputError", "GammaGammaFit", "GammaGammaParams", "ParetoNBDFit",
+    "BGNBDFit", "BGNBDParams", "ClvFitError", "ClvInputError", "GammaGammaFit", "GammaGammaParams", "ParetoNBDFit",
     "ParetoNBDParams", "TransactionSummary", "bgnbd_expected_purchases", "bgnbd_expected_purchases_new",
     "bgnbd_p_alive", "bgnbd_probability_of_purchases", "clv", "fit_bgnbd", "fit_gamma_gamma",
     "fit_pareto_nbd", "gamma_gamma_expected_spend", "pareto_nbd_expected_purchases", "pareto_nbd_p_alive",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+# Above four times this many distinct (x, t_x, T) rows, BG/NBD is first fitted on a sample of this size.
+_WARM_START_PATTERNS = 20_000
 TimeUnit = Literal["D", "W"]
 # Periods per month, as lifetimes' customer_lifetime_value counts them.
 PERIODS_PER_MONTH: dict[str, float] = {"D": 30.0, "W": 4.345}
@@ -171,6 +174,9 @@ class _Patterns:
     def column(self, i: int) -> FloatArray:
         return self.values[i][self.codes[i]]
 
+    def subset(self, chosen: NDArray[np.bool_]) -> _Patterns:
+        return _Patterns(self.values, tuple(c[chosen] for c in self.codes), self.weights[chosen])
+
     def rescaled(self, i: int, factor: float) -> _Patterns:
         values = tuple(v * factor if j == i else v for j, v in enumerate(self.values))
         return _Patterns(values, self.codes, self.weights)
@@ -222,14 +228,21 @@ def _patterns(columns: tuple[FloatArray, ...], weights: FloatArray) -> _Patterns
     return _Patterns(tuple(values), codes, totals[keep])
 
 
+class _Optimum:
+    """Where a minimisation ended: the log-parameters and BFGS's inverse-Hessian estimate there."""
+
+    def __init__(self, x: FloatArray, hess_inv: FloatArray | None) -> None:
+        self.x, self.hess_inv = x, hess_inv
+
+
 def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]], start: FloatArray,
-              *, analytic: bool) -> FloatArray:
-    """Minimise the per-customer negative log-likelihood over log-parameters; the fitted log-parameters.
+              *, analytic: bool, hess_inv: FloatArray | None = None, gtol: float = 1e-8) -> _Optimum:
+    """Minimise the per-customer negative log-likelihood over log-parameters.
 
     With the analytical gradient: BFGS, whose 4×4 updates are plain numpy (L-BFGS-B's compiled core
-    calls the threaded BLAS, which costs more than the whole likelihood on a busy machine). Steps that
-    leave the region where the likelihood is finite are refused with an infinite value, so the line
-    search backs off.
+    calls the threaded BLAS, which costs more than the whole likelihood on a busy machine), optionally
+    started from an inverse-Hessian estimate. Steps that leave the region where the likelihood is
+    finite are refused with an infinite value, so the line search backs off.
     """
     if analytic:
         def guarded(z: FloatArray) -> tuple[float, FloatArray]:
@@ -240,17 +253,24 @@ def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]]
                 return np.inf, np.zeros_like(z)
             return value, grad
 
+        options: dict[str, object] = {"gtol": gtol, "maxiter": 2000}
+        if hess_inv is not None:
+            symmetric = (hess_inv + hess_inv.T) / 2
+            if np.all(np.isfinite(symmetric)) and np.linalg.eigvalsh(symmetric).min() > 0:
+                options["hess_inv0"] = symmetric
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            result = minimize(guarded, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 2000})
-        converged = result.success or np.abs(result.jac).max() < 1e-6
+            result = minimize(guarded, start, jac=True, method="BFGS", options=options)
+        converged = result.success or np.abs(result.jac).max() < max(gtol, 1e-6)
+        found_hess_inv = np.asarray(result.hess_inv, dtype=np.float64)
     else:
         bounds = [(-15.0, 15.0)] * len(start)
         result = minimize(lambda z: objective(z)[0], start, method="L-BFGS-B", bounds=bounds,
                           options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 2000, "eps": 1e-7})
         converged = result.success or "ABNORMAL" in str(result.message)
+        found_hess_inv = None
     if not np.isfinite(result.fun) or not converged:
         raise ClvFitError(f"the likelihood maximisation did not converge: {result.message}")
-    return np.asarray(result.x, dtype=np.float64)
+    return _Optimum(np.asarray(result.x, dtype=np.float64), found_hess_inv)
 
 
 # --- BG/NBD ---------------------------------------------------------------------------------------------
@@ -321,11 +341,23 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
     scale = 10.0 / max(float(patterns.values[2].max()), 1e-12)
     scaled = patterns.rescaled(1, scale).rescaled(2, scale)
 
-    def objective(z: FloatArray) -> tuple[float, FloatArray]:
-        ll, grad = _bgnbd_loglik(z, scaled)
-        return -ll / n, -grad / n
+    def objective_on(data: _Patterns) -> Callable[[FloatArray], tuple[float, FloatArray]]:
+        total = float(data.weights.sum())
 
-    r, alpha, a, b = np.exp(_maximise(objective, np.zeros(4), analytic=True))
+        def objective(z: FloatArray) -> tuple[float, FloatArray]:
+            ll, grad = _bgnbd_loglik(z, data)
+            return -ll / total, -grad / total
+
+        return objective
+
+    start = _Optimum(np.zeros(4), None)
+    if len(scaled.weights) > 4 * _WARM_START_PATTERNS:
+        # A random share of the patterns gives an unbiased estimate of the per-customer likelihood:
+        # most iterations run there, the full data only polish from its optimum and curvature.
+        chosen = np.random.default_rng(0).random(len(scaled.weights)) < _WARM_START_PATTERNS / len(scaled.weights)
+        start = _maximise(objective_on(scaled.subset(chosen)), start.x, analytic=True, gtol=1e-6)
+    optimum = _maximise(objective_on(scaled), start.x, analytic=True, hess_inv=start.hess_inv)
+    r, alpha, a, b = np.exp(optimum.x)
     alpha /= scale
     ll, _ = _bgnbd_loglik(np.log([r, alpha, a, b]), patterns)
     return BGNBDFit(BGNBDParams(float(r), float(alpha), float(a), float(b)), ll, int(round(n)))
@@ -436,7 +468,7 @@ def fit_pareto_nbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
         value = -float((w * _pareto_loglik_rows(params, x, ts, as_)).sum()) / n
         return (value if np.isfinite(value) else 1e300), None
 
-    z = np.exp(_maximise(objective, np.zeros(4), analytic=False))
+    z = np.exp(_maximise(objective, np.zeros(4), analytic=False).x)
     params = ParetoNBDParams(float(z[0]), float(z[1] / scale), float(z[2]), float(z[3] / scale))
     ll = float((w * _pareto_loglik_rows(params, x, t_x, age)).sum())
     return ParetoNBDFit(params, ll, int(round(n)))
@@ -515,7 +547,7 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, *,
         ll, grad = _gamma_gamma_loglik(z, x, m * scale, w)
         return -ll / n, -grad / n
 
-    z = np.exp(_maximise(objective, np.zeros(3), analytic=True))
+    z = np.exp(_maximise(objective, np.zeros(3), analytic=True).x)
     p, q, v = float(z[0]), float(z[1]), float(z[2] / scale)
     ll, _ = _gamma_gamma_loglik(np.log([p, q, v]), x, m, w)
     return GammaGammaFit(GammaGammaParams(p, q, v), ll, int(round(n)))
