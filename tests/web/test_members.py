@@ -125,3 +125,19 @@ class TestProfilePage:
         page = signed_in(console, context, workspace, "admin").get("/members/no-such-member")
 
         assert page.status_code == 404 and "No such member" in page.text
+
+
+class TestReviewPageLinks:
+    def test_each_record_links_to_its_member(self, console: TestClient, context: Context, workspace: Workspace,
+                                             brand: dict[str, str]) -> None:
+        from memberops.identity import review
+
+        with context.store.transaction() as session:
+            review.queue_pairs(session, workspace.id, "run-1", [
+                {"channel_a": "crm", "source_id_a": "r1", "channel_b": "crm", "source_id_b": "r2",
+                 "match_probability": 0.8}])
+
+        page = signed_in(console, context, workspace, "analyst").get("/identity/review")
+
+        links = re.findall(r'href="/members/([^"]+)"[^>]*data-testid="review-member-link"', page.text)
+        assert links == [brand["ana"], brand["bo"]]
