@@ -76,6 +76,12 @@ class TestPeriods:
         s = summary_from_transactions(np.array([1, 1, 1]), times)
         assert list(s.frequency) == [1] and list(s.recency) == [1]
 
+    def test_zone_aware_datetimes_count_by_their_utc_date(self) -> None:
+        shanghai = dt.timezone(dt.timedelta(hours=8))
+        times = [dt.datetime(2024, 1, 2, 7, tzinfo=shanghai), dt.datetime(2024, 1, 5, tzinfo=dt.UTC)]
+        s = summary_from_transactions([1, 1], times)  # 2024-01-01 23:00 UTC
+        assert list(s.recency) == [4]
+
     def test_python_dates(self) -> None:
         s = summary_from_transactions([1, 1], [dt.date(2024, 1, 1), dt.date(2024, 2, 1)], calibration_end="2024-03-01")
         assert list(s.recency) == [31] and list(s.T) == [60]

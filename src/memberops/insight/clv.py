@@ -376,25 +376,48 @@ def bgnbd_p_alive(params: BGNBDParams, frequency: ArrayLike, recency: ArrayLike,
     return np.where(has_repeat, 1.0 / (1.0 + np.exp(log_odds)), 1.0)
 
 
+def _bgnbd_alive_purchases(r: float, alpha: float, a: float, b: float, horizon: FloatArray, x: FloatArray,
+                           age: FloatArray) -> FloatArray:
+    """E[purchases in ``horizon`` | alive at ``age`` after x purchases]: eq. 10 of [FHL05] without P(alive).
+
+    (a+b+x−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) · 2F1(r+x, b+x; a+b+x−1; t/(α+T+t))]
+    At a = 1, and at a+b+x = 1, the expression is 0/0 (or 0·∞) but its limit is finite and smooth:
+    there it is evaluated as the mean of two points on either side, ±1e-4 away (error ~1e-8).
+    """
+    def formula(a_: float | FloatArray, b_: float | FloatArray) -> FloatArray:
+        z = horizon / (alpha + age + horizon)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            hyp = hyp2f1(r + x, b_ + x, a_ + b_ + x - 1, z)
+            bracket = 1.0 - np.exp((r + x) * (np.log(alpha + age) - np.log(alpha + age + horizon))) * hyp
+            return np.asarray((a_ + b_ + x - 1) / (a_ - 1) * bracket, dtype=np.float64)
+
+    value = formula(a, b)
+    step = 1e-4
+    near_a = abs(a - 1.0) < 1e-6
+    near_c = np.abs(a + b + x - 1.0) < 1e-6
+    singular = near_c | near_a
+    if np.any(singular):
+        shift_b = np.where(near_c, step, 0.0)
+        shift_a = step if near_a else 0.0
+        around = (formula(a + shift_a, b + shift_b) + formula(a - shift_a, b - shift_b)) / 2
+        value = np.where(singular, around, value)
+    return value
+
+
 def bgnbd_expected_purchases(params: BGNBDParams, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike,
                              T: ArrayLike) -> FloatArray:
     """E[purchases in the next ``t`` periods | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10)."""
     x, t_x, age = _rft(frequency, recency, T)
     horizon = np.asarray(t, dtype=np.float64)
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    z = horizon / (alpha + age + horizon)
-    hyp = hyp2f1(r + x, b + x, a + b + x - 1, z)
-    bracket = 1.0 - np.exp((r + x) * (np.log(alpha + age) - np.log(alpha + age + horizon))) * hyp
-    p_alive = bgnbd_p_alive(params, x, t_x, age)
-    return np.asarray((a + b + x - 1) / (a - 1) * bracket * p_alive, dtype=np.float64)
+    alive = _bgnbd_alive_purchases(params.r, params.alpha, params.a, params.b, horizon, x, age)
+    return np.asarray(alive * bgnbd_p_alive(params, x, t_x, age), dtype=np.float64)
 
 
 def bgnbd_expected_purchases_new(params: BGNBDParams, t: ArrayLike) -> FloatArray:
     """E[X(t)]: expected purchases in ``t`` periods by a new, randomly chosen customer (2005, eq. 9)."""
     horizon = np.asarray(t, dtype=np.float64)
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    tail = np.exp(r * (np.log(alpha) - np.log(alpha + horizon))) * hyp2f1(r, b, a + b - 1, horizon / (alpha + horizon))
-    return np.asarray((a + b - 1) / (a - 1) * (1.0 - tail), dtype=np.float64)
+    zero = np.zeros(np.shape(horizon))
+    return _bgnbd_alive_purchases(params.r, params.alpha, params.a, params.b, horizon, zero, zero)
 
 
 def bgnbd_probability_of_purchases(params: BGNBDParams, t: float, n: ArrayLike) -> FloatArray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,8 +44,11 @@ class TransactionSummary:
 
 
 def _days(values: ArrayLike) -> NDArray[np.int64]:
+    """Days since 1970-01-01; zone-aware datetimes count by their UTC date (numpy converts them)."""
     try:
-        days = np.asarray(values).astype("datetime64[D]")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "no explicit representation of timezones", UserWarning)
+            days = np.asarray(values).astype("datetime64[D]")
     except (TypeError, ValueError) as exc:
         raise TransactionsInvalid(f"dates must be dates or datetimes: {exc}") from exc
     if np.isnat(days).any():
