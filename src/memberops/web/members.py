@@ -11,6 +11,7 @@ pages never log one, so the phone or e-mail typed stays out of every log.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -22,8 +23,13 @@ from memberops.errors import DomainError
 from memberops.identity import search
 from memberops.identity.errors import MemberNotFound
 from memberops.insight.profile import member_profile
+from memberops.lake.engine import WarehouseError
 from memberops.web.rendering import ConsoleRoute, error_page, render
 from memberops.web.session import ConsoleSession, Operator, require_role, see_other
+
+log = logging.getLogger(__name__)
+
+LAKE_UNREADABLE = "The lake could not be read just now, so this cannot be shown. Try again in a moment."
 
 router = APIRouter(prefix="/members", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -94,6 +100,9 @@ def search_page(
     if q.strip():
         try:
             matches = search.search_members(session, context.warehouse(), operator.workspace.id, q)
+        except WarehouseError:  # its SQL holds the query: neither shown nor logged
+            log.error("member search: the warehouse query failed")
+            error, status_code = LAKE_UNREADABLE, 503
         except DomainError as problem:  # its message never repeats the query
             error, status_code = problem.message, status_for(problem)
     return render(request, "members/search.html", status_code=status_code, operator=operator, active="members",
@@ -112,6 +121,9 @@ def profile_page(
         return error_page(request, 404, "No such member",
                           "No member has this id in this workspace. Search for the member instead.",
                           operator=operator)
+    except WarehouseError:  # its SQL holds the member's channel keys: not logged
+        log.error("member profile: the warehouse query failed")
+        return error_page(request, 503, "The profile cannot be shown", LAKE_UNREADABLE, operator=operator)
     if profile.merged_from is not None:
         return see_other(f"/members/{profile.member.id}?merged_from={profile.merged_from}")
     golden = profile.golden or {}
