@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -216,11 +216,8 @@ def member_profile(
     orders = _newest(_dedupe([*live_orders, *lake_orders], lambda o: (o.channel, o.order_id)),
                      lambda o: o.ordered_at, recent)
     items = _order_items(warehouse, workspace_id, [(o.channel, o.order_id) for o in orders])
-    orders = [
-        OrderSummary(**{**o.__dict__, "refunded_amount": refunded.get((o.channel, o.order_id), ZERO),
-                        "items": items.get((o.channel, o.order_id), ())})
-        for o in orders
-    ]
+    orders = [replace(o, refunded_amount=refunded.get((o.channel, o.order_id), ZERO),
+                      items=items.get((o.channel, o.order_id), ())) for o in orders]
     events = _newest(_dedupe([*pending_events, *lake_events], lambda e: (e.channel, e.event_id)),
                      lambda e: e.occurred_at, recent)
     changes = [_identity_change(member.id, event)
