@@ -16,6 +16,7 @@ Sources:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -311,6 +312,20 @@ class TestBadInput:
         with pytest.raises(ClvInputError, match=message) as raised:
             clv.fit_bgnbd(frequency, recency, T)
         assert raised.value.code == "clv_invalid_input"
+
+    @pytest.mark.parametrize("fit", [clv.fit_bgnbd, clv.fit_pareto_nbd])
+    def test_no_repeat_purchase_cannot_be_fitted(self, fit: Any) -> None:
+        with pytest.raises(ClvInputError, match="no customer made a repeat purchase"):
+            fit([0, 0, 0], [0, 0, 0], [5, 6, 7])
+
+    @pytest.mark.parametrize("fit", [clv.fit_bgnbd, clv.fit_pareto_nbd])
+    def test_a_single_customer_is_a_data_set(self, fit: Any) -> None:
+        """One row is one pattern: the fit runs (the estimate means little, but nothing breaks)."""
+        try:
+            result = fit([1], [1.0], [2.0])
+        except clv.ClvFitError:
+            return  # a flat likelihood may not converge: said so, as a domain error
+        assert result.n == 1
 
     def test_spend_needs_positive_values_for_repeat_customers(self) -> None:
         with pytest.raises(ClvInputError, match="positive"):

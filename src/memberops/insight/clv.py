@@ -219,8 +219,11 @@ def _patterns(columns: tuple[FloatArray, ...], weights: FloatArray) -> _Patterns
         stacked = np.stack(inverse, axis=1)
         order = np.lexsort(stacked.T[::-1])
         ordered = stacked[order]
-    starts = np.flatnonzero(np.r_[True, np.any((ordered[1:] != ordered[:-1]).reshape(len(ordered) - 1, -1),
-                                               axis=1)]) if len(ordered) else np.zeros(0, dtype=np.intp)
+    if len(ordered):
+        rows = ordered.reshape(len(ordered), -1)
+        starts = np.flatnonzero(np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)])
+    else:
+        starts = np.zeros(0, dtype=np.intp)
     first_rows = order[starts]
     totals = np.add.reduceat(weights[order], starts) if len(starts) else np.zeros(0)
     keep = totals > 0
@@ -271,6 +274,16 @@ def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]]
     if not np.isfinite(result.fun) or not converged:
         raise ClvFitError(f"the likelihood maximisation did not converge: {result.message}")
     return _Optimum(np.asarray(result.x, dtype=np.float64), found_hess_inv)
+
+
+def _customers_with_repeats(patterns: _Patterns) -> float:
+    """The number of customers, once it is clear that the drop-out process can be estimated at all."""
+    n = float(patterns.weights.sum())
+    if n <= 0:
+        raise ClvInputError("no customers to fit")
+    if not (patterns.weights * (patterns.column(0) > 0)).sum() > 0:
+        raise ClvInputError("no customer made a repeat purchase: drop-out cannot be estimated")
+    return n
 
 
 # --- BG/NBD ---------------------------------------------------------------------------------------------
@@ -334,9 +347,7 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
     """
     x, t_x, age = _rft(frequency, recency, T)
     patterns = _patterns((x, t_x, age), _weights(weights, len(x)))
-    n = float(patterns.weights.sum())
-    if n <= 0:
-        raise ClvInputError("no customers to fit")
+    n = _customers_with_repeats(patterns)
     # Time rescaled so the largest T is 10: the optimiser then starts near any data set's optimum.
     scale = 10.0 / max(float(patterns.values[2].max()), 1e-12)
     scaled = patterns.rescaled(1, scale).rescaled(2, scale)
@@ -479,16 +490,15 @@ def fit_pareto_nbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
     """
     x, t_x, age = _rft(frequency, recency, T)
     patterns = _patterns((x, t_x, age), _weights(weights, len(x)))
+    n = _customers_with_repeats(patterns)
     x, t_x, age, w = patterns.column(0), patterns.column(1), patterns.column(2), patterns.weights
-    n = float(w.sum())
-    if n <= 0:
-        raise ClvInputError("no customers to fit")
     scale = 10.0 / max(float(age.max()), 1e-12)
     ts, as_ = t_x * scale, age * scale
 
     def objective(z: FloatArray) -> tuple[float, None]:
         params = ParetoNBDParams(*(float(v) for v in np.exp(z)))
-        value = -float((w * _pareto_loglik_rows(params, x, ts, as_)).sum()) / n
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # far steps: refused below
+            value = -float((w * _pareto_loglik_rows(params, x, ts, as_)).sum()) / n
         return (value if np.isfinite(value) else 1e300), None
 
     z = np.exp(_maximise(objective, np.zeros(4), analytic=False).x)
