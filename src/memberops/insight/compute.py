@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import ibis
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,7 +44,7 @@ class ComputedTraits:
 def _value_table(warehouse: Warehouse, stats: Any, config: InsightConfig) -> tuple[Any, ValueFit]:
     buyers = stats.filter(stats.orders > 0).select(MEMBER, "frequency", "recency", "tenure_days", "repeat_value")
     values, fit = member_value(warehouse.to_pyarrow(buyers), config.value)
-    return ibis.memtable(values), fit
+    return warehouse.upload(values), fit
 
 
 def _tags_column(flags: pa.Table, tags: list[TagDefinition]) -> pa.Array:
@@ -89,8 +88,10 @@ def compute_traits(warehouse: Warehouse, workspace_id: str, *, as_of: datetime |
         report(name, fraction)
 
     facts = member_facts(warehouse, workspace_id, as_of, config)
-    facts = MemberFacts(facts.as_of, facts.members, warehouse.materialise(facts.orders), facts.items,
-                        facts.events, facts.records)
+    # each fact table is read by several traits: read it once
+    facts = MemberFacts(facts.as_of, warehouse.materialise(facts.members), warehouse.materialise(facts.orders),
+                        warehouse.materialise(facts.items), warehouse.materialise(facts.events),
+                        warehouse.materialise(facts.records))
     days = warehouse.materialise(purchase_days(facts))
     gaps = warehouse.materialise(purchase_gaps(days))
     stats = warehouse.materialise(purchase_statistics(facts, gaps))
