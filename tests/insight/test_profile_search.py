@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from memberops.accounts.models import Workspace
-from memberops.identity.search import InvalidSearch, search_terms
+from memberops.identity.search import InvalidSearch, display_name, search_terms
 from memberops.runtime import Context
 from tests.insight import test_profile as base
 from tests.insight.test_profile import import_customers, resolve
@@ -44,6 +44,13 @@ class TestSearchTerms:
 
     def test_member_number_also_tried_upper_case(self) -> None:
         assert search_terms("ls001").identifiers == [("member_card_no", "LS001"), ("member_card_no", "ls001")]
+
+    @pytest.mark.parametrize(("names", "shown"), [
+        (("Ana Lima", "Ana", "Lima"), "Ana Lima"), ((None, "芳", "王"), "王芳"), ((None, "Bo", "Chen"), "Bo Chen"),
+        ((None, None, "王"), "王"), ((None, None, None), None),
+    ])
+    def test_display_name(self, names: tuple[str | None, str | None, str | None], shown: str | None) -> None:
+        assert display_name(*names) == shown
 
     def test_words_are_a_name(self) -> None:
         terms = search_terms("  Ana   LIMA ")

@@ -14,6 +14,7 @@ The query is PII: it is never logged, and it never reaches an error message.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,19 @@ class MemberMatch:
     email: str | None
     city: str | None
     is_enrolled: bool
+
+
+def display_name(full_name: str | None, first_name: str | None, last_name: str | None) -> str | None:
+    """A golden record's name as people write it: the full name, else family then given name run together
+    for Chinese, Japanese and Korean names (王 + 芳 → 王芳), else given then family name (Bo Chen)."""
+    if full_name:
+        return full_name
+    parts = [p for p in (first_name, last_name) if p]
+    if not parts:
+        return None
+    if any(unicodedata.east_asian_width(char) in ("W", "F") for part in parts for char in part):
+        return "".join(p for p in (last_name, first_name) if p)
+    return " ".join(parts)
 
 
 def search_members(
@@ -176,7 +190,7 @@ def _described(
     matches = []
     for member_id, how in chosen:
         row = by_id.get(member_id, {})
-        name = row.get("full_name") or "".join(filter(None, (row.get("last_name"), row.get("first_name")))) or None
+        name = display_name(row.get("full_name"), row.get("first_name"), row.get("last_name"))
         matches.append(MemberMatch(member_id, how, name, row.get("phone"), row.get("email"), row.get("city"),
                                    bool(enrolled.get(member_id, False))))
     return matches

@@ -127,7 +127,7 @@ def profile_page(
     if profile.merged_from is not None:
         return see_other(f"/members/{profile.member.id}?merged_from={profile.merged_from}")
     golden = profile.golden or {}
-    name = golden.get("full_name") or "".join(filter(None, (golden.get("last_name"), golden.get("first_name"))))
+    name = search.display_name(golden.get("full_name"), golden.get("first_name"), golden.get("last_name"))
     return render(request, "members/profile.html", operator=operator, active="members", profile=profile,
                   name=name or "Unnamed member", golden=golden, golden_fields=GOLDEN_FIELDS,
                   timeline=profile.timeline(), merged_from=merged_from, shown=shown,
