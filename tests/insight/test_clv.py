@@ -174,6 +174,36 @@ def _customer_arrays(c: tuple[int, float, float]) -> tuple[np.ndarray, np.ndarra
     return np.array([float(x)]), np.array([share * T if x > 0 else 0.0]), np.array([T])
 
 
+class TestHomogeneousBuyers:
+    """Everyone buys at one rate and nobody drops out: the maximum of the likelihood lies at the edge
+    (r, α → ∞ with r/α the rate; a → 0). The fit must still return it and predict finite values."""
+
+    def test_fit_and_predictions(self) -> None:
+        rng = np.random.default_rng(3)
+        n, rate = 20_000, 0.02
+        T = rng.integers(100, 700, n).astype(float)
+        x = rng.poisson(rate * T).astype(float)
+        # the last of x uniform purchase times in (0, T) (the first purchase is at 0)
+        t_x = np.where(x > 0, np.floor(T * rng.beta(np.maximum(x, 1), 1.0)), 0.0)
+        fit = clv.fit_bgnbd(x, t_x, T)
+        assert fit.params.r / fit.params.alpha == pytest.approx(rate, rel=0.03)
+        assert fit.params.r > 100  # the rate's coefficient of variation, 1/√r, below 0.1
+        expected = clv.bgnbd_expected_purchases(fit.params, 90, x[:50], t_x[:50], T[:50])
+        assert np.isfinite(expected).all()
+        np.testing.assert_allclose(expected, 90 * fit.params.r / fit.params.alpha, rtol=0.02)
+        value = clv.clv(fit.params, x[:50], t_x[:50], T[:50], np.full(50, 10.0), months=12)
+        assert np.isfinite(value).all() and (value > 0).all()
+
+    def test_series_equals_the_closed_form(self) -> None:
+        """The power series used where SciPy's 2F1 fails agrees with eq. 10 where both work."""
+        x, t_x, T = CUSTOMERS.T
+        closed = clv.bgnbd_expected_purchases(PUBLISHED_BGNBD, 20.0, x, t_x, T) / clv.bgnbd_p_alive(
+            PUBLISHED_BGNBD, x, t_x, T)
+        p = PUBLISHED_BGNBD
+        series = clv._bgnbd_alive_purchases_series(p.r, p.alpha, p.a, p.b, np.asarray(20.0), x, T)
+        np.testing.assert_allclose(series, closed, rtol=1e-10)
+
+
 class TestPredictionProperties:
     @given(r=positive, alpha=positive, a=shape_a, b=positive, c=customer,
            horizon=st.floats(0.0, 200.0), more=st.floats(0.01, 200.0))

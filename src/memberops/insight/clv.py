@@ -263,7 +263,9 @@ def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]]
                 options["hess_inv0"] = symmetric
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = minimize(guarded, start, jac=True, method="BFGS", options=options)
-        converged = result.success or np.abs(result.jac).max() < max(gtol, 1e-6)
+        # "precision loss" at a point where the gradient is flat is a maximum all the same (often one at
+        # the edge: homogeneous rates send r and alpha to infinity with their ratio fixed)
+        converged = result.success or np.abs(result.jac).max() < 1e-5
         found_hess_inv = np.asarray(result.hess_inv, dtype=np.float64)
     else:
         bounds = [(-15.0, 15.0)] * len(start)
@@ -403,6 +405,9 @@ def _bgnbd_alive_purchases(r: float, alpha: float, a: float, b: float, horizon: 
             return np.asarray((a_ + b_ + x - 1) / (a_ - 1) * bracket, dtype=np.float64)
 
     value = formula(a, b)
+    unstable = ~np.isfinite(value) & np.broadcast_to(horizon < alpha + age, np.shape(value))
+    if np.any(unstable):
+        value = np.where(unstable, _bgnbd_alive_purchases_series(r, alpha, a, b, horizon, x, age), value)
     step = 1e-4
     near_a = abs(a - 1.0) < 1e-6
     near_c = np.abs(a + b + x - 1.0) < 1e-6
@@ -413,6 +418,25 @@ def _bgnbd_alive_purchases(r: float, alpha: float, a: float, b: float, horizon: 
         around = (formula(a + shift_a, b + shift_b) + formula(a - shift_a, b - shift_b)) / 2
         value = np.where(singular, around, value)
     return value
+
+
+def _bgnbd_alive_purchases_series(r: float, alpha: float, a: float, b: float, horizon: FloatArray,
+                                  x: FloatArray, age: FloatArray, terms: int = 400) -> FloatArray:
+    """Eq. 10 without P(alive) as a power series, for where SciPy's 2F1 fails (huge r, α, b: the MLE of
+    data with homogeneous rates runs off to infinity with r/α fixed).
+
+    Euler's transformation turns the bracket into 1 − 2F1(r+x, a−1; c; w), w = −t/(α+T), c = a+b+x−1;
+    expanding it, the factors c and a−1 cancel and
+    E = (r+x) (−w) Σ_{m≥0} (r+x+1)_m (a)_m / (c+1)_m · w^m / (m+1)!,   converging for |w| < 1.
+    """
+    w = -horizon / (alpha + age)
+    q, c = r + x, a + b + x - 1
+    term = np.ones(np.broadcast_shapes(np.shape(w), np.shape(q)))
+    total = term.copy()
+    for m in range(1, terms):
+        term = term * (q + m) * (a + m - 1) / (c + m) * w / (m + 1)
+        total = total + term
+    return np.asarray(q * -w * total, dtype=np.float64)
 
 
 def bgnbd_expected_purchases(params: BGNBDParams, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike,
