@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -47,6 +47,9 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 # Above four times this many distinct (x, t_x, T) rows, BG/NBD is first fitted on a sample of this size.
 _WARM_START_PATTERNS = 20_000
+# Rows are grouped by their columns' codes packed into one int64 while the product of the numbers of
+# distinct values stays below this.
+_PACKED_KEY_LIMIT = 2.0**62
 TimeUnit = Literal["D", "W"]
 # Periods per month, as lifetimes' customer_lifetime_value counts them.
 PERIODS_PER_MONTH: dict[str, float] = {"D": 30.0, "W": 4.345}
@@ -209,7 +212,7 @@ def _patterns(columns: tuple[FloatArray, ...], weights: FloatArray) -> _Patterns
     """
     values, inverse = (list(v) for v in zip(*(_codes(c) for c in columns), strict=True))
     sizes = [len(v) for v in values]
-    if float(np.prod(np.array(sizes, dtype=np.float64))) < 2.0**62:
+    if float(np.prod(np.array(sizes, dtype=np.float64))) < _PACKED_KEY_LIMIT:
         key = np.zeros(len(weights), dtype=np.int64)
         for size, codes_of_column in zip(sizes, inverse, strict=True):
             key = key * size + codes_of_column
@@ -231,11 +234,11 @@ def _patterns(columns: tuple[FloatArray, ...], weights: FloatArray) -> _Patterns
     return _Patterns(tuple(values), codes, totals[keep])
 
 
-class _Optimum:
+class _Optimum(NamedTuple):
     """Where a minimisation ended: the log-parameters and BFGS's inverse-Hessian estimate there."""
 
-    def __init__(self, x: FloatArray, hess_inv: FloatArray | None) -> None:
-        self.x, self.hess_inv = x, hess_inv
+    x: FloatArray
+    hess_inv: FloatArray | None
 
 
 def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]], start: FloatArray,
