@@ -177,7 +177,7 @@ BENCHMARKS = [
     Benchmark(
         name="insight_traits", description="all traits and tags for 1M members / 10M orders (--quick: 100k / 1M)",
         baseline_name="analyst's DuckDB SQL (statistics + RFM)", setup=_setup, ours=_ours, baseline=_baseline,
-        check=_same_totals, repeats=3, unit_of_work="1M members",
+        check=_same_totals, repeats=2, unit_of_work="1M members",
         teardown=lambda data: shutil.rmtree(data["root"], ignore_errors=True),
     ),
 ]
