@@ -6,6 +6,7 @@ import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,10 +19,13 @@ from rich.table import Table
 import memberops
 from memberops.config import Settings
 from memberops.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from memberops.insight.clv_cli import clv_app
 from memberops.loyalty.coupon_cli import coupons_app
 from memberops.runtime import Context
 
 if TYPE_CHECKING:
+    from memberops.accounts.models import Workspace
+    from memberops.audit.service import Actor
     from memberops.ingest.batch import ImportSummary
 
 app = typer.Typer(help="memberops: member operations platform.", no_args_is_help=True,
@@ -39,6 +43,11 @@ identity_app = typer.Typer(help="OneID: resolve identity records to members, exp
                            no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
 app.add_typer(coupons_app, name="coupons")
+app.add_typer(clv_app, name="clv")
+insight_app = typer.Typer(help="Member insight: traits, RFM, lifecycle, CLV, tags, KOC.", no_args_is_help=True)
+tags_app = typer.Typer(help="Tags: operator-defined rules over traits and behaviour.", no_args_is_help=True)
+app.add_typer(insight_app, name="insight")
+app.add_typer(tags_app, name="tags")
 
 out = Console()
 err = Console(stderr=True)
@@ -549,6 +558,109 @@ def identity_config_set(
     out.print(f"identity settings version {version} in force for {workspace}")
 
 
+def _parse_as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error[/red]: --as-of {value!r} is not an ISO 8601 date or time")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _run_insight(context: Context, workspace: Workspace, as_of: datetime | None, actor: Actor) -> None:
+    from memberops.insight.snapshot import compute_insight
+
+    with _import_progress() as progress:
+        task = progress.add_task("computing traits", total=1.0)
+
+        def report(phase: str, fraction: float) -> None:
+            progress.update(task, description=f"insight: {phase}", completed=fraction)
+
+        summary = compute_insight(context, workspace, actor=actor, as_of=as_of, progress=report)
+        progress.update(task, description="insight: done", completed=1.0)
+    table = Table(title=f"member insight as of {summary.as_of}", show_header=False)
+    table.add_row("members", f"{summary.members:,}")
+    table.add_row("buyers", f"{summary.buyers:,}")
+    for title, counts in (("lifecycle", summary.lifecycle), ("AIPL", summary.aipl), ("RFM segment", summary.segments),
+                          ("tag", summary.tags), ("change", summary.changes)):
+        for name, count in counts.items():
+            table.add_row(f"{title}: {name}", f"{count:,}")
+    clv = summary.clv
+    table.add_row("CLV model", "BG/NBD + Gamma–Gamma" if clv.get("bgnbd") else f"not fitted ({clv.get('skipped')})")
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    out.print(table)
+
+
+@insight_app.command("compute")
+def insight_compute(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="compute as of this UTC time (ISO 8601; "
+                                              "default now): same facts and time, same traits")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Compute every member's traits, RFM, lifecycle, CLV, KOC and tags; snapshot them and record changes."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+
+    moment = _parse_as_of(as_of)
+    with _context() as context:
+        with context.store.read() as session:
+            ws = accounts.get_workspace(session, workspace)
+        _run_insight(context, ws, moment, Actor.cli())
+
+
+@tags_app.command("list")
+def tags_list(workspace: WorkspaceOpt = "default") -> None:
+    """The workspace's tags, their version and rule."""
+    import json
+
+    from memberops.accounts import service as accounts
+    from memberops.insight import tagging
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        tags = tagging.list_tags(session, ws.id)
+    table = Table("tag", "version", "description", "rule")
+    for definition, row in tags:
+        table.add_row(definition.name, str(row.version), definition.description, json.dumps(row.rule, ensure_ascii=False))
+    out.print(table)
+
+
+@tags_app.command("apply")
+def tags_apply(
+    tag_file: Annotated[Path, typer.Argument(help="YAML file: tags: [{name, description, rule}, …]", exists=True,
+                                             dir_okay=False)],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Create or update the tags of a YAML file (unchanged tags keep their version); they apply at the next
+    `memberops insight compute`."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+    from memberops.insight import tagging
+
+    with _context() as context:
+        definitions = tagging.read_tag_file(tag_file)
+        with context.store.transaction() as session:
+            ws = accounts.get_workspace(session, workspace)
+            results = [tagging.put_tag(session, ws.id, d, actor=Actor.cli()) for d in definitions]
+    for row, changed in results:
+        out.print(f"{row.name}: {'version ' + str(row.version) if changed else 'unchanged'}")
+
+
+@tags_app.command("delete")
+def tags_delete(name: Annotated[str, typer.Argument(help="the tag's name")], workspace: WorkspaceOpt = "default") -> None:
+    """Retire a tag (its history is kept)."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+    from memberops.insight import tagging
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        tagging.delete_tag(session, ws.id, name, actor=Actor.cli())
+    out.print(f"deleted tag {name}")
+
+
 demo_app = typer.Typer(help="The demo brand: generate it, import it, serve it.")
 app.add_typer(demo_app, name="demo")
 
@@ -600,6 +712,10 @@ def demo(
         with err.status("resolving identities (OneID)…"):
             resolution = resolve_identities(context, workspace, actor=Actor.system())
         out.print(f"OneID: {resolution.records:,} identity records → {resolution.members:,} members")
+        from memberops.demo.setup import ensure_demo_tags
+
+        ensure_demo_tags(context)
+        _run_insight(context, workspace, None, Actor.system())
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")
     out.print(f"  login:    {login.email}")

@@ -16,6 +16,7 @@ from memberops.identity.models import (
     ReviewPair,
 )
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
+from memberops.insight.models import InsightRun, MemberTrait, TagVersion, TraitChange
 from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
 from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
 
@@ -36,14 +37,18 @@ __all__ = [
     "IdentityDecision",
     "IdentityEvent",
     "ImportRun",
+    "InsightRun",
     "LiveOrder",
     "LiveRefund",
     "QuarantinedRow",
     "ReceivedKey",
     "ResolutionRun",
     "ReviewPair",
+    "TagVersion",
+    "TraitChange",
     "IdentityLink",
     "Member",
+    "MemberTrait",
     "OperatorSession",
     "OperatorUser",
     "OutboxRow",

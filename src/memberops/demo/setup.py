@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -43,3 +44,35 @@ def ensure_demo_operator(context: Context) -> DemoLogin:
     with os.fdopen(fd, "w") as handle:
         handle.write(password)
     return DemoLogin(DEMO_EMAIL, password)
+
+
+# The demo brand's tags (a mother-and-baby brand); an operator edits them with `memberops tags` or the API.
+DEMO_TAGS: tuple[dict[str, Any], ...] = (
+    {"name": "new_mom", "description": "bought a newborn gift box in the last 90 days",
+     "rule": {"bought": {"category": "newborn_gift", "within_days": 90}}},
+    {"name": "price_sensitive", "description": "buys with a discount or coupon at least 30 % of the time",
+     "rule": {"all": [{"trait": "orders", "op": "gte", "value": 2},
+                      {"trait": "discount_share", "op": "gte", "value": 0.3}]}},
+    {"name": "high_value", "description": "net spend in the top 10 % of members, or 5,000 or more",
+     "rule": {"any": [{"trait": "net_spend", "op": "top_percent", "value": 10},
+                      {"trait": "net_spend", "op": "gte", "value": 5000}]}},
+    {"name": "formula_regular", "description": "three or more formula orders in the last 180 days",
+     "rule": {"bought": {"category": "formula", "within_days": 180, "min_orders": 3}}},
+    {"name": "window_shopper", "description": "viewed products in the last 30 days and never bought",
+     "rule": {"all": [{"event": {"type": "product_view", "within_days": 30}},
+                      {"trait": "orders", "op": "eq", "value": 0}]}},
+    {"name": "advocate", "description": "brought at least two buyers, or a KOC score of 50 or more",
+     "rule": {"any": [{"trait": "referrals_converted", "op": "gte", "value": 2},
+                      {"trait": "koc_score", "op": "gte", "value": 50}]}},
+)
+
+
+def ensure_demo_tags(context: Context) -> int:
+    """Store the demo tags in the demo workspace (unchanged ones keep their version); returns how many changed."""
+    from memberops.insight.tagging import put_tag
+    from memberops.insight.tags import TagDefinition
+
+    with context.store.transaction() as session:
+        workspace = accounts.ensure_workspace(session, DEMO_WORKSPACE, name="Demo brand")
+        return sum(put_tag(session, workspace.id, TagDefinition.model_validate(tag), actor=Actor.system())[1]
+                   for tag in DEMO_TAGS)

@@ -8,24 +8,33 @@ from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, ContextDep, SessionDep, require_scope
 from memberops.api.errors import problem_responses
 from memberops.identity import config as identity_config
-from memberops.identity import decisions, service
+from memberops.identity import decisions, search, service
 from memberops.identity.config import IdentityConfig
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.schemas import (
     CustomerIn,
     CustomerResolved,
     DecisionOut,
+    EventOut,
     IdentifierOut,
+    IdentityChangeOut,
     IdentityConfigOut,
     IdentityOut,
     MemberIdentities,
+    MemberMatchOut,
     MemberOut,
     MemberPage,
     MemberProfile,
+    MemberSearchResult,
+    OrderOut,
     PairDecisionIn,
     RecordRef,
+    RefundOut,
     SplitIn,
+    TimelineEntryOut,
 )
+from memberops.identity.search import MAX_QUERY_LENGTH, InvalidSearch
+from memberops.insight.profile import member_profile
 
 router = APIRouter(tags=["members"])
 AUTH_ERRORS = (AuthenticationFailed, MissingScope)
@@ -65,16 +74,47 @@ def list_members(
     )
 
 
+@router.get("/members/search", response_model=MemberSearchResult,
+            responses=problem_responses(*AUTH_ERRORS, InvalidSearch))
+def search_members(
+    session: SessionDep, context: ContextDep, caller: Annotated[Caller, Depends(require_scope("read"))],
+    q: Annotated[str, Query(max_length=MAX_QUERY_LENGTH, description=(
+        "a phone (read in the workspace's region, CN by default), an e-mail, a member card number, a member "
+        "id, or part of a name"))],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> MemberSearchResult:
+    """Members matching ``q``: exact identifier matches first, then names. The query never reaches a log."""
+    matches = search.search_members(session, context.warehouse(), caller.workspace.id, q, limit=limit)
+    return MemberSearchResult(items=[MemberMatchOut.model_validate(m) for m in matches])
+
+
 @router.get("/members/{member_id}", response_model=MemberProfile,
             responses=problem_responses(*AUTH_ERRORS, MemberNotFound))
 def get_member(
-    member_id: str, session: SessionDep, context: ContextDep,
+    member_id: str, session: SessionDep, context: ContextDep, response: Response,
     caller: Annotated[Caller, Depends(require_scope("read"))],
 ) -> MemberProfile:
-    """A member (an absorbed id leads to its survivor) with its golden record."""
-    member = service.get_member(session, caller.workspace.id, member_id)
-    golden = service.golden_record(context.warehouse(), caller.workspace.id, member.id)
-    return MemberProfile(**MemberOut.model_validate(member).model_dump(), golden=golden)
+    """The 360° profile: golden record, identities, traits, tags, RFM, lifecycle, CLV, recent orders,
+    refunds and events, identity and trait changes, and a timeline of them all.
+
+    An id a merge absorbed answers with the survivor's profile: ``merged_from`` names the id asked for and
+    ``Content-Location`` the survivor's own URL.
+    """
+    found = member_profile(session, context.warehouse(), caller.workspace.id, member_id)
+    if found.merged_from is not None:
+        response.headers["Content-Location"] = f"/api/v1/members/{found.member.id}"
+    return MemberProfile(
+        **MemberOut.model_validate(found.member).model_dump(), golden=found.golden, merged_from=found.merged_from,
+        identities=[IdentityOut(channel=r.channel, source_id=r.source_id) for r in found.identities],
+        identifier_types=[IdentifierOut(type=k.type, channel=k.channel) for k in found.identifier_types],
+        traits=found.traits, tags=found.tags, rfm=found.rfm, lifecycle=found.lifecycle, clv=found.clv,
+        loyalty=found.loyalty,
+        recent_orders=[OrderOut.model_validate(o) for o in found.recent_orders],
+        recent_refunds=[RefundOut.model_validate(r) for r in found.recent_refunds],
+        recent_events=[EventOut.model_validate(e) for e in found.recent_events],
+        identity_changes=[IdentityChangeOut.model_validate(c) for c in found.identity_changes],
+        timeline=[TimelineEntryOut.model_validate(t) for t in found.timeline()],
+    )
 
 
 @router.get("/members/{member_id}/identities", response_model=MemberIdentities,

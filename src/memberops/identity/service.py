@@ -7,7 +7,7 @@ ids are never reused, an absorbed member points at its survivor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from memberops.db.outbox import emit
 from memberops.identity import config
 from memberops.identity.config import IdentityConfig
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
-from memberops.identity.models import FlaggedIdentifier, Identifier, IdentityLink, Member
+from memberops.identity.models import FlaggedIdentifier, Identifier, IdentityEvent, IdentityLink, Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
 
 if TYPE_CHECKING:
@@ -147,6 +147,43 @@ def links_of(session: Session, member_id: str) -> Sequence[IdentityLink]:
     return session.scalars(
         select(IdentityLink).where(IdentityLink.member_id == member_id).order_by(IdentityLink.id)
     ).all()
+
+
+def identity_events_of(session: Session, workspace_id: str, member_id: str, *, limit: int = 50) -> Sequence[IdentityEvent]:
+    """Merges, unmerges and splits that involved ``member_id`` (as survivor or as the other member), newest first."""
+    return session.scalars(
+        select(IdentityEvent)
+        .where(IdentityEvent.workspace_id == workspace_id,
+               (IdentityEvent.member_id == member_id) | (IdentityEvent.other_member_id == member_id))
+        .order_by(IdentityEvent.at.desc(), IdentityEvent.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def survivors(session: Session, workspace_id: str, member_ids: Iterable[str]) -> dict[str, str]:
+    """The surviving member of each of ``member_ids`` (itself when never merged); unknown ids are left out.
+
+    Set-based: one query per link of the longest merge chain, not one per member.
+    """
+    asked = list(member_ids)
+    survivor: dict[str, str | None] = {}
+    pending = set(asked)
+    for _ in range(16):  # merges chain rarely; the bound guards against a cycle
+        if not pending:
+            break
+        rows = session.execute(select(Member.id, Member.merged_into_id).where(
+            Member.workspace_id == workspace_id, Member.id.in_(sorted(pending)))).all()
+        survivor.update({member_id: into for member_id, into in rows})
+        pending = {into for _, into in rows if into is not None and into not in survivor}
+
+    def follow(member_id: str) -> str:
+        seen: set[str] = set()
+        while (into := survivor.get(member_id)) is not None and member_id not in seen:
+            seen.add(member_id)
+            member_id = into
+        return member_id
+
+    return {member_id: follow(member_id) for member_id in asked if member_id in survivor}
 
 
 def list_members(session: Session, workspace_id: str, *, limit: int, after: str | None = None) -> Sequence[Member]:

@@ -43,6 +43,7 @@ class Tasks:
     """Handles of the registered tasks, for callers that enqueue them."""
 
     export_outbox: Any
+    compute_insight: Any
 
 
 def build_queue(context: Context) -> Huey:
@@ -71,7 +72,20 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
     huey.periodic_task(crontab(minute="17"), name="lake.sweep_tmp")(lambda: sweep_tmp(context.settings.lake_path))
     huey.periodic_task(crontab(minute="23"), name="coupons.expire")(lambda: expire_coupons(context))
-    return Tasks(export_outbox=export_task)
+
+    def run_insight() -> int:
+        from memberops.audit.service import Actor
+        from memberops.insight.snapshot import compute_every_workspace
+
+        summaries = compute_every_workspace(context, actor=Actor.system())
+        for summary in summaries:
+            log.info("insight computed for %d members in %.1f s", summary.members, summary.seconds)
+        return len(summaries)
+
+    insight_task = huey.task(name="insight.compute", retries=1, retry_delay=60)(run_insight)
+    # nightly, after the day's facts are in: every trait, tag and change as of the night
+    huey.periodic_task(crontab(minute="30", hour="2"), name="insight.compute.nightly")(run_insight)
+    return Tasks(export_outbox=export_task, compute_insight=insight_task)
 
 
 def expire_coupons(context: Context) -> int:

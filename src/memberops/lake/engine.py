@@ -88,6 +88,20 @@ class Warehouse(ABC):
             except Exception as exc:
                 raise WarehouseError(str(exc), self._sql(expr)) from exc
 
+    def upload(self, table: pa.Table) -> Table:
+        """``table`` (Arrow) as a table of this engine, usable in any later query or :meth:`materialise`.
+
+        An Ibis memtable belongs to no engine until a query of this engine runs it; Spark registers it only
+        then, so a cached query built on an unregistered one would not find it. Registering it here avoids that.
+        """
+        expr = ibis.memtable(table)
+        with self._lock:
+            try:
+                self.con.execute(expr.count())
+            except Exception as exc:
+                raise WarehouseError(str(exc), self._sql(expr)) from exc
+        return expr
+
     def materialise(self, expr: Table) -> Table:
         """Compute ``expr`` once and keep it for the session (DuckDB: a temp table; Spark: a cached frame).
 

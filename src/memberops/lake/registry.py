@@ -48,6 +48,29 @@ class TableSpec:
         return self.schema.append(pa.field(PARTITION_COLUMN, pa.date32()))
 
 
+# Member insight (``memberops.insight``): one row per member and workspace, replaced by each computation.
+MEMBER_TRAIT_FIELDS: tuple[pa.Field, ...] = tuple(pa.field(n, t) for n, t in (
+    ("member_id", pa.string()), ("computed_at", TIMESTAMP), ("as_of", TIMESTAMP),
+    ("orders", pa.int64()), ("units", pa.int64()), ("gross_spend", MONEY), ("refunded", MONEY),
+    ("net_spend", MONEY), ("aov", MONEY), ("items_per_order", pa.float64()),
+    ("first_purchase_at", TIMESTAMP), ("last_purchase_at", TIMESTAMP), ("days_since_last_purchase", pa.int64()),
+    ("mean_interpurchase_days", pa.float64()), ("median_interpurchase_days", pa.float64()),
+    ("discount_share", pa.float64()), ("refund_rate", pa.float64()), ("online_share", pa.float64()),
+    ("preferred_channel", pa.string()), ("preferred_category", pa.string()), ("preferred_store", pa.string()),
+    ("associate_id", pa.string()), ("purchase_days", pa.int64()), ("frequency", pa.int64()),
+    ("recency", pa.int64()), ("tenure_days", pa.int64()), ("repeat_value", pa.float64()),
+    ("rfm_recency_days", pa.int64()), ("rfm_frequency", pa.int64()), ("rfm_monetary", MONEY),
+    ("rfm_r", pa.int32()), ("rfm_f", pa.int32()), ("rfm_m", pa.int32()), ("rfm_score", pa.string()),
+    ("rfm_segment", pa.string()), ("lifecycle_stage", pa.string()), ("aipl_stage", pa.string()),
+    ("interest_events", pa.int64()), ("next_purchase_from", pa.date32()), ("next_purchase_expected", pa.date32()),
+    ("next_purchase_to", pa.date32()), ("expected_purchases_90d", pa.float64()),
+    ("expected_purchases_365d", pa.float64()), ("p_alive", pa.float64()), ("churn_risk", pa.float64()),
+    ("expected_spend", MONEY), ("clv", MONEY), ("referrals", pa.int64()), ("referrals_converted", pa.int64()),
+    ("referred_value", MONEY), ("shares", pa.int64()), ("koc_score", pa.float64()),
+    ("tags", pa.list_(pa.string())),
+))
+
+
 def _spec(name: str, partition_by: str, natural_key: tuple[str, ...], *fields: tuple[str, pa.DataType]) -> TableSpec:
     return TableSpec(name, tuple(pa.field(n, t) for n, t in fields), partition_by, natural_key)
 
@@ -107,6 +130,12 @@ TABLES: dict[str, TableSpec] = {
                 pa.field("postcode", pa.string()), pa.field("country", pa.string()),
             ),
             "ingested_at", ("member_id",), derived=True,
+        ),
+        TableSpec("member_traits", MEMBER_TRAIT_FIELDS, "computed_at", ("member_id",), derived=True),
+        _spec(
+            "trait_changes", "changed_at", ("run_id", "member_id", "kind", "to_value"),
+            ("run_id", pa.string()), ("member_id", pa.string()), ("kind", pa.string()),
+            ("from_value", pa.string()), ("to_value", pa.string()), ("changed_at", TIMESTAMP),
         ),
         _spec(
             "message_events", "occurred_at", ("message_id", "type"),

@@ -15,6 +15,7 @@ from memberops.api.deps import ContextDep
 from memberops.api.errors import status_for
 from memberops.errors import DomainError
 from memberops.identity import review
+from memberops.ingest.live import members_by_customer_key
 from memberops.web.rendering import ConsoleRoute, error_page, render
 from memberops.web.session import ConsoleSession, Operator, require_form, require_role, see_other
 
@@ -27,12 +28,14 @@ def review_page(
     request: Request, context: ContextDep, session: ConsoleSession,
     operator: Annotated[Operator, Depends(require_role())], decided: str = "",
 ) -> Response:
-    """Open pairs, the most likely first, each record's newest attributes side by side."""
+    """Open pairs, the most likely first, each record's newest attributes side by side, and the member each
+    record belongs to now (a link to its profile)."""
     pairs = review.open_pairs(session, operator.workspace.id, limit=50)
     refs = [ref for p in pairs for ref in ((p.channel_a, p.source_id_a), (p.channel_b, p.source_id_b))]
     details = review.record_details(context.warehouse(), operator.workspace.id, refs)
+    members = members_by_customer_key(session, operator.workspace.id, set(refs))
     return render(request, "identity/review.html", operator=operator, active="review", pairs=pairs,
-                  details=details, fields=review.DETAIL_FIELDS, open_count=review.count_open(session, operator.workspace.id),
+                  details=details, members=members, fields=review.DETAIL_FIELDS, open_count=review.count_open(session, operator.workspace.id),
                   can_decide=operator.user.role in DECIDERS, decided=decided)
 
 

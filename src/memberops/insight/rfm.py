@@ -1,0 +1,53 @@
+"""RFM: recency, frequency and monetary quintile scores per workspace, and the named segments.
+
+Only buyers with a counted order in the last ``window_days`` before ``as_of`` are scored; the others
+have null scores and no segment. For each measure a member's score is ``ceil(5 · k / n)`` where ``n`` is
+the number of scored members and ``k`` the number whose value is no better than the member's, so equal
+values always share a score and the best fifth scores 5 (the quintile of the value's rank; a recency is
+better when smaller, a frequency or a monetary value when larger). The segment comes from the R score
+and ``FM = round_half_up((F + M) / 2)`` through :data:`memberops.insight.config.DEFAULT_RFM_GRID`.
+"""
+
+from __future__ import annotations
+
+import ibis
+from ibis.expr.types import Table
+
+from memberops.insight.config import RfmConfig
+from memberops.insight.facts import MemberFacts
+
+QUINTILES = 5
+
+
+def quintile(value: ibis.Value, *, smaller_is_better: bool = False) -> ibis.Value:
+    """The 1–5 score of ``value`` among all rows of its table (ties share a score)."""
+    n = value.count().over()
+    # rank() over the opposite order counts the rows strictly better; the rest are no better
+    strictly_better = ibis.rank().over(order_by=value if smaller_is_better else value.desc())
+    no_better = n - strictly_better
+    return ((QUINTILES * no_better + n - 1) // n).cast("int32")
+
+
+def rfm_scores(facts: MemberFacts, config: RfmConfig) -> Table:
+    """``member_id, rfm_recency_days, rfm_frequency, rfm_monetary, rfm_r, rfm_f, rfm_m, rfm_fm, rfm_score,
+    rfm_segment`` for every buyer in the window."""
+    orders = facts.orders
+    window = orders.filter(orders.day > facts.as_of_day - config.window_days)
+    measures = window.group_by("member_id").aggregate(
+        rfm_recency_days=(facts.as_of_day - window.day.max()).cast("int64"),
+        rfm_frequency=window.count().cast("int64"),
+        rfm_monetary=window.net.sum().cast("decimal(18, 2)"),
+    )
+    scored = measures.mutate(
+        rfm_r=quintile(measures.rfm_recency_days, smaller_is_better=True),
+        rfm_f=quintile(measures.rfm_frequency),
+        rfm_m=quintile(measures.rfm_monetary),
+    )
+    fm = ((scored.rfm_f + scored.rfm_m + 1) // 2).cast("int32")
+    cell = scored.rfm_r * 10 + fm
+    mapping = {r * 10 + f: config.segment(r, f) for r in range(1, 6) for f in range(1, 6)}
+    return scored.mutate(
+        rfm_fm=fm,
+        rfm_score=scored.rfm_r.cast("string").concat(scored.rfm_f.cast("string"), scored.rfm_m.cast("string")),
+        rfm_segment=cell.cases(*mapping.items(), else_=ibis.null().cast("string")),
+    )

@@ -1,0 +1,147 @@
+"""Purchase statistics per member, as one Ibis expression over :class:`~memberops.insight.facts.MemberFacts`.
+
+Definitions (every member of the identity map gets a row; a member who never bought has ``orders = 0``
+and nulls where a value needs a purchase):
+
+- ``orders``: counted orders (not ``created``/``cancelled``); ``units``: their items' quantities;
+- ``gross_spend``: what was paid; ``refunded``: refunds (each capped at its order's payment);
+  ``net_spend = gross_spend − refunded``; ``aov`` (order value) = ``net_spend ÷ orders``, to the cent;
+- ``items_per_order = units ÷ orders``;
+- ``first_purchase_at`` / ``last_purchase_at``; ``days_since_last_purchase`` (UTC days to ``as_of``);
+- inter-purchase interval: days between consecutive *purchase days* (several orders on one day are one
+  purchase); ``mean_interpurchase_days`` and ``median_interpurchase_days`` (mean of the two middle
+  intervals when their number is even) — null below two purchase days;
+- ``discount_share``: share of orders with a discount or a coupon (price sensitivity);
+- ``refund_rate``: share of orders with a refund;
+- ``online_share``: share of orders in online channels (not in ``offline_channels``);
+- ``preferred_channel`` / ``preferred_store``: the channel / store with most orders; ``preferred_category``:
+  the category with most units; ``associate_id``: the associate on most of the member's identity records
+  (ties: the alphabetically first, so results never depend on the engine);
+- the BG/NBD summary: ``frequency`` (repeat purchase days), ``recency`` (first to last purchase day) and
+  ``tenure_days`` (first purchase day to ``as_of``, "T"), ``repeat_value`` (mean net spend of the repeat
+  purchase days: Gamma–Gamma's monetary value).
+"""
+
+from __future__ import annotations
+
+import ibis
+from ibis.expr.types import Table
+
+from memberops.insight.facts import MemberFacts
+
+MEMBER = "member_id"
+
+
+def attach(base: Table, part: Table) -> Table:
+    """``base`` with ``part``'s columns, left-joined on ``member_id``."""
+    joined = base.join(part, MEMBER, how="left")
+    return joined.drop(f"{MEMBER}_right") if f"{MEMBER}_right" in joined.columns else joined
+
+
+def most_frequent(table: Table, value: str, weight: str | None = None, *, name: str) -> Table:
+    """``member_id, <name>``: each member's ``value`` with the highest total ``weight`` (default: rows)."""
+    present = table.filter(table[value].notnull())
+    grouped = present.group_by([MEMBER, value]).aggregate(
+        _weight=(present[weight].sum() if weight is not None else present.count()))
+    ranked = grouped.mutate(_rank=ibis.row_number().over(
+        group_by=grouped[MEMBER], order_by=[grouped._weight.desc(), grouped[value]]))
+    return ranked.filter(ranked._rank == 0).select(MEMBER, **{name: ranked[value]})
+
+
+def purchase_days(facts: MemberFacts) -> Table:
+    """``member_id, day, value``: one row per member and UTC day with a purchase, and its net spend."""
+    return facts.orders.group_by([MEMBER, "day"]).aggregate(value=facts.orders.net.sum())
+
+
+def purchase_gaps(days: Table) -> Table:
+    """``member_id, gap, gap_number``: the gaps between a member's purchase days (gap 1 = first → second)."""
+    numbered = days.mutate(
+        gap=days.day - days.day.lag().over(group_by=days[MEMBER], order_by=days.day),
+        gap_number=ibis.row_number().over(group_by=days[MEMBER], order_by=days.day),
+    )
+    return numbered.filter(numbered.gap.notnull()).select(MEMBER, "gap", "gap_number")
+
+
+def interval_statistics(gaps: Table) -> Table:
+    """``member_id, mean_interpurchase_days, median_interpurchase_days`` for members with ≥ 2 purchase days."""
+    ordered = gaps.mutate(
+        _position=ibis.row_number().over(group_by=gaps[MEMBER], order_by=gaps.gap),
+        _count=gaps.gap.count().over(group_by=gaps[MEMBER]),
+    )
+    lower = (ordered._count - 1) // 2
+    upper = ordered._count // 2
+    middle = ordered.filter((ordered._position == lower) | (ordered._position == upper))
+    medians = middle.group_by(MEMBER).aggregate(median_interpurchase_days=middle.gap.cast("float64").mean())
+    means = gaps.group_by(MEMBER).aggregate(mean_interpurchase_days=gaps.gap.cast("float64").mean())
+    return means.join(medians, MEMBER)
+
+
+def purchase_statistics(facts: MemberFacts, gaps: Table | None = None) -> Table:
+    """One row per member with the purchase statistics of the module docstring (``gaps``: the
+    :func:`purchase_gaps` of :func:`purchase_days`, when the caller has them materialised)."""
+    orders = facts.orders
+    per_member = orders.group_by(MEMBER).aggregate(
+        orders=orders.count().cast("int64"),
+        gross_spend=orders.paid.sum().cast("decimal(18, 2)"),
+        refunded=orders.refunded.sum().cast("decimal(18, 2)"),
+        net_spend=orders.net.sum().cast("decimal(18, 2)"),
+        first_purchase_at=orders.ordered_at.min(),
+        last_purchase_at=orders.ordered_at.max(),
+        _discounted=orders.has_discount.cast("int64").sum(),
+        _refund_orders=(orders.refunded > 0).cast("int64").sum(),
+        _online=(~orders.is_offline).cast("int64").sum(),
+    )
+    units = facts.items.group_by(MEMBER).aggregate(units=facts.items.quantity.sum().cast("int64"))
+
+    days = purchase_days(facts)
+    first_day = days.group_by(MEMBER).aggregate(
+        _days=days.count().cast("int64"), _first_day=days.day.min(), _last_day=days.day.max())
+    with_first = days.join(first_day, MEMBER)
+    repeat_value = with_first.filter(with_first.day > with_first._first_day).group_by(MEMBER).aggregate(
+        _repeat_value=with_first.value.sum())
+
+    table = facts.members
+    for part in (per_member, units, first_day, repeat_value,
+                 interval_statistics(gaps if gaps is not None else purchase_gaps(days)),
+                 most_frequent(orders, "channel", name="preferred_channel"),
+                 most_frequent(orders, "store_id", name="preferred_store"),
+                 most_frequent(facts.items, "category", "quantity", name="preferred_category"),
+                 most_frequent(facts.records, "associate_id", name="associate_id")):
+        table = attach(table, part)
+
+    n = table.orders.fill_null(0)
+    bought = n > 0
+    cents = (table.net_spend.fill_null(0) * 100).cast("int64")
+    # order value to the cent, half up: (2·cents + n) // (2·n) for non-negative cents
+    aov_cents = ibis.ifelse(cents >= 0, (2 * cents + n) // (2 * n), -((-2 * cents + n) // (2 * n)))
+    frequency = table._days - 1
+    return table.select(
+        MEMBER,
+        orders=n,
+        units=table.units.fill_null(0),
+        gross_spend=table.gross_spend.fill_null(0).cast("decimal(18, 2)"),
+        refunded=table.refunded.fill_null(0).cast("decimal(18, 2)"),
+        net_spend=table.net_spend.fill_null(0).cast("decimal(18, 2)"),
+        aov=ibis.ifelse(bought, (aov_cents.cast("decimal(18, 0)") / 100).cast("decimal(18, 2)"), ibis.null()),
+        items_per_order=ibis.ifelse(bought, table.units.fill_null(0).cast("float64") / n, ibis.null()),
+        first_purchase_at=table.first_purchase_at,
+        last_purchase_at=table.last_purchase_at,
+        days_since_last_purchase=facts.as_of_day - table._last_day,
+        mean_interpurchase_days=table.mean_interpurchase_days,
+        median_interpurchase_days=table.median_interpurchase_days,
+        discount_share=ibis.ifelse(bought, table._discounted.cast("float64") / n, ibis.null()),
+        refund_rate=ibis.ifelse(bought, table._refund_orders.cast("float64") / n, ibis.null()),
+        online_share=ibis.ifelse(bought, table._online.cast("float64") / n, ibis.null()),
+        preferred_channel=table.preferred_channel,
+        preferred_category=table.preferred_category,
+        preferred_store=table.preferred_store,
+        associate_id=table.associate_id,
+        purchase_days=table._days.fill_null(0),
+        first_purchase_day=table._first_day,
+        last_purchase_day=table._last_day,
+        frequency=frequency.fill_null(0),
+        recency=(table._last_day - table._first_day),
+        tenure_days=facts.as_of_day - table._first_day,
+        repeat_value=ibis.ifelse(frequency > 0,
+                                 table._repeat_value.fill_null(0).cast("float64") / frequency, ibis.null()),
+    )

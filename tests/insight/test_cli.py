@@ -1,0 +1,53 @@
+"""``memberops insight compute`` and ``memberops tags`` on the demo brand, as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+
+def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBEROPS_")}
+    env.update({"MEMBEROPS_DATA_DIR": str(data_dir), "COLUMNS": "200"})
+    return subprocess.run([sys.executable, "-m", "memberops.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=data_dir.parent)
+
+
+def test_demo_computes_insight_and_tags_are_edited_from_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    demo = run(data, "demo", "--no-serve", "--members", "600")
+    assert demo.returncode == 0, demo.stderr
+    assert "member insight as of" in demo.stdout and "lifecycle: prospect" in demo.stdout
+    assert "tag: new_mom" in demo.stdout and "RFM segment:" in demo.stdout
+    snapshots = list((data / "lake" / "derived" / "member_traits").glob("*.parquet"))
+    assert len(snapshots) == 1
+    traits = pq.read_table(snapshots[0], columns=["orders", "lifecycle_stage"]).to_pylist()
+    assert any(row["orders"] > 0 for row in traits)
+    assert {row["lifecycle_stage"] for row in traits if row["orders"] == 0} == {"prospect"}
+
+    listed = run(data, "tags", "list")
+    assert listed.returncode == 0 and "formula_regular" in listed.stdout
+
+    tag_file = tmp_path / "tags.yaml"
+    tag_file.write_text("tags:\n  - name: big_basket\n    description: many items per order\n"
+                        "    rule: {trait: items_per_order, op: gte, value: 3}\n")
+    applied = run(data, "tags", "apply", str(tag_file))
+    assert applied.returncode == 0 and "big_basket: version 1" in applied.stdout
+    assert "big_basket: unchanged" in run(data, "tags", "apply", str(tag_file)).stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tags:\n  - name: x\n    rule: {trait: nope, op: gt, value: 1}\n")
+    refused = run(data, "tags", "apply", str(bad))
+    assert refused.returncode == 2 and "unknown trait" in refused.stderr
+
+    computed = run(data, "insight", "compute", "--as-of", "2026-01-01T00:00:00+00:00")
+    assert computed.returncode == 0, computed.stderr
+    assert "as of 2026-01-01T00:00:00+00:00" in computed.stdout and "tag: big_basket" in computed.stdout
+
+    assert run(data, "tags", "delete", "big_basket").returncode == 0
+    assert run(data, "tags", "delete", "big_basket").returncode == 3
+    assert run(data, "insight", "compute", "--as-of", "yesterday").returncode == 2

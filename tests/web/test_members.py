@@ -1,0 +1,143 @@
+"""Console member pages through the real app, on every store: search, the profile and its timeline,
+merged ids, roles and masked contact details."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from memberops.accounts.models import Workspace
+from memberops.api.app import create_app
+from memberops.runtime import Context
+from tests import factories
+from tests.insight import test_profile as profile_tests
+from tests.web.test_console import log_in
+
+brand = profile_tests.brand  # Ana (crm r1, pos p1) and Bo, with Ana's orders, refund and events in the lake
+
+
+@pytest.fixture
+def console(context: Context, workspace: Workspace) -> Iterator[TestClient]:
+    with TestClient(create_app(context)) as test_client:
+        yield test_client
+
+
+def signed_in(console: TestClient, context: Context, workspace: Workspace, role: str) -> TestClient:
+    email = f"{role}@example.com"
+    with context.store.transaction() as session:
+        factories.make_user(session, workspace, role=role, email=email)
+    assert log_in(console, email).status_code == 303
+    return console
+
+
+def testids(html: str, testid: str, tag: str = "") -> list[str]:
+    """The text of every element carrying ``data-testid=testid``, up to the first closing tag (or to the
+    closing ``tag``), with the tags inside stripped and spaces collapsed."""
+    found = re.findall(rf'data-testid="{re.escape(testid)}"[^>]*>(.*?)</{tag}', html, flags=re.S)
+    return [" ".join(re.sub(r"<[^>]+>", "", text).split()) for text in found]
+
+
+class TestSearchPage:
+    def test_anonymous_is_sent_to_login(self, console: TestClient) -> None:
+        response = console.get("/members", follow_redirects=False)
+
+        assert response.status_code == 303 and response.headers["location"] == "/login?next=/members"
+
+    def test_navigation_links_to_members(self, console: TestClient, context: Context, workspace: Workspace) -> None:
+        page = signed_in(console, context, workspace, "associate").get("/")
+
+        assert 'href="/members"' in page.text and 'data-testid="nav-members"' in page.text
+
+    def test_search_by_phone_links_to_the_profile(self, console: TestClient, context: Context, workspace: Workspace,
+                                                  brand: dict[str, str]) -> None:
+        page = signed_in(console, context, workspace, "marketer").get("/members", params={"q": "138 0013 8001"})
+
+        assert page.status_code == 200
+        assert testids(page.text, "member-result-link") == ["Ana Lima"]
+        assert f'href="/members/{brand["ana"]}"' in page.text
+        assert "+8613800138001" in page.text  # a marketer sees contact details
+
+    def test_analyst_sees_contact_details_masked(self, console: TestClient, context: Context, workspace: Workspace,
+                                                 brand: dict[str, str]) -> None:
+        page = signed_in(console, context, workspace, "analyst").get("/members", params={"q": "Ana"})
+
+        assert testids(page.text, "member-result-link") == ["Ana Lima"]
+        assert "+8613800138001" not in page.text and "ana@example.com" not in page.text
+        assert "+86138****8001" in page.text and "a***@example.com" in page.text
+
+    def test_nothing_found_says_so(self, console: TestClient, context: Context, workspace: Workspace,
+                                   brand: dict[str, str]) -> None:
+        page = signed_in(console, context, workspace, "admin").get("/members", params={"q": "nobody at all"})
+
+        assert page.status_code == 200 and 'data-testid="member-results-empty"' in page.text
+
+    def test_too_long_a_query_is_explained(self, console: TestClient, context: Context, workspace: Workspace) -> None:
+        page = signed_in(console, context, workspace, "admin").get("/members", params={"q": "a" * 300})
+
+        assert page.status_code == 422
+        assert testids(page.text, "member-search-error") == ["A search is at most 200 characters."]
+
+
+class TestProfilePage:
+    def test_header_identities_golden_record_and_timeline(self, console: TestClient, context: Context,
+                                                          workspace: Workspace, brand: dict[str, str]) -> None:
+        page = signed_in(console, context, workspace, "admin").get(f"/members/{brand['ana']}")
+
+        assert page.status_code == 200
+        assert testids(page.text, "member-name") == ["Ana Lima"]
+        assert testids(page.text, "member-id") == [brand["ana"]]
+        assert sorted(testids(page.text, "identity", "li")) == ["crm r1", "pos p1"]
+        assert testids(page.text, "golden-phone") == ["+8613800138001"]
+        kinds = re.findall(r'data-testid="timeline-entry" data-kind="(\w+)"', page.text)
+        assert kinds == ["refund", "order", "event", "order"]  # newest first
+        assert "Order o2 · 50.00 CNY" in page.text and "Refund 30.00 on order o1" in page.text
+        assert 'data-testid="traits-missing"' in page.text  # before `memberops insight compute`
+
+    def test_analyst_sees_the_golden_record_masked(self, console: TestClient, context: Context, workspace: Workspace,
+                                                   brand: dict[str, str]) -> None:
+        page = signed_in(console, context, workspace, "analyst").get(f"/members/{brand['ana']}")
+
+        assert testids(page.text, "golden-phone") == ["+86138****8001"]
+        assert "ana@example.com" not in page.text and 'data-testid="contact-masked"' in page.text
+
+    def test_absorbed_id_redirects_to_the_survivor(self, console: TestClient, context: Context, workspace: Workspace,
+                                                   brand: dict[str, str], tmp_path: object) -> None:
+        from pathlib import Path
+
+        profile_tests.import_customers(context, workspace, Path(str(tmp_path)), "web.csv",
+                                       "w1,13800138001,bo@example.com,,,,\n", channel="web")
+        survivor = profile_tests.resolve(context, workspace)["crm/r1"]
+        absorbed = ({brand["ana"], brand["bo"]} - {survivor}).pop()
+        client = signed_in(console, context, workspace, "associate")
+
+        response = client.get(f"/members/{absorbed}", follow_redirects=False)
+
+        assert response.status_code == 303
+        assert response.headers["location"] == f"/members/{survivor}?merged_from={absorbed}"
+        page = client.get(response.headers["location"])
+        assert 'data-testid="merged-notice"' in page.text
+        assert re.findall(r'data-kind="identity"', page.text)  # the merge is on the timeline
+
+    def test_unknown_member_is_a_404_page(self, console: TestClient, context: Context, workspace: Workspace) -> None:
+        page = signed_in(console, context, workspace, "admin").get("/members/no-such-member")
+
+        assert page.status_code == 404 and "No such member" in page.text
+
+
+class TestReviewPageLinks:
+    def test_each_record_links_to_its_member(self, console: TestClient, context: Context, workspace: Workspace,
+                                             brand: dict[str, str]) -> None:
+        from memberops.identity import review
+
+        with context.store.transaction() as session:
+            review.queue_pairs(session, workspace.id, "run-1", [
+                {"channel_a": "crm", "source_id_a": "r1", "channel_b": "crm", "source_id_b": "r2",
+                 "match_probability": 0.8}])
+
+        page = signed_in(console, context, workspace, "analyst").get("/identity/review")
+
+        links = re.findall(r'href="/members/([^"]+)"[^>]*data-testid="review-member-link"', page.text)
+        assert links == [brand["ana"], brand["bo"]]
