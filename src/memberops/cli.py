@@ -38,6 +38,10 @@ identity_app = typer.Typer(help="OneID: resolve identity records to members, exp
                            no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
 
+from memberops.loyalty.cli import loyalty_app  # noqa: E402  (its commands import this module's helpers lazily)
+
+app.add_typer(loyalty_app, name="loyalty")
+
 out = Console()
 err = Console(stderr=True)
 

@@ -23,9 +23,11 @@ def api_router() -> APIRouter:
     from memberops.audit.api import router as audit_router
     from memberops.identity.api import router as identity_router
     from memberops.ingest.api import router as ingest_router
+    from memberops.loyalty.api import router as loyalty_router
 
     router = APIRouter(prefix="/api/v1")
-    for domain_router in (accounts_router, ingest_router, identity_router, analytics_router, audit_router):
+    for domain_router in (accounts_router, ingest_router, identity_router, loyalty_router, analytics_router,
+                          audit_router):
         router.include_router(domain_router)
     return router
 

@@ -15,6 +15,15 @@ from memberops.identity.models import (
     ReviewPair,
 )
 from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, QuarantinedRow, ReceivedKey
+from memberops.loyalty.models import (
+    LoyaltyEvent,
+    Membership,
+    PointsAccount,
+    PointsAllocation,
+    PointsLot,
+    PointsMovement,
+    ProgrammeVersion,
+)
 
 __all__ = [
     "ApiKey",
@@ -27,6 +36,13 @@ __all__ = [
     "ImportRun",
     "LiveOrder",
     "LiveRefund",
+    "LoyaltyEvent",
+    "Membership",
+    "PointsAccount",
+    "PointsAllocation",
+    "PointsLot",
+    "PointsMovement",
+    "ProgrammeVersion",
     "QuarantinedRow",
     "ReceivedKey",
     "ResolutionRun",

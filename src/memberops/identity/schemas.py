@@ -6,28 +6,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class CustomerIn(BaseModel):
-    """A channel's customer record, as posted live."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    channel: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$", examples=["pos"])
-    source_id: str = Field(min_length=1, max_length=200, description="the customer's id in that channel")
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=320)
-    wechat_unionid: str | None = Field(default=None, max_length=128)
-    wechat_openid: str | None = Field(default=None, max_length=128)
-    buyer_id: str | None = Field(default=None, max_length=128)
-    member_card_no: str | None = Field(default=None, max_length=64)
-    is_enrolled: bool = False
-
-    def identifiers(self) -> dict[str, str | None]:
-        return {
-            "phone": self.phone, "email": self.email, "wechat_unionid": self.wechat_unionid,
-            "wechat_openid": self.wechat_openid, "buyer_id": self.buyer_id, "member_card_no": self.member_card_no,
-        }
-
-
 class MemberOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -41,12 +19,6 @@ class MemberProfile(MemberOut):
     golden: dict[str, Any] | None = Field(
         description="one name, phone, e-mail, birthday and address chosen by survivorship at the last "
                     "resolution run (null before the first run)")
-
-
-class CustomerResolved(BaseModel):
-    member: MemberOut
-    is_new_member: bool
-    is_duplicate: bool = Field(description="the (channel, source_id) was already known; nothing changed")
 
 
 class IdentityOut(BaseModel):

@@ -45,11 +45,12 @@ RECEIVED_KEYS = cast(Table, ReceivedKey.__table__)
 LIVE_ORDERS = cast(Table, LiveOrder.__table__)
 OUTBOX = cast(Table, OutboxRow.__table__)
 
-OrderHook = Callable[[Session, LiveOrder], None]
-"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction."""
-RefundHook = Callable[[Session, LiveRefund, LiveOrder], None]
+OrderHook = Callable[[Session, LiveOrder], int | None]
+"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction; returns the
+points the order earned (``None``: not a loyalty matter), reported in the order's result."""
+RefundHook = Callable[[Session, LiveRefund, LiveOrder], int | None]
 """Called as ``hook(session, refund, order)`` for each refund accepted; ``order.refunded_amount`` already
-includes the refund."""
+includes the refund. Returns the points the refund took back (``None``: none were earned)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,17 @@ NO_HOOKS = LiveHooks()
 
 
 def default_hooks() -> LiveHooks:
-    """The hooks the HTTP API runs live orders and refunds through. None yet: loyalty registers its
-    earn and reverse functions here when it exists."""
-    return NO_HOOKS
+    """The hooks the HTTP API runs live orders and refunds through: loyalty earns points on orders of
+    enrolled members and takes them back on refunds."""
+    from memberops.loyalty.hooks import earn_on_order, reverse_on_refund
+
+    return LiveHooks(on_order_accepted=(earn_on_order,), on_refund_accepted=(reverse_on_refund,))
+
+
+def _points(results: Iterable[int | None]) -> int | None:
+    """The points several hooks reported: their sum, or ``None`` when none reported any."""
+    reported = [points for points in results if points is not None]
+    return sum(reported) if reported else None
 
 
 @dataclass(slots=True)
@@ -81,6 +90,7 @@ class Outcome:
     status: Status
     member_id: str | None = None
     problem: DomainError | None = None  # why a rule refused it (unknown order, refund too large…)
+    points: int | None = None  # what the hooks reported: points earned (orders) or taken back (refunds)
 
 
 @dataclass(slots=True)
@@ -94,6 +104,7 @@ class ItemOutcome:
     errors: Sequence[Issue] = ()
     warnings: Sequence[Issue] = ()
     problem: DomainError | None = None
+    points: int | None = None
 
 
 ACCEPTED = Outcome("accepted")
@@ -190,9 +201,9 @@ def ingest_orders(
     if hooks.on_order_accepted and accepted:
         ids = [inserted[(o.channel, o.order_id)] for o in accepted]
         by_id = {o.id: o for o in session.scalars(select(LiveOrder).where(LiveOrder.id.in_(ids)))}
-        for row_id in ids:
-            for hook in hooks.on_order_accepted:
-                hook(session, by_id[row_id])
+        accepted_outcomes = [outcome for outcome in outcomes if outcome.status == "accepted"]
+        for row_id, outcome in zip(ids, accepted_outcomes, strict=True):
+            outcome.points = _points(hook(session, by_id[row_id]) for hook in hooks.on_order_accepted)
     return outcomes
 
 
@@ -269,7 +280,7 @@ def ingest_refunds(
             .where(LiveRefund.workspace_id == workspace.id, tuple_(LiveRefund.channel, LiveRefund.refund_id).in_(refund_keys))
         )}
     outcomes: list[Outcome] = []
-    accepted: list[tuple[LiveRefund, LiveOrder]] = []
+    accepted: list[tuple[LiveRefund, LiveOrder, Outcome]] = []
     for item in refunds:
         key = (item.channel, item.refund_id)
         if key in known:
@@ -289,16 +300,17 @@ def ingest_refunds(
                             order_id=item.order_id, refunded_at=item.refunded_at, amount=item.amount,
                             sku=item.sku, quantity=item.quantity, received_at=now)
         session.add(refund)
-        accepted.append((refund, order))
-        outcomes.append(Outcome("accepted", order.member_id))
+        outcome = Outcome("accepted", order.member_id)
+        accepted.append((refund, order, outcome))
+        outcomes.append(outcome)
     try:
         session.flush()
     except IntegrityError:  # the same refund_id sent for another order by a concurrent request
         raise ConcurrentIngest("refund") from None
-    _emit_all(session, workspace.id, [("refunds", _refund_payload(r)) for r, _ in accepted], now)
-    for refund, order in accepted:
-        for hook in hooks.on_refund_accepted:
-            hook(session, refund, order)
+    _emit_all(session, workspace.id, [("refunds", _refund_payload(r)) for r, _, _ in accepted], now)
+    if hooks.on_refund_accepted:
+        for refund, order, outcome in accepted:
+            outcome.points = _points(hook(session, refund, order) for hook in hooks.on_refund_accepted)
     return outcomes
 
 
@@ -315,7 +327,7 @@ def ingest_customers(session: Session, workspace: Workspace, customers: Sequence
             resolution = resolve_customer(
                 session, workspace, channel=customer.channel, source_id=customer.source_id,
                 identifiers=customer.identifiers(), is_enrolled=customer.is_enrolled,
-                attributes=_customer_attributes(customer),
+                attributes=customer_attributes(customer),
             )
         except InvalidIdentifier as exc:  # not expected: identifiers arrive normalised
             outcomes.append(Outcome("rejected", problem=exc))
@@ -333,7 +345,8 @@ _CUSTOMER_ATTRIBUTES = (
 )
 
 
-def _customer_attributes(customer: CustomerIn) -> dict[str, Any]:
+def customer_attributes(customer: CustomerIn) -> dict[str, Any]:
+    """A customer record's canonical attributes (everything but its identifiers) as JSON-friendly values."""
     values: dict[str, Any] = {}
     for name in _CUSTOMER_ATTRIBUTES:
         value = getattr(customer, name)
@@ -380,7 +393,7 @@ def ingest(
             errors = [Issue(field=getattr(outcome.problem, "field", ""), message=outcome.problem.message,
                             code=outcome.problem.code)]
         results.append(ItemOutcome(item.index, outcome.status, item.key, outcome.member_id, errors,
-                                   item.warnings, outcome.problem))
+                                   item.warnings, outcome.problem, outcome.points))
     return results
 
 

@@ -43,6 +43,7 @@ class Tasks:
     """Handles of the registered tasks, for callers that enqueue them."""
 
     export_outbox: Any
+    expire_points: Any
 
 
 def build_queue(context: Context) -> Huey:
@@ -67,10 +68,29 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
             log.info("outbox export moved %d rows in %d batches", result.rows, result.batches)
         return result.rows
 
+    def run_points_expiry() -> int:
+        """Every workspace's points run: release past the return window, expire, warn (one transaction each)."""
+        from memberops.accounts.service import list_workspaces
+        from memberops.loyalty.expiry import run_expiry
+
+        with context.store.read() as session:
+            workspaces = list(list_workspaces(session))
+        expired = 0
+        for workspace in workspaces:
+            with context.store.transaction() as session:
+                run = run_expiry(session, workspace)
+            expired += run.expired_points
+            if run.members or run.warned_members:
+                log.info("points run: %d members caught up, %d points released, %d expired, %d warned",
+                         run.members, run.released_points, run.expired_points, run.warned_members)
+        return expired
+
     export_task = huey.task(name="outbox.export", retries=3, retry_delay=5)(run_export)
+    expiry_task = huey.task(name="loyalty.expire", retries=3, retry_delay=30)(run_points_expiry)
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
     huey.periodic_task(crontab(minute="17"), name="lake.sweep_tmp")(lambda: sweep_tmp(context.settings.lake_path))
-    return Tasks(export_outbox=export_task)
+    huey.periodic_task(crontab(minute="7"), name="loyalty.expire.periodic")(run_points_expiry)
+    return Tasks(export_outbox=export_task, expire_points=expiry_task)
 
 
 class InProcessConsumer(Consumer):  # type: ignore[misc]

@@ -1,0 +1,1 @@
+"""Loyalty: programmes, enrolment, the points ledger and its reports."""
