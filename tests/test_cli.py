@@ -22,6 +22,8 @@ COMMANDS = [
     ["import"], ["presets"], ["quarantine"], ["quarantine", "list"], ["quarantine", "show"],
     ["quarantine", "export"], ["quarantine", "retry"], ["quarantine", "discard"],
     ["identity"], ["identity", "resolve"], ["identity", "export"], ["identity", "review"],
+    ["loyalty"], ["loyalty", "programme"], ["loyalty", "programme", "export"], ["loyalty", "programme", "import"],
+    ["loyalty", "expire"], ["loyalty", "liability"],
 ]
 
 
