@@ -25,11 +25,13 @@ def earn_on_order(session: Session, order: LiveOrder) -> int | None:
     if order.member_id is None:
         return None
     workspace = _workspace(session, order.workspace_id)
-    if enrolment.membership_of(session, workspace.id, order.member_id) is None:
-        member = session.get(Member, order.member_id)
-        if member is None or not member.is_enrolled:
-            return None
-        enrolment.ensure_membership(session, workspace, member, channel=order.channel, now=points.utcnow())
+    earned = points.earn_for_order(session, workspace, order)
+    if earned is not None:
+        return earned
+    member = session.get(Member, order.member_id)
+    if member is None or not member.is_enrolled:
+        return None
+    enrolment.ensure_membership(session, workspace, member, channel=order.channel, now=points.utcnow())
     return points.earn_for_order(session, workspace, order)
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
@@ -66,10 +66,27 @@ def open_account(session: Session, workspace_id: str, member_id: str) -> PointsA
     return account
 
 
+# The statements every movement runs, built once: building a statement costs more than running it here.
+_ACCOUNT = locked(select(PointsAccount).where(PointsAccount.workspace_id == bindparam("workspace_id"),
+                                              PointsAccount.member_id == bindparam("member_id")))
+_MOVEMENT_BY_KEY = select(PointsMovement).where(PointsMovement.workspace_id == bindparam("workspace_id"),
+                                                PointsMovement.idempotency_key == bindparam("key"))
+_DUE_LOTS = select(PointsLot).where(
+    PointsLot.member_id == bindparam("member_id"), PointsLot.remaining > 0,
+    or_(and_(PointsLot.state == "pending", PointsLot.available_at <= bindparam("now")),
+        PointsLot.expires_at <= bindparam("now")),
+).order_by(PointsLot.id)
+_SPENDABLE_LOTS = select(PointsLot).where(
+    PointsLot.member_id == bindparam("member_id"), PointsLot.state == "available", PointsLot.remaining > 0,
+    or_(PointsLot.expires_at.is_(None), PointsLot.expires_at > bindparam("now")),
+)
+_MEMBERSHIP = select(Membership).where(Membership.workspace_id == bindparam("workspace_id"),
+                                       Membership.member_id == bindparam("member_id"))
+
+
 def lock_account(session: Session, workspace_id: str, member_id: str) -> PointsAccount:
     """The member's balance row, locked until the transaction ends (see the module docstring)."""
-    account = session.scalar(locked(select(PointsAccount).where(
-        PointsAccount.workspace_id == workspace_id, PointsAccount.member_id == member_id)))
+    account = session.scalar(_ACCOUNT, {"workspace_id": workspace_id, "member_id": member_id})
     if account is None:
         raise MemberNotEnrolled(member_id)
     return account
@@ -82,8 +99,7 @@ def balance_of(account: PointsAccount, programme: ActiveProgramme) -> dict[str, 
 
 
 def _existing(session: Session, workspace_id: str, key: str) -> PointsMovement | None:
-    return session.scalar(select(PointsMovement).where(
-        PointsMovement.workspace_id == workspace_id, PointsMovement.idempotency_key == key))
+    return session.scalar(_MOVEMENT_BY_KEY, {"workspace_id": workspace_id, "key": key})
 
 
 def _record(
@@ -93,42 +109,51 @@ def _record(
     version: int | None = None, occurred_at: datetime | None = None, reverses_id: int | None = None,
     now: datetime,
 ) -> PointsMovement:
-    """Append one movement, take its allocations from their lots and move the cached balance with it."""
+    """Append one movement, take its allocations from their lots and move the cached balance with it; the
+    movement keeps the balance it leaves as its ``outcome`` (what a replay of its key answers)."""
+    account.available += available
+    account.pending += pending
+    account.debt += debt
+    account.updated_at = now
     movement = PointsMovement(
         workspace_id=account.workspace_id, member_id=account.member_id, kind=kind, points=points,
         available_delta=available, pending_delta=pending, debt_delta=debt, idempotency_key=key,
         source_type=source_type, source_id=source_id, reason=reason, actor=actor, programme_version=version,
         reverses_id=reverses_id, occurred_at=occurred_at or now, created_at=now,
+        outcome={"available": account.available, "pending": account.pending, "debt": account.debt},
     )
     session.add(movement)
-    session.flush()
+    if taken:
+        session.flush()
     for lot, count in taken:
         if count > lot.remaining:
             raise AssertionError(f"lot {lot.id} has {lot.remaining} points left, {count} taken")
         lot.remaining -= count
         session.add(PointsAllocation(movement_id=movement.id, lot_id=lot.id, points=count))
-    account.available += available
-    account.pending += pending
-    account.debt += debt
-    account.updated_at = now
     return movement
 
 
 def _finish(session: Session, movement: PointsMovement, account: PointsAccount, programme: ActiveProgramme) -> dict[str, int]:
-    balance = balance_of(account, programme)
-    movement.outcome = balance
+    """The balance the request left (after any debt settled from it), kept as the movement's outcome and
+    shown as the member sees it (a debt as a negative balance when the programme allows one)."""
+    final = {"available": account.available, "pending": account.pending, "debt": account.debt}
+    if movement.outcome != final:
+        movement.outcome = final
     session.flush()
-    return balance
+    return shown(final, programme)
+
+
+def shown(outcome: dict[str, int], programme: ActiveProgramme) -> dict[str, int]:
+    return {"available": ledger.shown_available(outcome["available"], outcome["debt"],
+                                                allow_negative=programme.programme.allow_negative),
+            "pending": outcome["pending"], "debt": outcome["debt"]}
 
 
 # --- catching up with the clock --------------------------------------------------------------------------
 
 
 def _spendable(session: Session, member_id: str, now: datetime) -> list[PointsLot]:
-    return list(session.scalars(select(PointsLot).where(
-        PointsLot.member_id == member_id, PointsLot.state == "available", PointsLot.remaining > 0,
-        or_(PointsLot.expires_at.is_(None), PointsLot.expires_at > now),
-    )))
+    return list(session.scalars(_SPENDABLE_LOTS, {"member_id": member_id, "now": now}))
 
 
 def _views(lots: Sequence[PointsLot]) -> list[ledger.LotView]:
@@ -143,10 +168,7 @@ def _take(lots: Sequence[PointsLot], allocation: Sequence[tuple[int, int]]) -> l
 def catch_up(session: Session, account: PointsAccount, programme: ActiveProgramme, now: datetime) -> None:
     """Release pending lots whose return window has passed, expire lapsed lots, settle debts — for the
     member of ``account``, which the caller has locked."""
-    due = session.scalars(select(PointsLot).where(
-        PointsLot.member_id == account.member_id, PointsLot.remaining > 0,
-        or_(and_(PointsLot.state == "pending", PointsLot.available_at <= now), PointsLot.expires_at <= now),
-    ).order_by(PointsLot.id)).all()
+    due = session.scalars(_DUE_LOTS, {"member_id": account.member_id, "now": now}).all()
     released: PointsMovement | None = None
     for lot in due:
         if lot.state == "pending" and lot.available_at <= now:
@@ -193,8 +215,7 @@ def order_key(channel: str, order_id: str) -> str:
 
 
 def _membership(session: Session, workspace_id: str, member_id: str) -> Membership | None:
-    return session.scalar(select(Membership).where(
-        Membership.workspace_id == workspace_id, Membership.member_id == member_id))
+    return session.scalar(_MEMBERSHIP, {"workspace_id": workspace_id, "member_id": member_id})
 
 
 def _earned_between(session: Session, member_id: str, start: datetime, end: datetime) -> int:
@@ -253,6 +274,7 @@ def grant(
                        available=points if is_available else 0, pending=0 if is_available else points,
                        source_type=source_type, source_id=source_id, reason=reason, actor=actor,
                        version=programme.version, occurred_at=earned_at, now=now)
+    session.flush()  # the lot refers to the movement's id
     session.add(PointsLot(
         workspace_id=account.workspace_id, member_id=account.member_id, movement_id=movement.id, points=points,
         remaining=points, state="available" if is_available else "pending", earned_at=earned_at,
@@ -316,13 +338,13 @@ def reverse_for_refund(
 
 
 def _replayed(session: Session, workspace_id: str, key: str, *, member_id: str, kind: str,
-              points: int) -> MovementResult | None:
+              points: int, programme: ActiveProgramme) -> MovementResult | None:
     previous = _existing(session, workspace_id, key)
     if previous is None:
         return None
     if (previous.member_id, previous.kind, previous.points) != (member_id, kind, points):
         raise IdempotencyKeyReused(key)
-    return MovementResult(previous, dict(previous.outcome), True)
+    return MovementResult(previous, shown(previous.outcome, programme), True)
 
 
 def redeem(
@@ -338,7 +360,8 @@ def redeem(
     now = now or utcnow()
     account = lock_account(session, workspace.id, member_id)
     programme = active_programme(session, workspace.id)
-    replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="redeem", points=points)
+    replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="redeem", points=points,
+                       programme=programme)
     if replay is not None:
         return replay
     catch_up(session, account, programme, now)
@@ -363,7 +386,7 @@ def adjust(
     account = lock_account(session, workspace.id, member_id)
     programme = active_programme(session, workspace.id)
     replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="adjust",
-                       points=abs(points))
+                       points=abs(points), programme=programme)
     if replay is not None:
         if (replay.movement.available_delta > 0) != (points > 0):  # the same size in the other direction
             raise IdempotencyKeyReused(idempotency_key)
