@@ -23,6 +23,8 @@ COMMANDS = [
     ["quarantine", "export"], ["quarantine", "retry"], ["quarantine", "discard"],
     ["identity"], ["identity", "resolve"], ["identity", "export"], ["identity", "review"],
     ["identity", "config"], ["identity", "config", "show"], ["identity", "config", "set"],
+    ["loyalty"], ["loyalty", "programme"], ["loyalty", "programme", "export"], ["loyalty", "programme", "import"],
+    ["loyalty", "expire"], ["loyalty", "liability"],
 ]
 
 

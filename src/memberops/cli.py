@@ -49,6 +49,10 @@ tags_app = typer.Typer(help="Tags: operator-defined rules over traits and behavi
 app.add_typer(insight_app, name="insight")
 app.add_typer(tags_app, name="tags")
 
+from memberops.loyalty.cli import loyalty_app  # noqa: E402  (its commands import this module's helpers lazily)
+
+app.add_typer(loyalty_app, name="loyalty")
+
 out = Console()
 err = Console(stderr=True)
 

@@ -159,6 +159,26 @@ class TestProfile:
         assert before["recent_orders"][0]["source"] == "live"
         assert before["recent_events"][0]["source"] == "live" and after["recent_events"][0]["source"] == "lake"
 
+    def test_the_loyalty_card_shows_membership_points_and_coupons(
+        self, client: TestClient, context: Context, workspace: Workspace, keys: dict[str, dict[str, str]],
+        brand: dict[str, str],
+    ) -> None:
+        with context.store.transaction() as session:
+            loyalty = {"Authorization": f"Bearer {make_key(session, workspace, 'loyalty', name='pos')}"}
+        enrolled = client.post("/api/v1/members", headers=loyalty, json={"channel": "pos", "source_id": "p1",
+                                                                         "phone": "+8613800138001"})
+        assert enrolled.status_code in (200, 201) and enrolled.json()["member_id"] == brand["ana"]
+        order = client.post("/api/v1/orders", headers=keys["ingest"], json={
+            "channel": "pos", "order_id": "live-9", "customer_key": "p1", "ordered_at": datetime.now(UTC).isoformat(),
+            "paid_amount": "120.00"})
+        assert order.status_code == 201 and order.json()["points_earned"] == 120
+
+        body = client.get(f"/api/v1/members/{brand['ana']}", headers=keys["read"]).json()
+        assert body["loyalty"]["status"] == "active"
+        assert body["loyalty"]["points_available"] + body["loyalty"]["points_pending"] == 120
+        bo = client.get(f"/api/v1/members/{brand['bo']}", headers=keys["read"]).json()
+        assert bo["loyalty"] is None  # not a member of the programme
+
     def test_absorbed_id_answers_with_the_survivor(self, client: TestClient, context: Context, workspace: Workspace,
                                                    keys: dict[str, dict[str, str]], brand: dict[str, str],
                                                    tmp_path: Path) -> None:
@@ -230,3 +250,4 @@ class TestProblems:
         response = client.get(f"/api/v1/members/{brand['ana']}", headers={"Authorization": f"Bearer {key}"})
 
         assert response.status_code == 404
+

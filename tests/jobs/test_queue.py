@@ -61,3 +61,21 @@ def test_periodic_export_is_scheduled(context: Context) -> None:
     huey = build_queue(context)
     names = {task.__name__ for task in huey._registry._periodic_tasks}
     assert {"outbox.export.periodic", "lake.sweep_tmp"} <= names
+
+
+def test_points_expiry_is_scheduled_and_runs_every_workspace(context: Context) -> None:
+    from datetime import timedelta
+
+    from memberops.accounts import service as accounts
+    from memberops.db.base import utcnow
+    from memberops.jobs.queue import tasks_of
+    from tests.loyalty.factories import enrol, post_order
+
+    huey = build_queue(context)
+    assert "loyalty.expire.periodic" in {task.__name__ for task in huey._registry._periodic_tasks}
+    with context.store.transaction() as session:
+        workspace = accounts.ensure_workspace(session)
+        enrol(session, workspace)
+        post_order(session, workspace, ordered_at=utcnow() - timedelta(days=400))  # lapsed already
+    huey.immediate = True
+    assert tasks_of(huey).expire_points()() == 100

@@ -58,12 +58,13 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_scope(scope: str | None) -> Callable[..., Caller]:
-    """A dependency admitting only API keys granted ``scope`` (or ``admin``); ``None``: any valid key."""
+def require_scope(scope: str | None, *alternatives: str) -> Callable[..., Caller]:
+    """A dependency admitting only API keys granted ``scope`` or one of ``alternatives`` (or ``admin``);
+    ``None``: any valid key."""
 
     def dependency(request: Request, session: SessionDep) -> Caller:
         api_key = accounts.authenticate_api_key(session, _bearer(request))
-        if scope is not None and not accounts.has_scope(api_key, scope):
+        if scope is not None and not any(accounts.has_scope(api_key, s) for s in (scope, *alternatives)):
             raise MissingScope(scope, list(api_key.scopes))
         now = utcnow()
         # Written at most once a minute: a write per request would lock the key's row on every call,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table
+from sqlalchemy import ColumnElement, Select, Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -44,3 +44,10 @@ def locked(statement: Select[Any]) -> Select[Any]:
     leaves ``FOR UPDATE`` out of SQLite's SQL.
     """
     return statement.with_for_update()
+
+
+def utc_year_month(session: Session, column: Any) -> ColumnElement[str]:
+    """``'YYYY-MM'`` of a UTC timestamp column, for grouping by month in the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
+    return func.strftime("%Y-%m", column)

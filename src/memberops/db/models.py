@@ -19,6 +19,15 @@ from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, Quarantine
 from memberops.insight.models import InsightRun, MemberTrait, TagVersion, TraitChange
 from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
 from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
+from memberops.loyalty.models import (
+    LoyaltyEvent,
+    Membership,
+    PointsAccount,
+    PointsAllocation,
+    PointsLot,
+    PointsMovement,
+    ProgrammeVersion,
+)
 
 __all__ = [
     "IdentityConfigVersion",
@@ -40,6 +49,13 @@ __all__ = [
     "InsightRun",
     "LiveOrder",
     "LiveRefund",
+    "LoyaltyEvent",
+    "Membership",
+    "PointsAccount",
+    "PointsAllocation",
+    "PointsLot",
+    "PointsMovement",
+    "ProgrammeVersion",
     "QuarantinedRow",
     "ReceivedKey",
     "ResolutionRun",

@@ -10,10 +10,8 @@ from memberops.api.errors import problem_responses
 from memberops.identity import config as identity_config
 from memberops.identity import decisions, search, service
 from memberops.identity.config import IdentityConfig
-from memberops.identity.errors import InvalidIdentifier, MemberNotFound
+from memberops.identity.errors import MemberNotFound
 from memberops.identity.schemas import (
-    CustomerIn,
-    CustomerResolved,
     DecisionOut,
     EventOut,
     IdentifierOut,
@@ -38,28 +36,6 @@ from memberops.insight.profile import member_profile
 
 router = APIRouter(tags=["members"])
 AUTH_ERRORS = (AuthenticationFailed, MissingScope)
-
-
-@router.post(
-    "/members", response_model=CustomerResolved, status_code=201,
-    responses={200: {"description": "already known (idempotent replay)"},
-               **problem_responses(*AUTH_ERRORS, InvalidIdentifier)},
-)
-def post_customer(
-    body: CustomerIn, session: SessionDep, response: Response,
-    caller: Annotated[Caller, Depends(require_scope("ingest"))],
-) -> CustomerResolved:
-    """Resolve a channel's customer record to a member at once (created if no identifier is known)."""
-    resolution = service.resolve_customer(
-        session, caller.workspace, channel=body.channel, source_id=body.source_id,
-        identifiers=body.identifiers(), is_enrolled=body.is_enrolled,
-    )
-    if not resolution.is_new_record:
-        response.status_code = 200
-    return CustomerResolved(
-        member=MemberOut.model_validate(resolution.member), is_new_member=resolution.is_new_member,
-        is_duplicate=not resolution.is_new_record,
-    )
 
 
 @router.get("/members", response_model=MemberPage, responses=problem_responses(*AUTH_ERRORS))

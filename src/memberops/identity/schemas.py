@@ -9,28 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from memberops.identity.config import IdentityConfig
 
 
-class CustomerIn(BaseModel):
-    """A channel's customer record, as posted live."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    channel: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$", examples=["pos"])
-    source_id: str = Field(min_length=1, max_length=200, description="the customer's id in that channel")
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=320)
-    wechat_unionid: str | None = Field(default=None, max_length=128)
-    wechat_openid: str | None = Field(default=None, max_length=128)
-    buyer_id: str | None = Field(default=None, max_length=128)
-    member_card_no: str | None = Field(default=None, max_length=64)
-    is_enrolled: bool = False
-
-    def identifiers(self) -> dict[str, str | None]:
-        return {
-            "phone": self.phone, "email": self.email, "wechat_unionid": self.wechat_unionid,
-            "wechat_openid": self.wechat_openid, "buyer_id": self.buyer_id, "member_card_no": self.member_card_no,
-        }
-
-
 class MemberOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -109,7 +87,7 @@ class TimelineEntryOut(BaseModel):
 
 class MemberProfile(MemberOut):
     """The 360° profile. Sections that are not computed yet are null (traits before the first
-    `memberops insight compute`, loyalty until the programme exists)."""
+    `memberops insight compute`, loyalty for a person outside the programme)."""
 
     golden: dict[str, Any] | None = Field(
         description="one name, phone, e-mail, birthday and address chosen by survivorship at the last "
@@ -127,7 +105,7 @@ class MemberProfile(MemberOut):
     clv: dict[str, Any] | None = Field(
         default=None, description="expected purchases and spend, P(alive), churn risk, CLV")
     loyalty: dict[str, Any] | None = Field(
-        default=None, description="points balance and tier; null until the loyalty programme exists")
+        default=None, description="membership, points, coupons and benefits; null for a person outside the programme")
     recent_orders: list[OrderOut] = Field(default_factory=list, description="newest first, lake and live")
     recent_refunds: list[RefundOut] = Field(default_factory=list)
     recent_events: list[EventOut] = Field(default_factory=list)
@@ -150,12 +128,6 @@ class MemberMatchOut(BaseModel):
 
 class MemberSearchResult(BaseModel):
     items: list[MemberMatchOut]
-
-
-class CustomerResolved(BaseModel):
-    member: MemberOut
-    is_new_member: bool
-    is_duplicate: bool = Field(description="the (channel, source_id) was already known; nothing changed")
 
 
 class IdentityOut(BaseModel):

@@ -122,12 +122,12 @@ def _spec(model: type[BaseModel], *problems: type[Any]) -> dict[str, Any]:
             "openapi_extra": _request_body(model)}
 
 
-def _answer(body: ParsedBody, results: list[ItemOutcome]) -> Response:
+def _answer(body: ParsedBody, results: list[ItemOutcome], kind: str) -> Response:
     if body.is_batch:
         totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for result in results:
             totals[result.status] += 1
-        content = {"results": [_result(r) for r in results], "totals": totals}
+        content = {"results": [_result(r, kind) for r in results], "totals": totals}
         return Response(pydantic_core.to_json(content), status_code=200, media_type="application/json")
     (result,) = results
     if result.problem is not None:
@@ -135,16 +135,18 @@ def _answer(body: ParsedBody, results: list[ItemOutcome]) -> Response:
     if result.status == "rejected":
         raise RequestValidationError(request_errors(body.items[0]))
     status = 201 if result.status == "accepted" else 200
-    return Response(pydantic_core.to_json(_result(result)), status_code=status, media_type="application/json")
+    return Response(pydantic_core.to_json(_result(result, kind)), status_code=status, media_type="application/json")
 
 
 _NONE: list[Any] = []  # shared by every result without errors (or warnings): to_json only reads it
 
 
-def _result(result: ItemOutcome) -> dict[str, Any]:
+def _result(result: ItemOutcome, kind: str) -> dict[str, Any]:
     return {"index": result.index, "status": result.status, "key": result.key, "member_id": result.member_id,
             "errors": [e.model_dump() for e in result.errors] if result.errors else _NONE,
-            "warnings": [w.model_dump() for w in result.warnings] if result.warnings else _NONE}
+            "warnings": [w.model_dump() for w in result.warnings] if result.warnings else _NONE,
+            "points_earned": result.points if kind == "orders" else None,
+            "points_reversed": result.points if kind == "refunds" else None}
 
 
 async def _ingest(
@@ -178,7 +180,7 @@ async def post_customers(
     A bad optional field (a malformed e-mail, an impossible birthday) is dropped with a warning and the
     record kept; a replay of a known ``(channel, source_id)`` changes nothing.
     """
-    return _answer(body, await _ingest(is_only_writer, session, caller, "customers", _checked(body), hooks))
+    return _answer(body, await _ingest(is_only_writer, session, caller, "customers", _checked(body), hooks), "customers")
 
 
 @router.post("/orders", **_spec(OrderIn))
@@ -187,7 +189,7 @@ async def post_orders(
     caller: IngestCaller, hooks: HooksDep,
 ) -> Response:
     """Orders (with their lines in ``items``): kept live for loyalty and sent to the lake."""
-    return _answer(body, await _ingest(is_only_writer, session, caller, "orders", _checked(body), hooks))
+    return _answer(body, await _ingest(is_only_writer, session, caller, "orders", _checked(body), hooks), "orders")
 
 
 @router.post("/refunds", **_spec(RefundIn, OrderNotFound, RefundExceedsOrder))
@@ -198,7 +200,7 @@ async def post_refunds(
     """Refunds of orders posted live or imported in bulk; never more than the order's paid amount in all
     (refunds imported in bulk count too)."""
     return _answer(body, await _ingest(is_only_writer, session, caller, "refunds", _checked(body), hooks,
-                                       lake_orders(context.warehouse)))
+                                       lake_orders(context.warehouse)), "refunds")
 
 
 @router.post("/events", **_spec(EventIn))
@@ -207,4 +209,4 @@ async def post_events(
     caller: IngestCaller, hooks: HooksDep,
 ) -> Response:
     """Behavioural events (page views, scans, coupon claims…), by a customer or an anonymous visitor."""
-    return _answer(body, await _ingest(is_only_writer, session, caller, "events", _checked(body), hooks))
+    return _answer(body, await _ingest(is_only_writer, session, caller, "events", _checked(body), hooks), "events")

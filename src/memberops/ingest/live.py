@@ -46,12 +46,21 @@ RECEIVED_KEYS = cast(Table, ReceivedKey.__table__)
 LIVE_ORDERS = cast(Table, LiveOrder.__table__)
 OUTBOX = cast(Table, OutboxRow.__table__)
 
-OrderHook = Callable[[Session, LiveOrder], Sequence[Issue] | None]
-"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction; what it returns
-is added to the order's warnings (a coupon that could not be redeemed: the order is kept)."""
-RefundHook = Callable[[Session, LiveRefund, LiveOrder], None]
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """What a hook reports about an accepted order or refund: points earned or taken back (loyalty), and
+    warnings for the item's result (a coupon that could not be redeemed: the order is kept all the same)."""
+
+    points: int | None = None
+    warnings: Sequence[Issue] = ()
+
+
+OrderHook = Callable[[Session, LiveOrder], HookResult | None]
+"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction; ``None`` when
+the order is not its concern."""
+RefundHook = Callable[[Session, LiveRefund, LiveOrder], HookResult | None]
 """Called as ``hook(session, refund, order)`` for each refund accepted; ``order.refunded_amount`` already
-includes the refund."""
+includes the refund; ``None`` when the refund is not its concern."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,24 @@ NO_HOOKS = LiveHooks()
 
 
 def default_hooks() -> LiveHooks:
-    """The hooks the HTTP API runs live orders and refunds through: loyalty's."""
+    """The hooks the HTTP API runs live orders and refunds through: coupons presented on an order are
+    redeemed (and restored on a full refund), enrolled members earn points (taken back on refunds)."""
     from memberops.loyalty.coupon_live import redeem_on_live_order, restore_on_full_refund
+    from memberops.loyalty.hooks import earn_on_order, reverse_on_refund
 
-    return LiveHooks(on_order_accepted=(redeem_on_live_order,), on_refund_accepted=(restore_on_full_refund,))
+    return LiveHooks(on_order_accepted=(redeem_on_live_order, earn_on_order),
+                     on_refund_accepted=(restore_on_full_refund, reverse_on_refund))
+
+
+def _report(outcome: Outcome, results: Iterable[HookResult | None]) -> None:
+    """Add what several hooks reported to ``outcome``: points summed (``None`` when none reported any)."""
+    for result in results:
+        if result is None:
+            continue
+        if result.points is not None:
+            outcome.points = (outcome.points or 0) + result.points
+        if result.warnings:
+            outcome.warnings = [*outcome.warnings, *result.warnings]
 
 
 @dataclass(slots=True)
@@ -85,6 +108,7 @@ class Outcome:
     member_id: str | None = None
     problem: DomainError | None = None  # why a rule refused it (unknown order, refund too large…)
     warnings: Sequence[Issue] = ()  # what a hook reported about an accepted item
+    points: int | None = None  # what the hooks reported: points earned (orders) or taken back (refunds)
 
 
 @dataclass(slots=True)
@@ -98,6 +122,7 @@ class ItemOutcome:
     errors: Sequence[Issue] = ()
     warnings: Sequence[Issue] = ()
     problem: DomainError | None = None
+    points: int | None = None
 
 
 ACCEPTED = Outcome("accepted")
@@ -197,10 +222,7 @@ def ingest_orders(
         ids = [inserted[(o.channel, o.order_id)] for o in accepted]
         by_id = {o.id: o for o in session.scalars(select(LiveOrder).where(LiveOrder.id.in_(ids)))}
         for row_id, outcome in zip(ids, accepted_outcomes, strict=True):
-            for hook in hooks.on_order_accepted:
-                warnings = hook(session, by_id[row_id])
-                if warnings:
-                    outcome.warnings = [*outcome.warnings, *warnings]
+            _report(outcome, (hook(session, by_id[row_id]) for hook in hooks.on_order_accepted))
     return outcomes
 
 
@@ -284,7 +306,7 @@ def ingest_refunds(
             .where(LiveRefund.workspace_id == workspace.id, tuple_(LiveRefund.channel, LiveRefund.refund_id).in_(refund_keys))
         )}
     outcomes: list[Outcome] = []
-    accepted: list[tuple[LiveRefund, LiveOrder]] = []
+    accepted: list[tuple[LiveRefund, LiveOrder, Outcome]] = []
     for item in refunds:
         key = (item.channel, item.refund_id)
         if key in known:
@@ -304,16 +326,17 @@ def ingest_refunds(
                             order_id=item.order_id, refunded_at=item.refunded_at, amount=item.amount,
                             sku=item.sku, quantity=item.quantity, received_at=now)
         session.add(refund)
-        accepted.append((refund, order))
-        outcomes.append(Outcome("accepted", order.member_id))
+        outcome = Outcome("accepted", order.member_id)
+        accepted.append((refund, order, outcome))
+        outcomes.append(outcome)
     try:
         session.flush()
     except IntegrityError:  # the same refund_id sent for another order by a concurrent request
         raise ConcurrentIngest("refund") from None
-    _emit_all(session, workspace.id, [("refunds", _refund_payload(r)) for r, _ in accepted], now)
-    for refund, order in accepted:
-        for hook in hooks.on_refund_accepted:
-            hook(session, refund, order)
+    _emit_all(session, workspace.id, [("refunds", _refund_payload(r)) for r, _, _ in accepted], now)
+    if hooks.on_refund_accepted:
+        for refund, order, outcome in accepted:
+            _report(outcome, (hook(session, refund, order) for hook in hooks.on_refund_accepted))
     return outcomes
 
 
@@ -357,7 +380,7 @@ def ingest_customers(session: Session, workspace: Workspace, customers: Sequence
             resolution = resolve_customer(
                 session, workspace, channel=customer.channel, source_id=customer.source_id,
                 identifiers=customer.identifiers(), is_enrolled=customer.is_enrolled,
-                attributes=_customer_attributes(customer),
+                attributes=customer_attributes(customer),
             )
         except InvalidIdentifier as exc:  # not expected: identifiers arrive normalised
             outcomes.append(Outcome("rejected", problem=exc))
@@ -375,7 +398,8 @@ _CUSTOMER_ATTRIBUTES = (
 )
 
 
-def _customer_attributes(customer: CustomerIn) -> dict[str, Any]:
+def customer_attributes(customer: CustomerIn) -> dict[str, Any]:
+    """A customer record's canonical attributes (everything but its identifiers) as JSON-friendly values."""
     values: dict[str, Any] = {}
     for name in _CUSTOMER_ATTRIBUTES:
         value = getattr(customer, name)
@@ -424,7 +448,7 @@ def ingest(
                             code=outcome.problem.code)]
         warnings = [*item.warnings, *outcome.warnings] if outcome.warnings else item.warnings
         results.append(ItemOutcome(item.index, outcome.status, item.key, outcome.member_id, errors,
-                                   warnings, outcome.problem))
+                                   warnings, outcome.problem, outcome.points))
     return results
 
 

@@ -367,6 +367,10 @@ class ItemResult(BaseModel):
     member_id: str | None = Field(default=None, description="customers: the member; orders: the buyer, if known")
     errors: list[Issue] = []
     warnings: list[Issue] = Field(default=[], description="fields dropped as invalid; the item was kept")
+    points_earned: int | None = Field(default=None, description="orders: loyalty points the buyer earned "
+                                      "(null when the buyer is not an enrolled member; on a replay, null)")
+    points_reversed: int | None = Field(default=None, description="refunds: loyalty points taken back "
+                                        "(null when the order earned none)")
 
 
 class BatchTotals(BaseModel):

@@ -12,7 +12,8 @@ Where each part comes from:
   ``refund_id`` or ``event_id``);
 - traits, tags and trait changes (lifecycle stage, RFM segment, tags added or removed): insight's serving
   tables (``insight.service``), ``None`` before the first ``memberops insight compute``;
-- loyalty (points, tier): ``None`` until the loyalty programme exists.
+- loyalty (membership, points, coupons, benefits): ``memberops.loyalty.profile``; ``None`` for a person
+  outside the programme.
 
 An absorbed member id answers with its survivor's profile; ``requested_id`` keeps the id that was asked
 for, so a caller can tell (``merged_from``).
@@ -38,6 +39,7 @@ from memberops.identity.normalise import IDENTIFIER_TYPES
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.insight import service as insight
 from memberops.insight.models import TraitChange
+from memberops.loyalty.profile import loyalty_section
 
 if TYPE_CHECKING:
     from memberops.lake.engine import Warehouse
@@ -154,7 +156,7 @@ class MemberProfile360:
     traits: dict[str, Any] | None = None
     tags: list[str] | None = None
     trait_changes: list[TraitChange] = field(default_factory=list)
-    loyalty: dict[str, Any] | None = None  # points and tier: filled once the loyalty programme exists
+    loyalty: dict[str, Any] | None = None  # membership, points, coupons, benefits; None outside the programme
 
     @property
     def rfm(self) -> dict[str, Any] | None:
@@ -230,6 +232,7 @@ def member_profile(
         recent_refunds=refunds[:recent], recent_events=events, identity_changes=changes,
         traits=traits, tags=insight.get_tags(session, workspace_id, member.id) if traits is not None else None,
         trait_changes=list(insight.trait_changes(session, workspace_id, member_id=member.id, limit=TRAIT_CHANGES)),
+        loyalty=loyalty_section(session, workspace_id, member.id),
     )
 
 

@@ -44,6 +44,7 @@ class Tasks:
 
     export_outbox: Any
     compute_insight: Any
+    expire_points: Any
 
 
 def build_queue(context: Context) -> Huey:
@@ -68,7 +69,25 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
             log.info("outbox export moved %d rows in %d batches", result.rows, result.batches)
         return result.rows
 
+    def run_points_expiry() -> int:
+        """Every workspace's points run: release past the return window, expire, warn (one transaction each)."""
+        from memberops.accounts.service import list_workspaces
+        from memberops.loyalty.expiry import run_expiry
+
+        with context.store.read() as session:
+            workspaces = list(list_workspaces(session))
+        expired = 0
+        for workspace in workspaces:
+            with context.store.transaction() as session:
+                run = run_expiry(session, workspace)
+            expired += run.expired_points
+            if run.members or run.warned_members:
+                log.info("points run: %d members caught up, %d points released, %d expired, %d warned",
+                         run.members, run.released_points, run.expired_points, run.warned_members)
+        return expired
+
     export_task = huey.task(name="outbox.export", retries=3, retry_delay=5)(run_export)
+    expiry_task = huey.task(name="loyalty.expire", retries=3, retry_delay=30)(run_points_expiry)
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
     huey.periodic_task(crontab(minute="17"), name="lake.sweep_tmp")(lambda: sweep_tmp(context.settings.lake_path))
     huey.periodic_task(crontab(minute="23"), name="coupons.expire")(lambda: expire_coupons(context))
@@ -85,7 +104,8 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     insight_task = huey.task(name="insight.compute", retries=1, retry_delay=60)(run_insight)
     # nightly, after the day's facts are in: every trait, tag and change as of the night
     huey.periodic_task(crontab(minute="30", hour="2"), name="insight.compute.nightly")(run_insight)
-    return Tasks(export_outbox=export_task, compute_insight=insight_task)
+    huey.periodic_task(crontab(minute="7"), name="loyalty.expire.periodic")(run_points_expiry)
+    return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task)
 
 
 def expire_coupons(context: Context) -> int:

@@ -8,13 +8,21 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from memberops.errors import DomainError
+from memberops.ingest.live import HookResult
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.ingest.schemas import Issue
 from memberops.loyalty.coupon_errors import CouponNotRedeemable
 from memberops.loyalty.coupons import OrderContext, redeem_coupons, restore_order_coupons
 
 
-def redeem_on_live_order(session: Session, order: LiveOrder) -> list[Issue]:
+def redeem_on_live_order(session: Session, order: LiveOrder) -> HookResult | None:
+    """Redeem the coupons a live order carries, for its member, in the order's transaction; the codes
+    that could not be redeemed come back as the order's warnings."""
+    warnings = _redeem(session, order)
+    return HookResult(warnings=warnings) if warnings else None
+
+
+def _redeem(session: Session, order: LiveOrder) -> list[Issue]:
     """Redeem the coupons a live order carries, for its member, in the order's transaction.
 
     The order is a fact that already happened at the till: a code that does not apply (unknown, used,
@@ -48,11 +56,12 @@ def redeem_on_live_order(session: Session, order: LiveOrder) -> list[Issue]:
     return warnings
 
 
-def restore_on_full_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> None:
+def restore_on_full_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> HookResult | None:
     """When a refund makes a live order fully refunded, give back the coupons redeemed on it."""
     if order.refunded_amount >= order.paid_amount:
         restore_order_coupons(session, order.workspace_id, OrderContext.key_for(order.channel, order.order_id, None),
                               now=refund.received_at)
+    return None
 
 
 def _warning(index: int, code: str, reason: str, message: str) -> Issue:

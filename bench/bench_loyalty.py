@@ -1,0 +1,384 @@
+"""Loyalty benchmarks: earn and redeem transactions over HTTP against a real server, 32 concurrent clients.
+
+- ``loyalty_postgresql``: half ``POST /api/v1/orders`` (an enrolled member's order, which earns points),
+  half ``POST /api/v1/members/{id}/points/redeem`` (5 points, a fresh idempotency key each), on
+  PostgreSQL (target in issue 6: at least 1,000 transactions/s, p99 under 50 ms).
+- ``loyalty_sqlite``: the same on SQLite.
+
+Ours is ``memberops serve --no-jobs`` over a fresh store with 1,000 members enrolled through
+``POST /api/v1/members`` and one order each (so redemptions have points). The baseline is the same
+transaction written the way a careful developer would by hand: a minimal FastAPI app under the same
+uvicorn, on the same database, with raw SQL — for an earn, insert the order (``ON CONFLICT DO NOTHING``),
+lock the member's balance row, insert a ledger row, update the balance; for a redemption, lock the balance
+row, check it, insert a ledger row with its idempotency key, update the balance — one transaction each, no
+lots, no programme rules, no authentication. The ratio is what memberops' ledger (lots, allocations,
+catch-up, idempotency, outbox, API keys) costs over that.
+
+The load generator is the HTTP ingestion benchmark's (a separate process, keep-alive sockets). PostgreSQL
+comes from ``MEMBEROPS_BENCH_DATABASE_URL`` or ``MEMBEROPS_TEST_DATABASE_URL`` (a database is created and
+dropped); without either, ``loyalty_postgresql`` fails with that reason. Run ``memberops bench
+loyalty_sqlite loyalty_postgresql`` (``--quick`` for a smoke run) or ``python bench/bench_loyalty.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from memberops.benchmarks import Benchmark
+
+HERE = Path(__file__).resolve()
+MEMBERS = 1_000
+CONCURRENCY = int(os.environ.get("BENCH_LOYALTY_CONCURRENCY", "32"))
+TRANSACTIONS = {True: 600, False: 6_000}
+RUN_TOKEN = "@@RUN@@"
+
+
+def _http_module() -> Any:
+    """The HTTP ingestion benchmark's servers and load generator pieces (loaded like the harness does)."""
+    spec = importlib.util.spec_from_file_location("memberops_bench_http_shared", HERE.with_name("bench_http_ingest.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+http = _http_module()
+
+
+# --- the stores ------------------------------------------------------------------------------------------
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("MEMBEROPS_BENCH_DATABASE_URL") or os.environ.get("MEMBEROPS_TEST_DATABASE_URL", "")
+    if not url:
+        raise RuntimeError("set MEMBEROPS_BENCH_DATABASE_URL (or MEMBEROPS_TEST_DATABASE_URL) to a PostgreSQL server")
+    return url
+
+
+def _admin_dsn(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def _create_postgres_database() -> str:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = _postgres_url()
+    name = f"memberops_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_admin_dsn(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    with psycopg.connect(_admin_dsn(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the rig ---------------------------------------------------------------------------------------------
+
+
+class Rig:
+    def __init__(self, root: Path, database_url: str, quick: bool) -> None:
+        self.root, self.database_url, self.quick = root, database_url, quick
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.generator: subprocess.Popen[str] | None = None
+        self.ours_url = self.baseline_url = self.key = ""
+        self.members: list[str] = []
+        self.runs = 0
+        self.figures: list[str] = []
+
+    def load(self, url: str, requests: int, *, mode: str = "mix", concurrency: int = CONCURRENCY) -> dict[str, Any]:
+        assert self.generator is not None and self.generator.stdin and self.generator.stdout
+        self.runs += 1
+        command = {"url": url, "key": self.key, "mode": mode, "requests": requests, "concurrency": concurrency,
+                   "run": f"r{self.runs}", "members": self.members}
+        self.generator.stdin.write(json.dumps(command) + "\n")
+        self.generator.stdin.flush()
+        answer = self.generator.stdout.readline()
+        if not answer:
+            raise RuntimeError("the load generator exited")
+        result: dict[str, Any] = json.loads(answer)
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        return result
+
+
+def _start(store: str, quick: bool) -> Rig:
+    root = Path(tempfile.mkdtemp(prefix="memberops-bench-loyalty-"))
+    database_url = _create_postgres_database() if store == "postgresql" else f"sqlite:///{root / 'data' / 'memberops.db'}"
+    rig = Rig(root, database_url, quick)
+    env = {**os.environ, "MEMBEROPS_DATA_DIR": str(root / "data"), "MEMBEROPS_SECRET_KEY": "bench-secret",
+           "MEMBEROPS_DATABASE_URL": database_url}
+    try:
+        created = http._memberops("keys", "create", "--scope", "loyalty", "--scope", "ingest", "--name", "bench",
+                                  env=env, stdout=subprocess.PIPE, text=True)
+        output, _ = created.communicate(timeout=120)
+        if created.returncode != 0:
+            raise RuntimeError(f"memberops keys create failed: {output}")
+        rig.key = output.strip().splitlines()[-1].split()[-1]
+        ours_port, baseline_port = http._free_port(), http._free_port()
+        quiet = subprocess.DEVNULL
+        ours = http._memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)
+        rig.processes.append(ours)
+        rig.ours_url = f"http://127.0.0.1:{ours_port}"
+        http._wait_healthy(rig.ours_url, ours)
+        rig.generator = subprocess.Popen([sys.executable, str(HERE), "load"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, env=env)
+        enrolled = rig.load(rig.ours_url, MEMBERS, mode="enrol", concurrency=4)
+        rig.members = enrolled["member_ids"]
+        baseline = subprocess.Popen([sys.executable, str(HERE), "serve-baseline", str(baseline_port), database_url,
+                                     json.dumps(rig.members)], env=env, stdout=quiet, stderr=quiet)
+        rig.processes.append(baseline)
+        rig.baseline_url = f"http://127.0.0.1:{baseline_port}"
+        http._wait_healthy(rig.baseline_url, baseline)
+        for url in (rig.ours_url, rig.baseline_url):  # one order each first, so every redemption can be paid
+            rig.load(url, MEMBERS, mode="earn", concurrency=8)
+    except Exception:
+        _stop(rig)
+        raise
+    return rig
+
+
+def _stop(rig: Rig) -> None:
+    if rig.generator is not None and rig.generator.stdin is not None:
+        rig.generator.stdin.close()
+        rig.generator.wait(timeout=30)
+    for process in rig.processes:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for line in rig.figures:
+        print(f"  {line}")
+    if rig.database_url.startswith("postgresql"):
+        _drop_postgres_database(rig.database_url)
+    shutil.rmtree(rig.root, ignore_errors=True)
+
+
+# --- the baseline server (its own process) ---------------------------------------------------------------
+
+
+def _serve_baseline(port: int, database_url: str, members: list[str]) -> None:
+    """Earn and redeem by hand: raw SQL, the balance row locked, one transaction per request."""
+    import asyncio
+
+    import uvicorn
+    from sqlalchemy import text
+    from starlette.concurrency import run_in_threadpool
+
+    from memberops.db.engine import create_store_engine
+
+    engine = create_store_engine(database_url, pool_size=20, max_overflow=10) if database_url.startswith("postgresql") \
+        else create_store_engine(database_url)
+    is_sqlite = engine.dialect.name == "sqlite"
+    lock_suffix = "" if is_sqlite else " FOR UPDATE"
+    identity = "INTEGER PRIMARY KEY AUTOINCREMENT" if is_sqlite else "BIGSERIAL PRIMARY KEY"
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE hand_balance (member_id VARCHAR(36) PRIMARY KEY, available INTEGER NOT NULL)"))
+        conn.execute(text(f"CREATE TABLE hand_ledger (id {identity}, member_id VARCHAR(36) NOT NULL, "
+                          "idempotency_key VARCHAR(200) NOT NULL UNIQUE, points INTEGER NOT NULL, kind VARCHAR(16) NOT NULL, "
+                          "created_at TIMESTAMP NOT NULL)"))
+        conn.execute(text("CREATE TABLE hand_order (channel VARCHAR(32) NOT NULL, order_id VARCHAR(128) NOT NULL, "
+                          "member_id VARCHAR(36), paid_amount NUMERIC(18,2) NOT NULL, PRIMARY KEY (channel, order_id))"))
+        conn.execute(text("CREATE TABLE hand_customer (customer_key VARCHAR(200) PRIMARY KEY, member_id VARCHAR(36) NOT NULL)"))
+        conn.execute(text("INSERT INTO hand_balance VALUES (:m, 0)"), [{"m": m} for m in members])
+        conn.execute(text("INSERT INTO hand_customer VALUES (:k, :m)"),
+                     [{"k": f"c{i}", "m": m} for i, m in enumerate(members)])
+    insert_order = text("INSERT INTO hand_order VALUES (:channel, :order_id, :member_id, :paid) "
+                        "ON CONFLICT (channel, order_id) DO NOTHING")
+    lock = text(f"SELECT available FROM hand_balance WHERE member_id = :m{lock_suffix}")
+    ledger = text("INSERT INTO hand_ledger (member_id, idempotency_key, points, kind, created_at) "
+                  "VALUES (:m, :k, :p, :kind, CURRENT_TIMESTAMP)")
+    move = text("UPDATE hand_balance SET available = available + :p WHERE member_id = :m")
+    customer = text("SELECT member_id FROM hand_customer WHERE customer_key = :k")
+    app = FastAPI()
+    writer = asyncio.Semaphore(1 if is_sqlite else 8)
+
+    def earn(body: dict[str, Any]) -> tuple[int, bytes]:
+        with engine.begin() as conn:
+            member_id = conn.execute(customer, {"k": body["customer_key"]}).scalar()
+            inserted = conn.execute(insert_order, {"channel": body["channel"], "order_id": body["order_id"],
+                                                   "member_id": member_id, "paid": body["paid_amount"]}).rowcount
+            points = int(float(body["paid_amount"])) if inserted and member_id else 0
+            if points:
+                conn.execute(lock, {"m": member_id})
+                conn.execute(ledger, {"m": member_id, "k": f"order:{body['channel']}:{body['order_id']}",
+                                      "p": points, "kind": "earn"})
+                conn.execute(move, {"m": member_id, "p": points})
+        return 201, json.dumps({"status": "accepted", "points_earned": points}).encode()
+
+    def redeem(member_id: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        with engine.begin() as conn:
+            available = conn.execute(lock, {"m": member_id}).scalar()
+            if available is None or available < body["points"]:
+                return 409, b'{"code":"insufficient_points"}'
+            conn.execute(ledger, {"m": member_id, "k": body["idempotency_key"], "p": -body["points"], "kind": "redeem"})
+            conn.execute(move, {"m": member_id, "p": -body["points"]})
+            return 200, json.dumps({"available": available - body["points"]}).encode()
+
+    async def run(function: Any, *args: Any) -> Response:
+        async with writer:
+            status, content = function(*args) if is_sqlite else await run_in_threadpool(function, *args)
+        return Response(content, status_code=status, media_type="application/json")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/v1/orders")
+    async def orders(request: Request) -> Response:
+        return await run(earn, await request.json())
+
+    @app.post("/api/v1/members/{member_id}/points/redeem")
+    async def redeem_points(member_id: str, request: Request) -> Response:
+        return await run(redeem, member_id, await request.json())
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# --- the load generator (its own process) ----------------------------------------------------------------
+
+
+def _order(index: int) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/orders", {
+        "channel": "pos", "order_id": f"{RUN_TOKEN}-{index}", "customer_key": f"c{index % MEMBERS}",
+        "ordered_at": "2026-03-01T10:15:00+08:00", "paid_amount": "119.00",
+        "items": [{"line_no": 1, "sku": f"SKU-{index % 300}", "quantity": 1, "amount": "119.00"}],
+    }
+
+
+def _requests(mode: str, count: int, members: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    if mode == "enrol":
+        return [("/api/v1/members", {"channel": "pos", "source_id": f"c{i}", "phone": f"+86139{i:08d}"})
+                for i in range(count)]
+    if mode == "earn":
+        return [_order(i) for i in range(count)]
+    mixed: list[tuple[str, dict[str, Any]]] = []
+    for i in range(count):
+        member = (i // 2) % MEMBERS
+        if i % 2 == 0:
+            mixed.append(_order(i))
+        else:
+            mixed.append((f"/api/v1/members/{members[member]}/points/redeem",
+                          {"points": 5, "reason": "bench", "idempotency_key": f"{RUN_TOKEN}-{i}"}))
+    return mixed
+
+
+def _run_load(command: dict[str, Any]) -> dict[str, Any]:
+    token, run = RUN_TOKEN, command["run"]
+    prepared = [(path, json.dumps(body).replace(token, run).encode())
+                for path, body in _requests(command["mode"], command["requests"], command["members"])]
+    connections = [http._Connection(command["url"]) for _ in range(command["concurrency"])]
+    requests = [http._head(path, connections[0].host, command["key"], len(body)) + body for path, body in prepared]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    member_ids: dict[int, str] = {}
+    order = iter(range(len(requests)))
+    lock = threading.Lock()
+
+    def worker(connection: Any) -> None:
+        mine: list[float] = []
+        seen: dict[int, int] = {}
+        while True:
+            with lock:
+                index = next(order, None)
+            if index is None:
+                break
+            started = time.perf_counter()
+            status, body = connection.request(requests[index], b"")
+            mine.append(time.perf_counter() - started)
+            seen[status] = seen.get(status, 0) + 1
+            if command["mode"] == "enrol" and status in (200, 201):
+                member_ids[index] = json.loads(body)["member_id"]
+        with lock:
+            latencies.extend(mine)
+            for status, count in seen.items():
+                statuses[status] = statuses.get(status, 0) + count
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in connections]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    latencies.sort()
+    return {"requests": len(requests), "seconds": seconds, "statuses": {str(k): v for k, v in statuses.items()},
+            "p50_ms": http._percentile(latencies, 0.50) * 1000, "p99_ms": http._percentile(latencies, 0.99) * 1000,
+            "member_ids": [member_ids[i] for i in sorted(member_ids)]}
+
+
+def _generator() -> None:
+    for line in sys.stdin:
+        try:
+            result = _run_load(json.loads(line))
+        except Exception as exc:  # noqa: BLE001 - reported to the benchmark process, which raises it
+            result = {"error": repr(exc)}
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+
+
+# --- the benchmarks --------------------------------------------------------------------------------------
+
+
+def _side(rig: Rig, name: str, side: str) -> dict[str, Any]:
+    result = rig.load(rig.ours_url if side == "ours" else rig.baseline_url, TRANSACTIONS[rig.quick])
+    rate = result["requests"] / result["seconds"]
+    rig.figures.append(f"{name}: {side:8s} {rate:>7,.0f} tx/s  p50 {result['p50_ms']:6.1f} ms  "
+                       f"p99 {result['p99_ms']:6.1f} ms  statuses {result['statuses']}")
+    return result
+
+
+def _all_succeeded(ours: dict[str, Any], baseline: dict[str, Any]) -> None:
+    for result in (ours, baseline):
+        assert set(result["statuses"]) <= {"200", "201"}, result["statuses"]
+
+
+def _benchmark(store: str) -> Benchmark:
+    name = f"loyalty_{store}"
+    return Benchmark(
+        name=name, description=f"earn (POST /orders) and redeem (POST …/points/redeem) half and half, "
+                               f"{CONCURRENCY} connections, {store}",
+        baseline_name="FastAPI + raw SQL by hand", setup=lambda quick: _start(store, quick),
+        ours=lambda rig: _side(rig, name, "ours"), baseline=lambda rig: _side(rig, name, "baseline"),
+        check=_all_succeeded, repeats=3, teardown=_stop, unit_of_work=f"{TRANSACTIONS[False]:,} transactions",
+    )
+
+
+BENCHMARKS = [_benchmark("postgresql"), _benchmark("sqlite")]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "load":
+        _generator()
+    elif len(sys.argv) > 4 and sys.argv[1] == "serve-baseline":
+        _serve_baseline(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]))
+    else:
+        from rich.console import Console
+
+        from memberops.benchmarks import run_benchmarks
+
+        run_benchmarks(HERE.parent, [b.name for b in BENCHMARKS], quick="--quick" in sys.argv, console=Console())

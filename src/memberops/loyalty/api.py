@@ -1,0 +1,173 @@
+"""Loyalty endpoints: enrolment, a member's points (balance, ledger, redeem, adjust), the programme and
+the points liability.
+
+Writes that a point of sale makes (enrol, redeem, adjust) queue for the store like live ingestion does
+(one writer at a time on SQLite, a few at a time on PostgreSQL; see ``ingest.api._ingest_slot``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from memberops.accounts.errors import AuthenticationFailed, MissingScope
+from memberops.api.deps import Caller, SessionDep, require_scope
+from memberops.api.errors import problem_responses
+from memberops.identity import service as identity
+from memberops.identity.errors import InvalidIdentifier, MemberNotFound
+from memberops.identity.schemas import MemberOut
+from memberops.ingest.api import IngestSlot
+from memberops.ingest.live import customer_attributes
+from memberops.loyalty import enrolment, expiry, points, programmes
+from memberops.loyalty.errors import (
+    EnrolmentNeedsIdentifier,
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    InvalidProgramme,
+    MemberNotEnrolled,
+)
+from memberops.loyalty.programme import Programme, programme_document, programme_from_dict
+from memberops.loyalty.schemas import (
+    AdjustIn,
+    BalanceOut,
+    EnrolIn,
+    EnrolmentOut,
+    LedgerPage,
+    LiabilityOut,
+    MembershipOut,
+    MovementOut,
+    MovementResultOut,
+    PointsOut,
+    RedeemIn,
+)
+
+router = APIRouter(tags=["loyalty"])
+AUTH_ERRORS = (AuthenticationFailed, MissingScope)
+LoyaltyCaller = Annotated[Caller, Depends(require_scope("loyalty"))]
+ReadCaller = Annotated[Caller, Depends(require_scope("read"))]
+AdminCaller = Annotated[Caller, Depends(require_scope("admin"))]
+T = TypeVar("T")
+
+
+async def _run(is_only_writer: bool, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """As the store's only writer (SQLite) in the event loop's thread, else in the threadpool."""
+    if is_only_writer:
+        return function(*args, **kwargs)
+    return await run_in_threadpool(function, *args, **kwargs)
+
+
+def _member_id(session: SessionDep, caller: Caller, member_id: str) -> str:
+    return identity.get_member(session, caller.workspace.id, member_id).id
+
+
+@router.post(
+    "/members", response_model=EnrolmentOut, status_code=201, tags=["members"],
+    responses={200: {"description": "already enrolled (idempotent replay)", "model": EnrolmentOut},
+               **problem_responses(*AUTH_ERRORS, InvalidIdentifier, EnrolmentNeedsIdentifier)},
+)
+async def enrol_member(
+    body: EnrolIn, is_only_writer: IngestSlot, session: SessionDep, response: Response,
+    caller: Annotated[Caller, Depends(require_scope("loyalty", "ingest"))],
+) -> EnrolmentOut:
+    """Enrol a person in the loyalty programme (scope ``loyalty``; ``ingest`` keys are accepted too).
+
+    The person is found by ``channel`` + ``source_id`` or by their identifiers, else created. Enrolling
+    the same person again answers ``200`` with the same member and changes nothing.
+    """
+    enrolled = await _run(
+        is_only_writer, enrolment.enrol, session, caller.workspace, channel=body.channel, source_id=body.source_id,
+        identifiers=body.identifiers(), attributes=customer_attributes(body), birthday=body.birthday,
+    )
+    if not enrolled.is_new_enrolment:
+        response.status_code = 200
+    return EnrolmentOut(
+        member_id=enrolled.member.id, member=MemberOut.model_validate(enrolled.member),
+        membership=MembershipOut.model_validate(enrolled.membership), is_new_member=enrolled.is_new_member,
+        is_duplicate=not enrolled.is_new_enrolment,
+    )
+
+
+MEMBER_ERRORS = (*AUTH_ERRORS, MemberNotFound, MemberNotEnrolled)
+
+
+@router.get("/members/{member_id}/points", response_model=PointsOut, responses=problem_responses(*MEMBER_ERRORS))
+def get_points(member_id: str, session: SessionDep, caller: ReadCaller) -> PointsOut:
+    """The member's available and pending points, what lapses when, and their tier."""
+    summary = points.points_summary(session, caller.workspace, _member_id(session, caller, member_id))
+    return PointsOut(available=summary.available, pending=summary.pending, debt=summary.debt,
+                     expiring=summary.expiring, tier=summary.tier)  # type: ignore[arg-type]
+
+
+@router.get("/members/{member_id}/points/ledger", response_model=LedgerPage,
+            responses=problem_responses(*AUTH_ERRORS, MemberNotFound))
+def get_ledger(
+    member_id: str, session: SessionDep, caller: ReadCaller,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, before: Annotated[int | None, Query(ge=1)] = None,
+) -> LedgerPage:
+    """The member's points movements, newest first; page with ``before``=``next_cursor``."""
+    movements = points.ledger_page(session, caller.workspace.id, _member_id(session, caller, member_id),
+                                   limit=limit, before=before)
+    return LedgerPage(items=[MovementOut.model_validate(m) for m in movements],
+                      next_cursor=movements[-1].id if len(movements) == limit else None)
+
+
+def _movement(result: points.MovementResult) -> MovementResultOut:
+    return MovementResultOut(movement=MovementOut.model_validate(result.movement),
+                             balance=BalanceOut(**result.balance), is_replay=result.is_replay)
+
+
+def _redeem(session: SessionDep, caller: Caller, member_id: str, body: RedeemIn) -> MovementResultOut:
+    return _movement(points.redeem(session, caller.workspace, _member_id(session, caller, member_id),
+                                   points=body.points, reason=body.reason, idempotency_key=body.idempotency_key,
+                                   actor=caller.actor))
+
+
+@router.post("/members/{member_id}/points/redeem", response_model=MovementResultOut,
+             responses=problem_responses(*MEMBER_ERRORS, InsufficientPoints, IdempotencyKeyReused))
+async def redeem_points(
+    member_id: str, body: RedeemIn, is_only_writer: IngestSlot, session: SessionDep, caller: LoyaltyCaller,
+) -> MovementResultOut:
+    """Spend points (nearest to lapsing first). ``409 insufficient_points`` when the available balance is
+    smaller; a replayed ``idempotency_key`` answers the first outcome and moves nothing."""
+    return await _run(is_only_writer, _redeem, session, caller, member_id, body)
+
+
+def _adjust(session: SessionDep, caller: Caller, member_id: str, body: AdjustIn) -> MovementResultOut:
+    return _movement(points.adjust(session, caller.workspace, _member_id(session, caller, member_id),
+                                   points=body.points, reason=body.reason, idempotency_key=body.idempotency_key,
+                                   actor=caller.actor))
+
+
+@router.post("/members/{member_id}/points/adjust", response_model=MovementResultOut,
+             responses=problem_responses(*MEMBER_ERRORS, InsufficientPoints, IdempotencyKeyReused))
+async def adjust_points(
+    member_id: str, body: AdjustIn, is_only_writer: IngestSlot, session: SessionDep, caller: AdminCaller,
+) -> MovementResultOut:
+    """An operator's correction (scope ``admin``): ``+N`` is available at once, ``-N`` takes points away.
+    Audited with its reason."""
+    return await _run(is_only_writer, _adjust, session, caller, member_id, body)
+
+
+@router.get("/loyalty/programme", responses=problem_responses(*AUTH_ERRORS))
+def get_programme(session: SessionDep, caller: ReadCaller) -> dict[str, Any]:
+    """The programme in force and its version."""
+    active = programmes.active_programme(session, caller.workspace.id)
+    return {"version": active.version, "programme": programme_document(active.programme)}
+
+
+@router.put("/loyalty/programme", responses=problem_responses(*AUTH_ERRORS, InvalidProgramme))
+def put_programme(body: dict[str, Any], session: SessionDep, caller: AdminCaller) -> dict[str, Any]:
+    """Replace the programme (scope ``admin``): validated, saved as a new version, audited."""
+    programme: Programme = programme_from_dict(body)
+    active = programmes.save_programme(session, caller.workspace, programme, actor=caller.actor)
+    return {"version": active.version, "programme": programme_document(active.programme)}
+
+
+@router.get("/loyalty/liability", response_model=LiabilityOut, responses=problem_responses(*AUTH_ERRORS))
+def get_liability(session: SessionDep, caller: ReadCaller) -> LiabilityOut:
+    """Outstanding points × point value, by the month they lapse in."""
+    report = expiry.points_liability(session, caller.workspace)
+    return LiabilityOut.model_validate(report, from_attributes=True)

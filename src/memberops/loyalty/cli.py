@@ -1,0 +1,117 @@
+"""``memberops loyalty …``: programme import/export, the expiry run and the liability report.
+
+A face like ``memberops.cli`` (registered there): parses, opens one transaction, calls a service, prints.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+loyalty_app = typer.Typer(help="Loyalty: the programme, points expiry, the points liability.", no_args_is_help=True)
+programme_app = typer.Typer(help="The loyalty programme's rules (YAML or JSON), versioned.", no_args_is_help=True)
+loyalty_app.add_typer(programme_app, name="programme")
+
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="workspace slug")]
+
+
+@programme_app.command("export")
+def programme_export(
+    out_file: Annotated[Path | None, typer.Option("--out", help="write here instead of the terminal")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """The programme in force, as YAML."""
+    from memberops.accounts import service as accounts
+    from memberops.cli import _context, out
+    from memberops.loyalty.programme import programme_yaml
+    from memberops.loyalty.programmes import active_programme
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        active = active_programme(session, ws.id)
+    text = f"# programme version {active.version}\n{programme_yaml(active.programme)}"
+    if out_file is None:
+        out.print(text, end="", markup=False, highlight=False)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"programme version {active.version} written to {out_file}")
+
+
+@programme_app.command("import")
+def programme_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a programme in YAML or JSON")],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Validate a programme and make it the active one as a new version (audited)."""
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+    from memberops.cli import _context, out
+    from memberops.loyalty.programme import parse_programme
+    from memberops.loyalty.programmes import save_programme
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        active = save_programme(session, ws, parse_programme(file.read_text(encoding="utf-8")), actor=Actor.cli())
+    out.print(f"programme version {active.version} is active")
+
+
+def _as_of(day: str | None) -> datetime | None:
+    if day is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(day)
+    except ValueError:
+        raise typer.BadParameter("give a date (2027-01-31) or a time with its zone (2027-01-31T00:00:00+08:00)") from None
+    if parsed.tzinfo is None:
+        if len(day) > 10:
+            raise typer.BadParameter("a time needs its zone, e.g. 2027-01-31T00:00:00+08:00")
+        parsed = datetime.combine(parsed.date(), time(0), tzinfo=UTC)
+    return parsed
+
+
+@loyalty_app.command("expire")
+def expire(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this date (UTC midnight) or time")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Release points past their return window, expire lapsed points, warn of points lapsing soon."""
+    from memberops.accounts import service as accounts
+    from memberops.cli import _context, out
+    from memberops.loyalty.expiry import run_expiry
+
+    when = _as_of(as_of)
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        run = run_expiry(session, ws, as_of=when)
+    table = Table(title=f"points run as of {run.as_of.isoformat()}", show_header=False)
+    for label, value in [("members caught up", run.members), ("points released", run.released_points),
+                         ("points expired", run.expired_points), ("members warned", run.warned_members)]:
+        table.add_row(label, f"{value:,}")
+    out.print(table)
+
+
+@loyalty_app.command("liability")
+def liability(workspace: WorkspaceOpt = "default") -> None:
+    """Outstanding points × point value, by the month they lapse in."""
+    from memberops.accounts import service as accounts
+    from memberops.cli import _context, out
+    from memberops.loyalty.expiry import points_liability
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        report = points_liability(session, ws)
+    table = Table(title=f"points liability (programme version {report.programme_version}, "
+                        f"1 point = {report.point_value} {report.currency})")
+    table.add_column("lapses in")
+    table.add_column("points", justify="right")
+    table.add_column(f"value ({report.currency})", justify="right")
+    for month in report.by_expiry_month:
+        table.add_row(month.month or "never", f"{month.points:,}", f"{month.value:,}")
+    table.add_row("total", f"{report.points:,}", f"{report.value:,}", style="bold")
+    out.print(table)
+    if report.debt_points:
+        out.print(f"members owe {report.debt_points:,} points after refunds (not netted above)")

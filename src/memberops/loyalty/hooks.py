@@ -1,0 +1,48 @@
+"""Loyalty on the live path: orders earn points and refunds take them back, in the ingest request's
+transaction (registered in :func:`memberops.ingest.live.default_hooks`)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from memberops.accounts.models import Workspace
+from memberops.identity.models import Member
+from memberops.ingest.live import HookResult
+from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.loyalty import enrolment, points
+
+
+def _workspace(session: Session, workspace_id: str) -> Workspace:
+    workspace = session.get(Workspace, workspace_id)
+    assert workspace is not None  # the order's foreign key guarantees it
+    return workspace
+
+
+def earn_on_order(session: Session, order: LiveOrder) -> HookResult | None:
+    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not enrolled."""
+    earned = _earn(session, order)
+    return None if earned is None else HookResult(points=earned)
+
+
+def _earn(session: Session, order: LiveOrder) -> int | None:
+    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not enrolled.
+
+    A member marked enrolled elsewhere (a customer record posted with ``is_enrolled``, an import) gets
+    their membership recorded here, on their first order."""
+    if order.member_id is None:
+        return None
+    workspace = _workspace(session, order.workspace_id)
+    earned = points.earn_for_order(session, workspace, order)
+    if earned is not None:
+        return earned
+    member = session.get(Member, order.member_id)
+    if member is None or not member.is_enrolled:
+        return None
+    enrolment.ensure_membership(session, workspace, member, channel=order.channel, now=points.utcnow())
+    return points.earn_for_order(session, workspace, order)
+
+
+def reverse_on_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> HookResult | None:
+    """The points the refund took back, or ``None`` when its order earned none."""
+    reversed_points = points.reverse_for_refund(session, _workspace(session, order.workspace_id), refund, order)
+    return None if reversed_points is None else HookResult(points=reversed_points)

@@ -1,0 +1,464 @@
+"""The points ledger: earning, releasing, redeeming, expiring, adjusting and reversing points.
+
+Every movement of a member's points happens with the member's ``points_account`` row locked
+(``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the write transaction's ``BEGIN IMMEDIATE`` already
+serialises writers). Why: a redemption reads the available balance, then spends it; two point-of-sale
+terminals redeeming at once must queue on that read, or both would spend the same points. Under the
+lock, a movement first catches the member's ledger up with the clock (pending lots whose return window
+has passed become available, lapsed lots expire, debts are settled), so nothing is spent that has lapsed.
+
+The ledger is append-only. Each movement carries an idempotency key unique in the workspace: a replayed
+key returns the movement it first made (and the balance it left) and moves nothing. Lots record what was
+earned together and when it lapses; every movement that takes points records which lots gave them
+(allocations), so expiry and reversal always know what is left. The arithmetic is in
+:mod:`memberops.loyalty.ledger`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy.orm import Session
+
+from memberops.accounts.models import Workspace
+from memberops.audit.service import Actor, record
+from memberops.db.base import utcnow
+from memberops.db.dialect import locked
+from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.loyalty import ledger
+from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints, MemberNotEnrolled
+from memberops.loyalty.models import (
+    LoyaltyEvent,
+    Membership,
+    PointsAccount,
+    PointsAllocation,
+    PointsLot,
+    PointsMovement,
+)
+from memberops.loyalty.programmes import ActiveProgramme, active_programme
+
+
+@dataclass(frozen=True)
+class MovementResult:
+    """A movement and the balance it left; ``is_replay`` when its idempotency key was seen before."""
+
+    movement: PointsMovement
+    balance: dict[str, int]
+    is_replay: bool
+
+
+def zone_of(workspace: Workspace) -> ZoneInfo:
+    return ZoneInfo(workspace.timezone or "UTC")
+
+
+# --- the account and its lock ---------------------------------------------------------------------------
+
+
+def open_account(session: Session, workspace_id: str, member_id: str) -> PointsAccount:
+    account = PointsAccount(workspace_id=workspace_id, member_id=member_id, available=0, pending=0, debt=0)
+    session.add(account)
+    session.flush()
+    return account
+
+
+# The statements every movement runs, built once: building a statement costs more than running it here.
+_ACCOUNT = locked(select(PointsAccount).where(PointsAccount.workspace_id == bindparam("workspace_id"),
+                                              PointsAccount.member_id == bindparam("member_id")))
+_MOVEMENT_BY_KEY = select(PointsMovement).where(PointsMovement.workspace_id == bindparam("workspace_id"),
+                                                PointsMovement.idempotency_key == bindparam("key"))
+_DUE_LOTS = select(PointsLot).where(
+    PointsLot.member_id == bindparam("member_id"), PointsLot.remaining > 0,
+    or_(and_(PointsLot.state == "pending", PointsLot.available_at <= bindparam("now")),
+        PointsLot.expires_at <= bindparam("now")),
+).order_by(PointsLot.id)
+_SPENDABLE_LOTS = select(PointsLot).where(
+    PointsLot.member_id == bindparam("member_id"), PointsLot.state == "available", PointsLot.remaining > 0,
+    or_(PointsLot.expires_at.is_(None), PointsLot.expires_at > bindparam("now")),
+)
+_MEMBERSHIP = select(Membership).where(Membership.workspace_id == bindparam("workspace_id"),
+                                       Membership.member_id == bindparam("member_id"))
+
+
+def lock_account(session: Session, workspace_id: str, member_id: str) -> PointsAccount:
+    """The member's balance row, locked until the transaction ends (see the module docstring)."""
+    account = session.scalar(_ACCOUNT, {"workspace_id": workspace_id, "member_id": member_id})
+    if account is None:
+        raise MemberNotEnrolled(member_id)
+    return account
+
+
+def balance_of(account: PointsAccount, programme: ActiveProgramme) -> dict[str, int]:
+    return {"available": ledger.shown_available(account.available, account.debt,
+                                                allow_negative=programme.programme.allow_negative),
+            "pending": account.pending, "debt": account.debt}
+
+
+def _existing(session: Session, workspace_id: str, key: str) -> PointsMovement | None:
+    return session.scalar(_MOVEMENT_BY_KEY, {"workspace_id": workspace_id, "key": key})
+
+
+def _record(
+    session: Session, account: PointsAccount, *, kind: str, points: int, key: str,
+    available: int = 0, pending: int = 0, debt: int = 0, taken: Sequence[tuple[PointsLot, int]] = (),
+    source_type: str = "", source_id: str = "", reason: str = "", actor: str = "",
+    version: int | None = None, occurred_at: datetime | None = None, reverses_id: int | None = None,
+    now: datetime,
+) -> PointsMovement:
+    """Append one movement, take its allocations from their lots and move the cached balance with it; the
+    movement keeps the balance it leaves as its ``outcome`` (what a replay of its key answers)."""
+    account.available += available
+    account.pending += pending
+    account.debt += debt
+    account.updated_at = now
+    movement = PointsMovement(
+        workspace_id=account.workspace_id, member_id=account.member_id, kind=kind, points=points,
+        available_delta=available, pending_delta=pending, debt_delta=debt, idempotency_key=key,
+        source_type=source_type, source_id=source_id, reason=reason, actor=actor, programme_version=version,
+        reverses_id=reverses_id, occurred_at=occurred_at or now, created_at=now,
+        outcome={"available": account.available, "pending": account.pending, "debt": account.debt},
+    )
+    session.add(movement)
+    if taken:
+        session.flush()
+    for lot, count in taken:
+        if count > lot.remaining:
+            raise AssertionError(f"lot {lot.id} has {lot.remaining} points left, {count} taken")
+        lot.remaining -= count
+        session.add(PointsAllocation(movement_id=movement.id, lot_id=lot.id, points=count))
+    return movement
+
+
+def _finish(session: Session, movement: PointsMovement, account: PointsAccount, programme: ActiveProgramme) -> dict[str, int]:
+    """The balance the request left (after any debt settled from it), kept as the movement's outcome and
+    shown as the member sees it (a debt as a negative balance when the programme allows one)."""
+    final = {"available": account.available, "pending": account.pending, "debt": account.debt}
+    if movement.outcome != final:
+        movement.outcome = final
+    session.flush()
+    return shown(final, programme)
+
+
+def shown(outcome: dict[str, int], programme: ActiveProgramme) -> dict[str, int]:
+    return {"available": ledger.shown_available(outcome["available"], outcome["debt"],
+                                                allow_negative=programme.programme.allow_negative),
+            "pending": outcome["pending"], "debt": outcome["debt"]}
+
+
+# --- catching up with the clock --------------------------------------------------------------------------
+
+
+def _spendable(session: Session, member_id: str, now: datetime) -> list[PointsLot]:
+    return list(session.scalars(_SPENDABLE_LOTS, {"member_id": member_id, "now": now}))
+
+
+def _views(lots: Sequence[PointsLot]) -> list[ledger.LotView]:
+    return [ledger.LotView(lot.id, lot.remaining, lot.expires_at) for lot in lots]
+
+
+def _take(lots: Sequence[PointsLot], allocation: Sequence[tuple[int, int]]) -> list[tuple[PointsLot, int]]:
+    by_id = {lot.id: lot for lot in lots}
+    return [(by_id[lot_id], count) for lot_id, count in allocation]
+
+
+def catch_up(session: Session, account: PointsAccount, programme: ActiveProgramme, now: datetime) -> None:
+    """Release pending lots whose return window has passed, expire lapsed lots, settle debts — for the
+    member of ``account``, which the caller has locked."""
+    due = session.scalars(_DUE_LOTS, {"member_id": account.member_id, "now": now}).all()
+    released: PointsMovement | None = None
+    for lot in due:
+        if lot.state == "pending" and lot.available_at <= now:
+            released = _record(session, account, kind="release", points=lot.remaining, key=f"release:{lot.id}",
+                               available=lot.remaining, pending=-lot.remaining, source_type="lot",
+                               source_id=str(lot.id), version=programme.version, occurred_at=lot.available_at,
+                               now=now)
+            lot.state = "available"
+        if lot.expires_at is not None and lot.expires_at <= now and lot.remaining > 0:
+            points = lot.remaining
+            is_pending = lot.state == "pending"
+            _record(session, account, kind="expire", points=points, key=f"expire:{lot.id}",
+                    available=0 if is_pending else -points, pending=-points if is_pending else 0,
+                    taken=[(lot, points)], source_type="lot", source_id=str(lot.id), version=programme.version,
+                    occurred_at=lot.expires_at, now=now)
+            session.add(LoyaltyEvent(workspace_id=account.workspace_id, member_id=account.member_id,
+                                     type="points_expired", occurred_at=now,
+                                     payload={"points": points, "lot_id": lot.id,
+                                              "expires_at": lot.expires_at.isoformat()}))
+    if released is not None:
+        settle_debt(session, account, programme, after=released, now=now)
+
+
+def settle_debt(session: Session, account: PointsAccount, programme: ActiveProgramme, *, after: PointsMovement,
+                now: datetime) -> None:
+    """Pay the member's debt from their available points, nearest expiry first (later earnings settle a
+    debt before they can be spent)."""
+    if account.debt <= 0 or account.available <= 0:
+        return
+    lots = _spendable(session, account.member_id, now)
+    allocation = ledger.allocate(_views(lots), account.debt)
+    paid = sum(count for _, count in allocation)
+    if paid:
+        _record(session, account, kind="settle", points=paid, key=f"settle:{after.id}", available=-paid, debt=-paid,
+                taken=_take(lots, allocation), source_type="movement", source_id=str(after.id),
+                version=programme.version, now=now)
+
+
+# --- earning on orders and reversing on refunds ----------------------------------------------------------
+
+
+def order_key(channel: str, order_id: str) -> str:
+    return f"order:{channel}:{order_id}"
+
+
+def _membership(session: Session, workspace_id: str, member_id: str) -> Membership | None:
+    return session.scalar(_MEMBERSHIP, {"workspace_id": workspace_id, "member_id": member_id})
+
+
+def _earned_between(session: Session, member_id: str, start: datetime, end: datetime) -> int:
+    return int(session.scalar(select(func.coalesce(func.sum(PointsMovement.points), 0)).where(
+        PointsMovement.member_id == member_id, PointsMovement.kind == "earn", PointsMovement.source_type == "order",
+        PointsMovement.occurred_at >= start, PointsMovement.occurred_at < end)) or 0)
+
+
+def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> int | None:
+    """Points the order earns its buyer, recorded as a lot (pending through the return window); ``None``
+    when the buyer is unknown or not enrolled. Idempotent on the order: a retried order earns nothing
+    more and answers what it earned the first time."""
+    if order.member_id is None:
+        return None
+    now = now or utcnow()
+    key = order_key(order.channel, order.order_id)
+    membership = _membership(session, workspace.id, order.member_id)
+    if membership is None:
+        return None
+    account = lock_account(session, workspace.id, order.member_id)
+    previous = _existing(session, workspace.id, key)
+    if previous is not None:
+        return previous.points
+    programme = active_programme(session, workspace.id)
+    catch_up(session, account, programme, now)
+    rules = programme.programme.earn
+    zone = zone_of(workspace)
+    local_day = order.ordered_at.astimezone(zone).date()
+    points = ledger.purchase_points(rules, ledger.Purchase(
+        paid_amount=order.paid_amount, gross_amount=order.gross_amount, shipping_amount=order.shipping_amount,
+        channel=order.channel, local_date=local_day, birthday_month=membership.birth_month,
+    ))
+    if points and (rules.daily_cap is not None or rules.monthly_cap is not None):
+        points = ledger.capped(
+            points, daily_cap=rules.daily_cap, monthly_cap=rules.monthly_cap,
+            earned_today=_earned_between(session, order.member_id, *ledger.day_window(local_day, zone)),
+            earned_this_month=_earned_between(session, order.member_id, *ledger.month_window(local_day, zone)),
+        )
+    if points <= 0:
+        return 0
+    grant(session, account, programme, points=points, key=key, kind="earn", earned_at=order.ordered_at,
+          available_at=order.ordered_at + timedelta(days=rules.pending_days), source_type="order",
+          source_id=f"{order.channel}:{order.order_id}", zone=zone, now=now)
+    return points
+
+
+def grant(
+    session: Session, account: PointsAccount, programme: ActiveProgramme, *, points: int, key: str, kind: str,
+    earned_at: datetime, available_at: datetime, source_type: str, source_id: str, zone: ZoneInfo,
+    reason: str = "", actor: str = "", now: datetime,
+) -> PointsMovement:
+    """Add a lot of ``points`` (pending until ``available_at``) with the programme's expiry; a debt is
+    settled from it as soon as it is available."""
+    is_available = available_at <= now
+    movement = _record(session, account, kind=kind, points=points, key=key,
+                       available=points if is_available else 0, pending=0 if is_available else points,
+                       source_type=source_type, source_id=source_id, reason=reason, actor=actor,
+                       version=programme.version, occurred_at=earned_at, now=now)
+    session.flush()  # the lot refers to the movement's id
+    session.add(PointsLot(
+        workspace_id=account.workspace_id, member_id=account.member_id, movement_id=movement.id, points=points,
+        remaining=points, state="available" if is_available else "pending", earned_at=earned_at,
+        available_at=available_at, expires_at=ledger.expires_at(programme.programme.expiry, earned_at, zone),
+    ))
+    session.flush()
+    if is_available:
+        settle_debt(session, account, programme, after=movement, now=now)
+    return movement
+
+
+def reverse_for_refund(
+    session: Session, workspace: Workspace, refund: LiveRefund, order: LiveOrder, *, now: datetime | None = None,
+) -> int | None:
+    """Take back the order's points in proportion to what has been refunded of it (``order.refunded_amount``
+    includes ``refund``); ``None`` when the order earned nothing.
+
+    Points still unspent leave the order's own lot; points already spent are taken from the member's other
+    available points, and what those cannot cover becomes a debt (shown as a negative balance when the
+    programme allows one) that later earnings settle first. Idempotent on the refund: it never reverses
+    twice, and the cumulative proportion means two partial refunds reverse what one full refund would.
+    """
+    if order.member_id is None:
+        return None
+    earned = session.scalar(select(PointsMovement).where(
+        PointsMovement.workspace_id == workspace.id, PointsMovement.idempotency_key == order_key(order.channel, order.order_id)))
+    if earned is None:
+        return None
+    now = now or utcnow()
+    key = f"refund:{refund.channel}:{refund.refund_id}"
+    account = lock_account(session, workspace.id, earned.member_id)
+    previous = _existing(session, workspace.id, key)
+    if previous is not None:
+        return previous.points
+    programme = active_programme(session, workspace.id)
+    catch_up(session, account, programme, now)
+    already = int(session.scalar(select(func.coalesce(func.sum(PointsMovement.points), 0)).where(
+        PointsMovement.reverses_id == earned.id)) or 0)
+    points = ledger.reversal_target(earned.points, order.paid_amount, order.refunded_amount) - already
+    if points <= 0:
+        return 0
+    own = session.scalar(select(PointsLot).where(PointsLot.movement_id == earned.id))
+    assert own is not None
+    others = [lot for lot in _spendable(session, account.member_id, now) if lot.id != own.id]
+    split = ledger.split_reversal(points, own.remaining, _views(others))
+    from_others = sum(count for _, count in split.from_other_lots)
+    own_pending = split.from_own_lot if own.state == "pending" else 0
+    own_available = split.from_own_lot - own_pending
+    taken = [(own, split.from_own_lot)] if split.from_own_lot else []
+    movement = _record(
+        session, account, kind="reverse", points=points, key=key, available=-(own_available + from_others),
+        pending=-own_pending, debt=split.shortfall, taken=[*taken, *_take(others, split.from_other_lots)],
+        source_type="refund", source_id=f"{refund.channel}:{refund.refund_id}",
+        reverses_id=earned.id, version=programme.version, occurred_at=refund.refunded_at, now=now,
+    )
+    _finish(session, movement, account, programme)
+    return points
+
+
+# --- redemptions and adjustments -------------------------------------------------------------------------
+
+
+def _replayed(session: Session, workspace_id: str, key: str, *, member_id: str, kind: str,
+              points: int, programme: ActiveProgramme) -> MovementResult | None:
+    previous = _existing(session, workspace_id, key)
+    if previous is None:
+        return None
+    if (previous.member_id, previous.kind, previous.points) != (member_id, kind, points):
+        raise IdempotencyKeyReused(key)
+    return MovementResult(previous, shown(previous.outcome, programme), True)
+
+
+def redeem(
+    session: Session, workspace: Workspace, member_id: str, *, points: int, reason: str, idempotency_key: str,
+    actor: Actor, now: datetime | None = None,
+) -> MovementResult:
+    """Spend ``points`` of the member's available balance, nearest-expiring lots first.
+
+    Raises :class:`InsufficientPoints` (and moves nothing) when the available balance is smaller; never
+    drives it below zero, however many redemptions run at once: the balance is re-read under the member's
+    lock. A replayed ``idempotency_key`` returns the first outcome.
+    """
+    now = now or utcnow()
+    account = lock_account(session, workspace.id, member_id)
+    programme = active_programme(session, workspace.id)
+    replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="redeem", points=points,
+                       programme=programme)
+    if replay is not None:
+        return replay
+    catch_up(session, account, programme, now)
+    if account.available < points:
+        raise InsufficientPoints(member_id, points, balance_of(account, programme)["available"])
+    lots = _spendable(session, member_id, now)
+    allocation = ledger.allocate(_views(lots), points)
+    movement = _record(session, account, kind="redeem", points=points, key=idempotency_key, available=-points,
+                       taken=_take(lots, allocation), source_type="api", reason=reason,
+                       actor=f"{actor.type}:{actor.id}"[:100], version=programme.version, now=now)
+    return MovementResult(movement, _finish(session, movement, account, programme), False)
+
+
+def adjust(
+    session: Session, workspace: Workspace, member_id: str, *, points: int, reason: str, idempotency_key: str,
+    actor: Actor, now: datetime | None = None,
+) -> MovementResult:
+    """An operator's correction: ``+N`` adds a lot available at once (with the programme's expiry), ``-N``
+    takes points nearest expiry first — beyond the available balance only as a debt, and only when the
+    programme allows a negative balance. Audited with its reason and operator."""
+    now = now or utcnow()
+    account = lock_account(session, workspace.id, member_id)
+    programme = active_programme(session, workspace.id)
+    replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="adjust",
+                       points=abs(points), programme=programme)
+    if replay is not None:
+        if (replay.movement.available_delta > 0) != (points > 0):  # the same size in the other direction
+            raise IdempotencyKeyReused(idempotency_key)
+        return replay
+    catch_up(session, account, programme, now)
+    who = f"{actor.type}:{actor.id}"[:100]
+    if points > 0:
+        movement = grant(session, account, programme, points=points, key=idempotency_key, kind="adjust",
+                         earned_at=now, available_at=now, source_type="api", source_id="", zone=zone_of(workspace),
+                         reason=reason, actor=who, now=now)
+    else:
+        wanted = -points
+        if account.available < wanted and not programme.programme.allow_negative:
+            raise InsufficientPoints(member_id, wanted, balance_of(account, programme)["available"])
+        lots = _spendable(session, member_id, now)
+        allocation = ledger.allocate(_views(lots), wanted)
+        taken = sum(count for _, count in allocation)
+        movement = _record(session, account, kind="adjust", points=wanted, key=idempotency_key, available=-taken,
+                           debt=wanted - taken, taken=_take(lots, allocation), source_type="api", reason=reason,
+                           actor=who, version=programme.version, now=now)
+    record(session, actor, "loyalty.points.adjust", workspace_id=workspace.id, target_type="member",
+           target_id=member_id, detail={"points": points, "movement_id": movement.id})
+    return MovementResult(movement, _finish(session, movement, account, programme), False)
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PointsSummary:
+    available: int
+    pending: int
+    debt: int
+    expiring: list[dict[str, Any]]
+    tier: str | None = None
+
+
+def points_summary(session: Session, workspace: Workspace, member_id: str, *, now: datetime | None = None,
+                   expiring_limit: int = 12) -> PointsSummary:
+    """The member's balance as of ``now`` without writing anything: lots past their return window count
+    as available and lapsed lots as gone, exactly as the next movement's catch-up will record them."""
+    now = now or utcnow()
+    account = session.scalar(select(PointsAccount).where(
+        PointsAccount.workspace_id == workspace.id, PointsAccount.member_id == member_id))
+    if account is None:
+        raise MemberNotEnrolled(member_id)
+    programme = active_programme(session, workspace.id)
+    lots = session.scalars(select(PointsLot).where(PointsLot.member_id == member_id, PointsLot.remaining > 0)).all()
+    available, pending, debt = account.available, account.pending, account.debt
+    upcoming: dict[str, int] = {}
+    for lot in lots:
+        lapsed = lot.expires_at is not None and lot.expires_at <= now
+        if lot.state == "pending" and (lapsed or lot.available_at <= now):
+            pending -= lot.remaining
+            available += 0 if lapsed else lot.remaining
+        elif lot.state == "available" and lapsed:
+            available -= lot.remaining
+        if not lapsed and lot.expires_at is not None:
+            day = lot.expires_at.isoformat()
+            upcoming[day] = upcoming.get(day, 0) + lot.remaining
+    settled = min(debt, max(available, 0))
+    available, debt = available - settled, debt - settled
+    expiring = [{"expires_at": at, "points": count} for at, count in sorted(upcoming.items())[:expiring_limit]]
+    shown = ledger.shown_available(available, debt, allow_negative=programme.programme.allow_negative)
+    return PointsSummary(available=shown, pending=pending, debt=debt, expiring=expiring)
+
+
+def ledger_page(session: Session, workspace_id: str, member_id: str, *, limit: int,
+                before: int | None = None) -> Sequence[PointsMovement]:
+    """The member's movements, newest first, ``limit`` at a time before the movement id ``before``."""
+    query = select(PointsMovement).where(PointsMovement.workspace_id == workspace_id,
+                                         PointsMovement.member_id == member_id)
+    if before is not None:
+        query = query.where(PointsMovement.id < before)
+    return session.scalars(query.order_by(PointsMovement.id.desc()).limit(limit)).all()

@@ -1,0 +1,133 @@
+"""A loyalty programme as data: the declarative model an operator edits (YAML or JSON), validated here.
+
+The model is pure configuration; the state store keeps each version as a row
+(:mod:`memberops.loyalty.programmes`) and the ledger reads the active one. A fresh workspace runs
+:data:`DEFAULT_PROGRAMME`: free enrolment, 1 point per unit of currency paid, points valid 12 months
+rolling, no tiers.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from memberops.loyalty.errors import InvalidProgramme
+
+Multiplier = Annotated[Decimal, Field(ge=0, le=100, max_digits=8, decimal_places=4)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Enrolment(_Strict):
+    """How a person joins. Only free enrolment exists today; spend-threshold and paid memberships will
+    be further ``mode`` values with their own fields."""
+
+    mode: Literal["free"] = "free"
+    welcome_points: int = Field(default=0, ge=0, le=1_000_000, description="granted once, on joining")
+
+
+class MemberDay(_Strict):
+    """A recurring day on which earning is multiplied: a day of the month (``8``: every month on the
+    8th) or a weekday (``0`` Monday … ``6`` Sunday), in the workspace's time zone."""
+
+    day_of_month: int | None = Field(default=None, ge=1, le=31)
+    weekday: int | None = Field(default=None, ge=0, le=6)
+    multiplier: Multiplier
+
+    @model_validator(mode="after")
+    def _one_day(self) -> MemberDay:
+        if (self.day_of_month is None) == (self.weekday is None):
+            raise ValueError("a member day names either day_of_month or weekday")
+        return self
+
+
+class EarnRules(_Strict):
+    """Points for purchases.
+
+    ``basis``: ``paid`` (what the buyer actually paid, after discounts) or ``gross`` (the list amount);
+    shipping is left out unless ``include_shipping``. Multipliers (channel, member day, birthday month)
+    combine by ``stacking``: the highest one applies (``max``) or all multiply (``multiply``). Caps limit
+    the points purchases earn per member per calendar day and month (workspace time zone). Points stay
+    pending for ``pending_days`` (the return window) before they can be spent.
+    """
+
+    points_per_unit: Annotated[Decimal, Field(ge=0, le=10_000, max_digits=10, decimal_places=4)] = Decimal(1)
+    basis: Literal["paid", "gross"] = "paid"
+    include_shipping: bool = False
+    rounding: Literal["floor", "round", "ceil"] = "floor"
+    channel_multipliers: dict[str, Multiplier] = {}
+    member_days: list[MemberDay] = []
+    birthday_month_multiplier: Multiplier = Decimal(1)
+    stacking: Literal["max", "multiply"] = "max"
+    daily_cap: int | None = Field(default=None, ge=0)
+    monthly_cap: int | None = Field(default=None, ge=0)
+    pending_days: int = Field(default=0, ge=0, le=365)
+
+
+class Expiry(_Strict):
+    """When earned points lapse.
+
+    ``rolling_months``: ``months`` after they were earned; ``end_of_month``: at the end of the month
+    ``months`` after earning; ``year_end``: points earned in a year lapse together at the end of the year
+    ``years`` later (``years: 1``: points of 2026 lapse at the end of 2027); ``never``.
+    """
+
+    policy: Literal["rolling_months", "end_of_month", "year_end", "never"] = "rolling_months"
+    months: int = Field(default=12, ge=1, le=240)
+    years: int = Field(default=1, ge=0, le=20)
+    warning_days: int = Field(default=30, ge=0, le=365,
+                              description="how long before lapsing a member is warned (an event for journeys)")
+
+
+class Programme(_Strict):
+    """A loyalty programme's rules. ``point_value`` (in the programme's currency) prices the liability.
+
+    ``allow_negative``: a refund of points already spent drives the available balance below zero; when
+    false it is recorded as a debt instead, which later earnings settle first. Either way it is kept.
+    """
+
+    name: str = Field(default="Membership", min_length=1, max_length=200)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    point_value: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)] = Decimal("0.01")
+    allow_negative: bool = False
+    enrolment: Enrolment = Enrolment()
+    earn: EarnRules = EarnRules()
+    expiry: Expiry = Expiry()
+
+
+DEFAULT_PROGRAMME = Programme()
+
+
+def parse_programme(text: str) -> Programme:
+    """A programme from YAML or JSON text (JSON is YAML), or :class:`InvalidProgramme` naming each bad
+    field."""
+    try:
+        document: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidProgramme([{"field": "", "message": f"not YAML or JSON: {exc}"}]) from None
+    return programme_from_dict(document)
+
+
+def programme_from_dict(document: Any) -> Programme:
+    if not isinstance(document, dict):
+        raise InvalidProgramme([{"field": "", "message": "a programme is a mapping of settings"}])
+    try:
+        return Programme.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidProgramme([
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]) from None
+
+
+def programme_document(programme: Programme) -> dict[str, Any]:
+    """The programme as JSON-friendly data (decimals as strings), as stored and exported."""
+    return programme.model_dump(mode="json")
+
+
+def programme_yaml(programme: Programme) -> str:
+    return yaml.safe_dump(programme_document(programme), sort_keys=False, allow_unicode=True)

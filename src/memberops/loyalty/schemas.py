@@ -1,0 +1,128 @@
+"""What the loyalty endpoints accept and answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from memberops.identity.schemas import MemberOut
+from memberops.ingest.schemas import Channel, CustomerIn, Opt200
+
+IdempotencyKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+MAX_POINTS = 1_000_000_000
+
+
+class EnrolIn(CustomerIn):
+    """A person joining: identifiers and attributes as in the canonical model. ``channel`` and
+    ``source_id`` are optional: without ``source_id`` the person is found by their identifiers, so at
+    least one identifier is needed. ``is_enrolled`` is accepted for older clients and ignored."""
+
+    channel: Channel = Field(default="api", examples=["pos"])
+    source_id: Opt200 = Field(default=None, description="the customer's id in the channel, if it has one")  # type: ignore[assignment]
+
+
+class MembershipOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    programme_version: int
+    status: str
+    channel: str
+    enrolled_at: datetime
+
+
+class EnrolmentOut(BaseModel):
+    member_id: str
+    member: MemberOut
+    membership: MembershipOut
+    is_new_member: bool
+    is_duplicate: bool = Field(description="this person was already enrolled; nothing changed")
+
+
+class RedeemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: int = Field(ge=1, le=MAX_POINTS)
+    reason: Reason = ""
+    idempotency_key: IdempotencyKey
+
+
+class AdjustIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: int = Field(ge=-MAX_POINTS, le=MAX_POINTS, description="positive adds, negative takes away; not 0")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    idempotency_key: IdempotencyKey
+
+    @field_validator("points")
+    @classmethod
+    def _moves_something(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("an adjustment moves at least one point")
+        return value
+
+
+class BalanceOut(BaseModel):
+    available: int = Field(description="spendable now (negative only when the programme allows a negative balance)")
+    pending: int = Field(description="earned, still inside the return window")
+    debt: int = Field(description="points owed after refunds of spent points; later earnings settle it first")
+
+
+class MovementOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    points: int
+    available_delta: int
+    pending_delta: int
+    debt_delta: int
+    source_type: str
+    source_id: str
+    reason: str
+    occurred_at: datetime
+    created_at: datetime
+
+
+class MovementResultOut(BaseModel):
+    movement: MovementOut
+    balance: BalanceOut
+    is_replay: bool = Field(description="the idempotency_key was seen before: this is the first outcome, "
+                                        "and nothing moved now")
+
+
+class ExpiringOut(BaseModel):
+    expires_at: datetime
+    points: int
+
+
+class PointsOut(BaseModel):
+    available: int
+    pending: int
+    debt: int
+    expiring: list[ExpiringOut] = Field(description="points still held, by the instant they lapse, soonest first")
+    tier: str | None = Field(description="the member's tier (null: the programme has no tiers)")
+
+
+class LedgerPage(BaseModel):
+    items: list[MovementOut]
+    next_cursor: int | None = Field(description="pass as `before` for the next (older) page")
+
+
+class LiabilityMonth(BaseModel):
+    month: str | None = Field(description="YYYY-MM the points lapse in (null: they never lapse)")
+    points: int
+    value: Decimal
+
+
+class LiabilityOut(BaseModel):
+    programme_version: int
+    point_value: Decimal
+    currency: str
+    points: int
+    value: Decimal
+    debt_points: int = Field(description="points members owe after refunds (not netted from the liability)")
+    by_expiry_month: list[LiabilityMonth]

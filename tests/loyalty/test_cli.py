@@ -1,0 +1,52 @@
+"""``memberops loyalty …`` run as a user runs it: a real process over a real data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memberops.config import Settings
+from memberops.loyalty import expiry
+from memberops.runtime import Context
+from tests.loyalty.factories import enrol, post_order
+from tests.test_cli import run
+
+
+def test_programme_round_trip_expiry_and_liability(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert run(data, "init").returncode == 0
+    exported = tmp_path / "programme.yaml"
+    done = run(data, "loyalty", "programme", "export", "--out", str(exported))
+    assert done.returncode == 0, done.stderr
+    text = exported.read_text()
+    assert text.startswith("# programme version 1") and "policy: rolling_months" in text
+
+    exported.write_text(text.replace("point_value: '0.01'", "point_value: '0.1'"))
+    done = run(data, "loyalty", "programme", "import", str(exported))
+    assert done.returncode == 0, done.stderr
+    assert "version 2" in done.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("earn: {rounding: sideways}\n")
+    refused = run(data, "loyalty", "programme", "import", str(bad))
+    assert refused.returncode == 2 and "earn.rounding" in refused.stderr
+
+    context = Context.from_settings(Settings(data_dir=data))
+    try:
+        with context.store.transaction() as session:
+            from memberops.accounts.service import get_workspace
+
+            workspace = get_workspace(session, "default")
+            enrol(session, workspace)
+            post_order(session, workspace)  # 100 points, lapsing 2027-03-01
+        liability = run(data, "loyalty", "liability")
+        assert liability.returncode == 0, liability.stderr
+        assert "2027-03" in liability.stdout and "10.00" in liability.stdout
+
+        done = run(data, "loyalty", "expire", "--as-of", "2027-03-02")
+        assert done.returncode == 0, done.stderr
+        assert "points expired" in done.stdout and "100" in done.stdout
+        with context.store.read() as session:
+            assert expiry.points_liability(session, workspace).points == 0
+        assert run(data, "loyalty", "expire", "--as-of", "yesterday").returncode == 2
+    finally:
+        context.close()
