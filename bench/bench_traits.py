@@ -73,11 +73,13 @@ def _setup(quick: bool) -> dict[str, Any]:
     identity_map.mkdir(parents=True)
     con.execute(f"""COPY (SELECT {common}, {channel} AS channel, 'r' || r AS source_id, 'm' || (r % {members}) AS member_id
                     FROM range({records}) t(r)) TO '{identity_map / (WORKSPACE + '.parquet')}' (FORMAT parquet)""")
-    # 70 % of records buy; order o belongs to record hash(o) % (0.7 · records), within two years of as_of
+    # 70 % of records buy; order o belongs to record hash(o) % (0.7 · records). Each buyer is active for a
+    # year that ended up to two years before as_of (some have lapsed, as BG/NBD expects)
     buyers = records * 7 // 10
     con.execute(f"""CREATE TEMP TABLE o AS
         SELECT o, CAST(hash(o) % {buyers} AS BIGINT) AS r,
-               {as_of} - to_seconds(CAST(hash(o, 1) % (730 * 86400) AS BIGINT)) AS ordered_at,
+               {as_of} - to_seconds(CAST((hash(hash(o) % {buyers}, 20) % 365) * 2 * 86400
+                                         + hash(o, 1) % (365 * 86400) AS BIGINT)) AS ordered_at,
                CAST((1000 + hash(o, 2) % 50000) / 100 AS DECIMAL(18, 2)) AS paid,
                CASE WHEN hash(o, 3) % 4 = 0 THEN CAST(5 AS DECIMAL(18, 2)) ELSE 0 END AS discount
         FROM range({orders}) t(o)""")
