@@ -214,3 +214,68 @@ def test_imported_facts_read_the_same_on_every_engine(tmp_path: Path, warehouse:
     rows = warehouse.to_pyarrow(orders.select("order_id", "paid_amount", "ordered_at", "day").order_by("order_id"))
     assert [(r["order_id"], str(r["paid_amount"]), r["day"].isoformat()) for r in rows.to_pylist()] == [
         ("o1", "100.50", "2026-01-02"), ("o2", "1200.00", "2026-01-03")]
+
+
+class TestOnePass:
+    """Facts with a one-column key go to the lake in one pass over the file; a key twice in the file sends it
+    through staging instead. Both must give the same outcome for the same rows."""
+
+    ROWS = """order_id,customer_key,ordered_at,paid_amount,gross_amount,status
+ o1 ,c1,2026-01-02 10:00:00,100.50,101.00,paid
+o2,c2,2026-01-03T10:00:00+08:00,20,n/a,paid
+o3,c3,not a date,50,50,paid
+,c4,2026-01-03 10:00:00,50,50,paid
+o5,c5,2026-01-03 10:00:00,-5,-5,paid
+o6,c6,2026-01-04 10:00:00,7,7,paid,one too many
+o7,c7,2026-01-05 10:00:00,8,x,paid
+"""
+
+    @pytest.mark.parametrize("with_duplicate", [False, True], ids=["one-pass", "staged"])
+    def test_same_outcome_either_way(
+        self, context: Context, workspace: Workspace, tmp_path: Path, with_duplicate: bool
+    ) -> None:
+        text = self.ROWS + ("o7,c7,2026-01-05 10:00:00,8,x,paid\n" if with_duplicate else "")
+        summary = import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "o.csv", text),
+                              channel="shop")
+        assert summary.duplicates_in_file == (1 if with_duplicate else 0)
+        assert (summary.accepted, summary.accepted_with_warnings, summary.quarantined) == (3, 2, 4)
+        assert summary.read == 7 + with_duplicate
+        assert summary.warnings_by_field == {"invalid gross_amount": 2 + with_duplicate}
+        assert summary.quarantined_by_reason == {
+            "invalid ordered_at": 1, "missing order_id": 1, "negative gross_amount": 1, "negative paid_amount": 1,
+            "unreadable line: too many columns": 1,
+        }
+        with context.store.read() as session:
+            stored = session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.row_number)).all()
+        assert [(r.row_number, r.reason, r.raw.get("order_id")) for r in stored[:3]] == [
+            (3, "invalid ordered_at", "o3"), (4, "missing order_id", None),
+            (5, "negative gross_amount; negative paid_amount", "o5")]
+        assert stored[3].raw == {"line": "o6,c6,2026-01-04 10:00:00,7,7,paid,one too many"}
+        rows = _lake(context, "orders", "order_id", "gross_amount", "ordered_at")
+        assert [(r["order_id"], r["gross_amount"] and str(r["gross_amount"]), r["ordered_at"].isoformat())
+                for r in rows] == [("o1", "101.00", "2026-01-02T02:00:00+00:00"),
+                                   ("o2", None, "2026-01-03T02:00:00+00:00"),
+                                   ("o7", None, "2026-01-05T02:00:00+00:00")]
+
+    def test_keys_the_lake_has_are_skipped_and_their_warnings_still_reported(
+        self, context: Context, workspace: Workspace, tmp_path: Path
+    ) -> None:
+        import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "a.csv", self.ROWS), channel="shop")
+        more = self.ROWS + "o8,c8,2026-01-06 10:00:00,9,bad,paid\no9,c9,2026-01-06 11:00:00,9,9,paid\n"
+        summary = import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "b.csv", more),
+                              channel="shop")
+        assert (summary.accepted, summary.accepted_with_warnings, summary.duplicates_existing) == (2, 1, 3)
+        assert summary.warnings_by_field == {"invalid gross_amount": 3}
+        assert [r["order_id"] for r in _lake(context, "orders", "order_id")] == ["o1", "o2", "o7", "o8", "o9"]
+        again = import_file(context, workspace, kind_name="orders", path=tmp_path / "b.csv", channel="shop")
+        assert again.already_imported
+        assert len(_lake(context, "orders", "order_id")) == 5
+
+    def test_lake_files_hold_only_the_table_columns(self, context: Context, workspace: Workspace, tmp_path: Path) -> None:
+        import_file(context, workspace, kind_name="orders", path=_write(tmp_path / "a.csv", self.ROWS), channel="shop")
+        files = sorted((context.settings.lake_path / "orders").glob("day=*/*.parquet"))
+        assert [f.parent.name for f in files] == ["day=2026-01-02", "day=2026-01-03", "day=2026-01-05"]
+        from memberops.lake.registry import table_spec
+
+        assert all(pq.read_schema(f).names == table_spec("orders").schema.names for f in files)
+        assert not list((context.settings.lake_path / "_tmp").iterdir())

@@ -10,6 +10,12 @@ The whole file is processed by DuckDB in a few set-based statements (no Python p
    each file into the lake (a reader sees whole files only);
 4. **record** — the import run, its counts and its quarantined rows, in one state-store transaction.
 
+Facts keyed by one column (orders, refunds, events) take a shorter road when they can: steps 1–3 are
+one ``COPY`` from the file's scan to Parquet files partitioned by verdict and day, without holding the
+file's rows anywhere (``FileImporter.stream`` in ``ingest/importer.py``); only a key seen twice in the
+file sends it back to staging. That road costs about what DuckDB's own ``COPY`` of the file to Parquet
+costs, plus the partitioning and the checks; staging costs about twice as much.
+
 A crash before 4 leaves the run unfinished; importing the file again redoes it, and step 2 drops the
 rows whose files already reached the lake. Memory is bounded by DuckDB's ``memory_limit``; it spills to
 the data dir beyond that.
@@ -19,60 +25,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 from sqlalchemy import insert, select
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
 from memberops.errors import Invalid
-from memberops.identity.normalise import normalise_phone
 from memberops.ids import new_id
-from memberops.ingest.canonical import CONSENT_CHANNELS, CUSTOMERS, KINDS, RecordKind
+from memberops.ingest.canonical import KINDS, RecordKind
+from memberops.ingest.importer import FileImporter, MissingColumns, Progress, Streamed
 from memberops.ingest.mapping import Mapping, resolve_mapping
 from memberops.ingest.models import ImportRun, QuarantinedRow
-from memberops.ingest.sources import REJECTS_TABLE, Source, file_sha256, open_source
-from memberops.ingest.transform import (
-    LAKE_SQL_TYPES,
-    PHONE_FUNCTION,
-    REASON_SEPARATOR,
-    FieldPlan,
-    checked_value,
-    ident,
-    literal,
-    plan_fields,
-    reasons_sql,
-    warnings_sql,
-)
-from memberops.lake.registry import PARTITION_COLUMN, table_spec
-from memberops.lake.writer import TMP_DIR, has_files, table_glob
+from memberops.ingest.sources import file_sha256, open_source
+from memberops.ingest.transform import REASON_SEPARATOR, FieldPlan
+from memberops.lake.writer import TMP_DIR
 from memberops.runtime import Context
 
-Progress = Callable[[str, float | None], None]
-"""Called as ``progress(phase, fraction_done_or_None)`` while an import runs."""
+__all__ = ["ImportSummary", "MissingColumns", "Progress", "UnknownKind", "import_file", "retry_quarantine"]
 
 QUARANTINE_INSERT_CHUNK = 5_000
 
 
 class UnknownKind(Invalid):
     code = "unknown_kind"
-
-
-class MissingColumns(Invalid):
-    """The file has no column at all for a required field: nothing could be imported, so nothing is."""
-
-    code = "missing_columns"
 
 
 @dataclass
@@ -118,247 +99,6 @@ def _mapping_sha(mapping: Mapping) -> str:
     return hashlib.sha256(json.dumps(mapping.model_dump(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _phone_udf(values: pa.Array, regions: pa.Array) -> pa.Array:
-    """libphonenumber over a vector; each distinct (value, region) is parsed once (``normalise_phone`` caches)."""
-    return pa.array(
-        [None if v is None else normalise_phone(v, r or "CN") for v, r in zip(values.to_pylist(), regions.to_pylist(), strict=True)],
-        pa.string(),
-    )
-
-
-def _memory_limit_mb() -> int:
-    """40% of the machine's memory (at least 1 GB): an import never takes the whole machine."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 4096
-    return max(1024, int(total * 0.4) // (1 << 20))
-
-
-class _Importer:
-    """One file's import on its own DuckDB connection."""
-
-    def __init__(self, context: Context, workspace: Workspace, kind: RecordKind, channel: str, mapping: Mapping,
-                 source: Source, run_id: str, scratch: Path, progress: Progress | None) -> None:
-        self.context = context
-        self.workspace = workspace
-        self.kind = kind
-        self.channel = channel
-        self.mapping = mapping
-        self.source = source
-        self.run_id = run_id
-        self.scratch = scratch
-        self.progress = progress
-        self.spec = table_spec(kind.lake_table)
-        self.now = datetime.now(UTC)
-        self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute(f"SET temp_directory = {literal(str(scratch / 'spill'))}")
-        # bounded, with room to work: DuckDB spills to the data dir beyond this
-        self.con.execute(f"SET memory_limit = '{_memory_limit_mb()}MB'")
-        self.con.create_function(PHONE_FUNCTION, _phone_udf, ["varchar", "varchar"], "varchar", type="arrow",
-                                 null_handling="special", side_effects=False)  # type: ignore[call-overload]
-
-    def run_sql(self, phase: str, sql: str) -> Any:
-        """Run one statement, reporting DuckDB's own progress for long ones."""
-        if self.progress is None:
-            return self.con.execute(sql)
-        done = threading.Event()
-        result: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                result["value"] = self.con.execute(sql)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                result["error"] = exc
-            finally:
-                done.set()
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        while not done.wait(0.2):
-            percent = self.con.query_progress()
-            self.progress(phase, percent / 100 if percent and percent > 0 else None)
-        if "error" in result:
-            raise result["error"]
-        self.progress(phase, 1.0)
-        return result["value"]
-
-    def source_columns(self) -> list[str]:
-        if self.source.format == "jsonl":
-            rows = self.con.execute(
-                f"SELECT DISTINCT unnest(json_keys(line)) FROM (SELECT line FROM {self.source.relation()} "
-                "WHERE json_valid(line) LIMIT 1000)"
-            ).fetchall()
-            return sorted(r[0] for r in rows)
-        return [d[0] for d in self.con.execute(f"DESCRIBE SELECT * FROM {self.source.relation()}").fetchall()]
-
-    # -- 1. stage -----------------------------------------------------------------------------------
-    def stage(self) -> list[FieldPlan]:
-        """Read the file once: typed values, reasons, warnings; the raw row kept only for refused rows.
-
-        ``staged`` keeps the file's order (DuckDB preserves insertion order), so a row's ``rowid`` + 1 is
-        its position among the file's readable rows: no window over the whole file is needed to number them.
-        """
-        columns = self.source_columns()
-        plans = plan_fields(self.kind, self.mapping, set(columns), self.source.column_text)
-        absent = [p.field.name for p in plans if p.field.required and p.raw is None]
-        if absent and self.source.format != "jsonl":
-            wanted = ", ".join(f"{name} (column {self.mapping.columns.get(name, name)!r})" for name in absent)
-            raise MissingColumns(
-                f"{self.source.original.name}: no column for the required {wanted}; the file has: "
-                f"{', '.join(columns)}. Pass --mapping to name them.", missing=absent,
-            )
-        present = [p for p in plans if p.raw is not None]
-        raw_cols = ", ".join(f"{p.raw} AS r_{p.field.name}" for p in present) or "NULL AS r__none"
-        parsed_cols = ", ".join(f"{p.parsed} AS p0_{p.field.name}" for p in present) or "NULL AS p0__none"
-        checked_cols = ", ".join(f"{checked_value(p.field, 'p0_' + p.field.name)} AS p_{p.field.name}"
-                                 for p in present) or "NULL AS p__none"
-        if self.source.format == "jsonl":
-            raw_json = "line"
-            checks = "CASE WHEN NOT json_valid(line) THEN 'malformed JSON line' ELSE '' END"
-        else:
-            raw_json = f"to_json(struct_pack({', '.join(f'{ident(c)} := {ident(c)}' for c in columns)}))::VARCHAR"
-            checks = "''"
-        if self.source.encoding not in ("utf-8", "binary") and present:
-            mapped = ", ".join(f"coalesce(r_{p.field.name}, '')" for p in present)
-            checks = f"CASE WHEN strpos(concat({mapped}), '\ufffd') > 0 THEN 'invalid text encoding' ELSE {checks} END"
-        quarantine_id = ""
-        if "_quarantine_id" in columns:
-            quarantine_id = f"TRY_CAST({self.source.column_text('_quarantine_id', False)} AS BIGINT) AS _quarantine_id, "
-        selected = self._lake_columns(plans)
-        self.run_sql("reading", f"""
-            CREATE TEMP TABLE staged AS
-            WITH typed AS (SELECT *, {raw_cols} FROM {self.source.relation()}),
-            parsed AS (SELECT *, {parsed_cols} FROM typed),
-            checked AS (SELECT *, {checked_cols}, {checks} AS _checks FROM parsed),
-            judged AS (
-                SELECT *, CASE WHEN _checks <> '' THEN _checks ELSE {reasons_sql(self.kind, plans)} END AS _reasons,
-                       {warnings_sql(plans)} AS _warnings
-                FROM checked
-            )
-            SELECT {quarantine_id}{selected}, _reasons, _warnings,
-                   CASE WHEN _reasons <> '' THEN {raw_json} END AS _raw
-            FROM judged
-        """)
-        if self.kind.name == "order-items":
-            # lines without a number are numbered in file order within their order
-            self.con.execute("""
-                UPDATE staged SET line_no = numbered.n FROM (
-                    SELECT rowid AS rid, row_number() OVER (PARTITION BY order_id ORDER BY rowid) AS n
-                    FROM staged WHERE _reasons = ''
-                ) numbered WHERE staged.rowid = numbered.rid AND staged.line_no IS NULL
-            """)
-        mapped_columns = {p.source_column for p in plans if p.source_column}
-        self.unknown = sorted(set(columns) - mapped_columns - {"_quarantine_id", "_row", "_reason"})
-        return plans
-
-    # -- 2. dedupe ----------------------------------------------------------------------------------
-    def _lake_value(self, plans: list[FieldPlan], name: str) -> str:
-        """SQL for the lake column ``name`` from the staged row."""
-        by_name = {p.field.name: p for p in plans}
-        if self.kind is CUSTOMERS and name == "consents":
-            present = [c for c in CONSENT_CHANNELS if by_name[f"consent_{c}"].parsed is not None]
-            if not present:
-                return "NULL"
-            pairs = ", ".join(f"{literal(c)}, p_consent_{c}" for c in present)
-            return f"CAST(json_object({pairs}) AS VARCHAR)"
-        if self.kind is CUSTOMERS and name == "record_hash":
-            parts = [f"coalesce(CAST(p_{p.field.name} AS VARCHAR), '')" for p in plans if p.parsed is not None]
-            return f"md5(concat_ws('\x1f', {', '.join(parts)}))" if parts else "NULL"
-        plan = by_name.get(name)
-        if plan is None or plan.parsed is None:
-            return "NULL"
-        return f"p_{name}"
-
-    CONSTANT_COLUMNS = ("workspace_id", "batch_id", "ingested_at", "channel", "member_id")
-
-    def _lake_columns(self, plans: list[FieldPlan]) -> str:
-        """The SELECT list turning a judged row into the lake table's columns, typed — all but the ones
-        that are the same on every row of the import (added when writing: an in-memory table would
-        store them once per row)."""
-        types = {f.name: LAKE_SQL_TYPES[f.type] for f in self.kind.fields}
-        types.update({"consents": "VARCHAR", "record_hash": "VARCHAR"})
-        return ", ".join(f"CAST({self._lake_value(plans, f.name)} AS {types[f.name]}) AS {ident(f.name)}"
-                         for f in self.spec.schema if f.name not in self.CONSTANT_COLUMNS)
-
-    def _constant_value(self, name: str) -> str:
-        return {
-            "workspace_id": literal(self.workspace.id), "batch_id": literal(self.run_id),
-            "ingested_at": f"TIMESTAMPTZ {literal(self.now.isoformat())}", "channel": literal(self.channel),
-            "member_id": "CAST(NULL AS VARCHAR)",
-        }[name]
-
-    def dedupe(self, plans: list[FieldPlan]) -> tuple[int, int]:
-        """Make ``accepted``: valid rows, the first of each key in the file, none the lake already has.
-
-        When nothing needs dropping, ``accepted`` is a view over ``staged``: no copy of the file's rows.
-        """
-        key = list(self.kind.natural_key) + (["record_hash"] if self.kind is CUSTOMERS else [])
-        key_sql = ", ".join(ident(k) for k in key)
-        valid_rows = "SELECT *, rowid + 1 AS _row FROM staged WHERE _reasons = ''"
-        valid = self.con.execute(f"SELECT count(*) FROM ({valid_rows})").fetchone()[0]  # type: ignore[index]
-        unique = self.con.execute(
-            f"SELECT count(*) FROM (SELECT DISTINCT {key_sql} FROM ({valid_rows}))").fetchone()[0]  # type: ignore[index]
-        first_of_each = valid_rows if unique == valid else (
-            f"SELECT * FROM ({valid_rows}) QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY _row) = 1")
-        existing = 0
-        if has_files(self.context.settings.lake_path, self.spec):
-            glob = literal(table_glob(self.context.settings.lake_path, self.spec))
-            matches = " AND ".join(f"a.{ident(k)} IS NOT DISTINCT FROM l.{ident(k)}" for k in key)
-            self.run_sql("checking duplicates", f"""
-                CREATE TEMP TABLE accepted AS
-                SELECT a.* FROM ({first_of_each}) a ANTI JOIN (
-                    SELECT DISTINCT {key_sql} FROM read_parquet({glob}, union_by_name = true)
-                    WHERE workspace_id = {literal(self.workspace.id)} AND channel = {literal(self.channel)}
-                ) l ON {matches}
-            """)
-            existing = unique - self.con.execute("SELECT count(*) FROM accepted").fetchone()[0]  # type: ignore[index]
-        else:
-            self.con.execute(f"CREATE TEMP VIEW accepted AS {first_of_each}")
-        return valid - unique, existing
-
-    def _has_quarantine_id(self) -> bool:
-        return any(c[0] == "_quarantine_id" for c in self.con.execute("DESCRIBE staged").fetchall())
-
-    # -- 3. write -----------------------------------------------------------------------------------
-    def write(self) -> int:
-        out = self.scratch / "out"
-        lake = self.context.settings.lake_path
-        columns = ", ".join(
-            f"{self._constant_value(f.name)} AS {ident(f.name)}" if f.name in self.CONSTANT_COLUMNS else ident(f.name)
-            for f in self.spec.schema)
-        partition_time = (self._constant_value(self.spec.partition_by) if self.spec.partition_by in self.CONSTANT_COLUMNS
-                          else ident(self.spec.partition_by))
-        self.run_sql("writing", f"""
-            COPY (SELECT {columns}, CAST({partition_time} AS DATE) AS {PARTITION_COLUMN} FROM accepted)
-            TO {literal(str(out))} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}),
-                                    FILENAME_PATTERN {literal('import-' + self.run_id + '-{i}')},
-                                    OVERWRITE_OR_IGNORE true)
-        """)
-        moved = 0
-        if not out.exists():
-            return 0
-        for file in sorted(out.glob(f"{PARTITION_COLUMN}=*/*.parquet")):
-            target = lake / self.spec.name / file.parent.name / file.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(file, target)  # scratch is inside the lake's filesystem: a rename, atomic
-            moved += 1
-        return moved
-
-    # -- counts and quarantine ----------------------------------------------------------------------
-    def rejects(self) -> list[tuple[int, str, str]]:
-        if self.source.format == "parquet":
-            return []
-        rows = self.con.execute(
-            f"SELECT line, error_type, csv_line FROM {REJECTS_TABLE} ORDER BY line"
-        ).fetchall()
-        return [(int(line), f"unreadable line: {str(kind).lower()}", str(text)) for line, kind, text in rows]
-
-    def close(self) -> None:
-        self.con.close()
-
-
 def import_file(
     context: Context, workspace: Workspace, *, kind_name: str, path: Path, channel: str,
     mapping_file: Path | None = None, file_format: str | None = None, progress: Progress | None = None,
@@ -384,11 +124,18 @@ def import_file(
         lake_tmp = context.settings.lake_path / TMP_DIR
         lake_tmp.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"import-{run_id}-", dir=lake_tmp))
-        importer: _Importer | None = None
+        importer: FileImporter | None = None
         try:
             source = open_source(path, file_format, mapping, scratch)
-            importer = _Importer(context, workspace, kind, channel, mapping, source, run_id, scratch, progress)
-            plans = importer.stage()
+            importer = FileImporter(context, workspace, kind, channel, mapping, source, run_id, scratch, progress)
+            plans = importer.prepare()
+            streamed = None
+            if importer.can_stream(plans):
+                streamed = importer.stream(plans)
+                if streamed is None:
+                    importer.abandon_stream()
+            if streamed is None:
+                importer.stage(plans)
             sha = sha_future.result()
             done = _finished_run(context, workspace, kind, channel, sha, mapping_sha)
             if done is not None:
@@ -400,7 +147,10 @@ def import_file(
                 session.add(ImportRun(id=run_id, workspace_id=workspace.id, kind=kind.name, channel=channel,
                                       file_name=path.name, file_sha256=sha, mapping=mapping.model_dump(),
                                       mapping_sha256=mapping_sha))
-            return _finish(context, workspace, importer, plans, ImportSummary(run_id, path.name, kind.name, channel))
+            summary = ImportSummary(run_id, path.name, kind.name, channel, unknown_columns=importer.unknown)
+            if streamed is not None:
+                return _finish_streamed(context, workspace, importer, streamed, summary)
+            return _finish(context, workspace, importer, plans, summary)
         except BaseException:
             _mark_failed(context, run_id)
             raise
@@ -429,10 +179,9 @@ def _mark_failed(context: Context, run_id: str) -> None:
             failed.finished_at = utcnow()
 
 
-def _finish(context: Context, workspace: Workspace, importer: _Importer, plans: list[FieldPlan],
+def _finish(context: Context, workspace: Workspace, importer: FileImporter, plans: list[FieldPlan],
             summary: ImportSummary) -> ImportSummary:
     """Dedupe, write, count and record an import whose file is staged."""
-    summary.unknown_columns = importer.unknown
     summary.duplicates_in_file, summary.duplicates_existing = importer.dedupe(plans)
     importer.write()
     con = importer.con
@@ -440,17 +189,42 @@ def _finish(context: Context, workspace: Workspace, importer: _Importer, plans: 
     summary.accepted_with_warnings = con.execute(
         "SELECT count(*) FROM accepted WHERE _warnings <> ''"
     ).fetchone()[0]  # type: ignore[index]
-    summary.warnings_by_field = dict(con.execute(
-        f"SELECT w, count(*) FROM (SELECT unnest(string_split(_warnings, '{REASON_SEPARATOR}')) AS w "
-        "FROM staged WHERE _reasons = '' AND _warnings <> '') "
-        "GROUP BY w ORDER BY w"
-    ).fetchall())
     quarantined = con.execute(
         "SELECT rowid + 1, _reasons, _raw FROM staged WHERE _reasons <> '' ORDER BY rowid"
     ).fetchall()
+    _count_reasons(importer, summary, "staged", quarantined)
+    retried = _retried_rows(importer) if importer._has_quarantine_id() else None
+    _record(context, workspace, summary.import_id, summary, quarantined, importer.rejects(), retried)
+    return summary
+
+
+def _finish_streamed(context: Context, workspace: Workspace, importer: FileImporter, streamed: Streamed,
+                     summary: ImportSummary) -> ImportSummary:
+    """Publish, count and record an import written in one pass (:meth:`FileImporter.stream`)."""
+    importer.publish_streamed(streamed)
+    summary.accepted = streamed.count(*Streamed.ACCEPTED)
+    summary.accepted_with_warnings = streamed.count("warn")
+    summary.duplicates_existing = streamed.count("existing", "existing_warn")
+    quarantined = importer.con.execute(
+        "SELECT _row, _reasons, _raw FROM flagged WHERE _reasons <> '' ORDER BY _row").fetchall()
+    _count_reasons(importer, summary, "flagged", quarantined)
+    _record(context, workspace, summary.import_id, summary, quarantined, importer.rejects(), None)
+    return summary
+
+
+def _count_reasons(importer: FileImporter, summary: ImportSummary, table: str,
+                   quarantined: list[tuple[int, str, str]]) -> None:
+    """Warnings by field (over every valid row), quarantined rows by reason (file rows and rejected lines)
+    and the totals, from ``table``'s ``_reasons`` and ``_warnings``."""
+    con = importer.con
+    summary.warnings_by_field = dict(con.execute(
+        f"SELECT w, count(*) FROM (SELECT unnest(string_split(_warnings, '{REASON_SEPARATOR}')) AS w "
+        f"FROM {table} WHERE _reasons = '' AND _warnings <> '') "
+        "GROUP BY w ORDER BY w"
+    ).fetchall())
     rejected = importer.rejects()
     by_reason = dict(con.execute(
-        f"SELECT r, count(*) FROM (SELECT unnest(string_split(_reasons, '{REASON_SEPARATOR}')) AS r FROM staged "
+        f"SELECT r, count(*) FROM (SELECT unnest(string_split(_reasons, '{REASON_SEPARATOR}')) AS r FROM {table} "
         "WHERE _reasons <> '') GROUP BY r ORDER BY r"
     ).fetchall())
     for _, reason, _ in rejected:
@@ -458,12 +232,9 @@ def _finish(context: Context, workspace: Workspace, importer: _Importer, plans: 
     summary.quarantined_by_reason = by_reason
     summary.quarantined = len(quarantined) + len(rejected)
     summary.read = summary.accepted + summary.quarantined + summary.duplicates
-    retried = _retried_rows(importer) if importer._has_quarantine_id() else None
-    _record(context, workspace, summary.import_id, summary, quarantined, rejected, retried)
-    return summary
 
 
-def _retried_rows(importer: _Importer) -> dict[str, list[int]]:
+def _retried_rows(importer: FileImporter) -> dict[str, list[int]]:
     """For a retry file: which quarantined rows now went in (or were already in) and which failed again."""
     con = importer.con
     ok = [r[0] for r in con.execute(

@@ -34,17 +34,17 @@ class Source:
     delimiter: str
     encoding: str
 
-    def relation(self) -> str:
-        """SQL for the rows of the file, every value as text."""
+    def relation(self, rejects_table: str = REJECTS_TABLE, rejects_scan: str = REJECT_SCANS) -> str:
+        """SQL for the rows of the file, every value as text; unreadable lines go to ``rejects_table``
+        (a second reading of the file names another one, so that no line is counted twice)."""
         path = literal(str(self.path))
+        rejects = f"store_rejects = true, rejects_table = {literal(rejects_table)}, rejects_scan = {literal(rejects_scan)}"
         if self.format == "csv":
             return (f"read_csv({path}, all_varchar = true, header = true, delim = {literal(self.delimiter)}, "
-                    f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', rejects_scan = '{REJECT_SCANS}', "
-                    "null_padding = false, encoding = 'utf-8')")
+                    f"{rejects}, null_padding = false, encoding = 'utf-8')")
         if self.format == "jsonl":
             return (f"read_csv({path}, columns = {{'line': 'VARCHAR'}}, header = false, delim = chr(31), "
-                    "quote = '', escape = '', auto_detect = false, strict_mode = false, "
-                    f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', rejects_scan = '{REJECT_SCANS}')")
+                    f"quote = '', escape = '', auto_detect = false, strict_mode = false, {rejects})")
         return f"read_parquet({path})"
 
     def column_text(self, column: str, is_json: bool) -> str:
