@@ -177,3 +177,18 @@ class TestProbabilistic:
         assert same >= 90  # of 100 people on both channels
         assert strangers == 0
         assert summary.merges_by_rule["probabilistic"] >= 90
+
+
+def test_the_live_path_finds_a_person_a_batch_run_made_by_any_identifier(
+    context: Context, workspace: Workspace, tmp_path: Path
+) -> None:
+    from memberops.identity.service import resolve_customer
+
+    _import(context, workspace, tmp_path, "a.csv", "r1,13800138001,,\nr2,,ana@x.com,\nr3,13800138001,ana@x.com,\n")
+    members = _resolve(context, workspace)
+    with context.store.transaction() as session:
+        by_email = resolve_customer(session, workspace, channel="app", source_id="u1", identifiers={"email": "ANA@x.com"})
+        by_phone = resolve_customer(session, workspace, channel="pos", source_id="p1",
+                                    identifiers={"phone": "138 0013 8001"})
+    assert by_email.member.id == by_phone.member.id == members["crm/r1"]
+    assert not by_email.is_new_member and not by_phone.is_new_member

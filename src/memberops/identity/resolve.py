@@ -17,21 +17,23 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import ibis
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
+from memberops.db.dialect import insert_ignoring_conflicts
 from memberops.identity import config as identity_config
 from memberops.identity.golden import golden_records
 from memberops.identity.matching import MatchSettings
 from memberops.identity.models import (
     FlaggedIdentifier,
+    Identifier,
     IdentityDecision,
     IdentityEvent,
     IdentityLink,
@@ -189,7 +191,8 @@ def resolve_identities(
     summary.decisions_applied = len(decisions)
 
     report("saving")
-    _save(context, workspace, run_id, assigned, flagged, actor, summary)
+    identifiers = _serving_identifiers(warehouse, records, links, assigned)
+    _save(context, workspace, run_id, assigned, flagged, actor, summary, identifiers)
     if review_pairs:
         with context.store.transaction() as session:
             summary.pairs_for_review = queue_pairs(session, workspace.id, run_id, review_pairs)
@@ -260,8 +263,32 @@ def _assign_member_ids(warehouse: Any, records: ibis.Table, components: ibis.Tab
     return table.drop_columns(["kept_member_id"]).append_column("member_id", member_id)
 
 
+def _serving_identifiers(warehouse: Any, records: ibis.Table, links: ibis.Table, assigned: pa.Table) -> pa.Table:
+    """``(type, value, channel, member_id)`` for the strong identifiers of the records this run placed anew
+    (new or moved), so the live path finds the person a batch run made by any of their identifiers."""
+    placed = assigned.filter(pc.or_kleene(pc.is_null(assigned["prior_member_id"]),
+                                          pc.not_equal(assigned["prior_member_id"], assigned["member_id"])))
+    if placed.num_rows == 0:
+        return pa.table({"type": pa.array([], pa.string()), "value": pa.array([], pa.string()),
+                         "channel": pa.array([], pa.string()), "member_id": pa.array([], pa.string())})
+    by_record = links.join(records.select("node", "channel", "source_id"), "node")
+    joined = by_record.join(ibis.memtable(placed.select(["channel", "source_id", "member_id"])),
+                            ["channel", "source_id"])
+    return warehouse.to_pyarrow(joined.select("type", "value", "channel", "member_id").distinct())
+
+
+def _write_identifiers(session: Any, workspace_id: str, identifiers: pa.Table, now: Any) -> None:
+    """Add the identifiers a run placed to their members (an identifier already held is left as it is)."""
+    statement = insert_ignoring_conflicts(session, cast(Table, Identifier.__table__),
+                                          ("workspace_id", "type", "value", "member_id"))
+    rows = identifiers.to_pylist()
+    for start in range(0, len(rows), CHUNK):
+        session.execute(statement, [{**row, "workspace_id": workspace_id, "created_at": now}
+                                    for row in rows[start:start + CHUNK]])
+
+
 def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Table, flagged: pa.Table, actor: Actor,
-          summary: ResolutionSummary) -> None:
+          summary: ResolutionSummary, identifiers: pa.Table) -> None:
     """Write members, the serving identity map and the events of this run in one transaction.
 
     Only what changed crosses into Python: new records, moved records and the few members merged or split.
@@ -309,6 +336,7 @@ def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Tabl
         for start in range(0, len(events), CHUNK):
             session.execute(insert(IdentityEvent), events[start:start + CHUNK])
         _write_links(session, workspace.id, assigned.filter(is_new), moved, now)
+        _write_identifiers(session, workspace.id, identifiers, now)
         session.execute(delete(FlaggedIdentifier).where(FlaggedIdentifier.workspace_id == workspace.id))
         flagged_rows = [{"workspace_id": workspace.id, "type": f["type"], "value": f["value"],
                          "records": int(f["records"]), "run_id": run_id} for f in flagged.to_pylist()]
