@@ -25,6 +25,9 @@ COMMANDS = [
     ["identity", "config"], ["identity", "config", "show"], ["identity", "config", "set"],
     ["loyalty"], ["loyalty", "programme"], ["loyalty", "programme", "export"], ["loyalty", "programme", "import"],
     ["loyalty", "expire"], ["loyalty", "liability"],
+    ["clv"], ["clv", "fit"], ["insight"], ["insight", "compute"], ["tags"], ["tags", "list"], ["tags", "apply"],
+    ["tags", "delete"], ["coupons"], ["coupons", "templates"], ["coupons", "issue"], ["coupons", "show"],
+    ["coupons", "void"], ["coupons", "expire"], ["coupons", "member"],
 ]
 
 
