@@ -43,14 +43,20 @@ def key_stars(links: Table, keys: str | list[str]) -> Table:
     return joined.select(node=joined.node.cast("int64"), star=joined.star.cast("int64"))
 
 
-def star_components(warehouse: Warehouse, stars: Table, *, max_rounds: int = MAX_ROUNDS) -> Table:
+def star_components(warehouse: Warehouse, stars: Table, *, settle_first: bool = True,
+                    max_rounds: int = MAX_ROUNDS) -> Table:
     """``(node, component)`` for every node of the ``(node, star)`` rows (a star is one of its own nodes).
 
     ``component`` is the smallest node of the component. The result is an expression over materialised
-    tables: cheap to read once, worth materialising if read several times.
+    tables: cheap to read once, worth materialising if read several times. ``settle_first`` sets the
+    settled components aside before the rounds: worth its extra queries on a large graph, not on a few
+    hundred rows.
     """
     members = warehouse.materialise(stars.select("node", key=stars.star).distinct())
     labels = warehouse.materialise(members.group_by("node").aggregate(label=members.key.min()))
+    if not settle_first:
+        labels = _propagate(warehouse, members, labels, max_rounds)
+        return labels.select("node", component=labels.label)
     # a component is settled when each of its stars agrees on one label; the labels seen in a star
     # that disagrees are the components still open
     labelled = warehouse.materialise(members.join(labels, "node"))

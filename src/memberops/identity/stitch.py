@@ -172,13 +172,14 @@ def stitch(
     # redo the components that break a rule, stage by stage
     bad = labels.join(violating, "label").select("node")
     bad_labels = warehouse.materialise(bad.mutate(label=bad.node))
-    bad_links = links.semi_join(bad, "node")
+    # a redone record's identifiers are all the stages and their checks read: a small table
+    bad_links = warehouse.materialise(links.semi_join(bad, "node"))
     stages: list[Table] = [forced.semi_join(bad, "node")] if forced is not None else []
     stages += [bad_links.filter(bad_links.type == t).select("node", key=bad_links.value) for t in rules.strong_types]
     if probable is not None:
         stages.append(probable.semi_join(bad, "node"))
     for stage_links in stages:
-        bad_labels = _merge_stage(warehouse, bad_labels, stage_links, links, rules, pins)
+        bad_labels = _merge_stage(warehouse, bad_labels, stage_links, bad_links, rules, pins)
     fixed = labels.join(bad_labels, "node", how="left")
     return warehouse.materialise(fixed.select(
         node=labels.node, component=bad_labels.label.fill_null(labels.label)))
@@ -197,13 +198,13 @@ def _merge_stage(
 ) -> Table:
     """Merge the current components along ``stage_links``; undo the merge where it breaks a rule."""
     component_links = stage_links.join(labels, "node").select(node=labels.label, key=stage_links.key)
-    merged_components = star_components(warehouse, key_stars(component_links, "key"))
+    # the records being redone are few: plain rounds, and no table for the proposal, cost fewer queries
+    merged_components = star_components(warehouse, key_stars(component_links, "key"), settle_first=False)
     proposed = labels.join(merged_components, labels.label == merged_components.node, how="left")
-    proposal = warehouse.materialise(proposed.select(
+    proposal = proposed.select(
         node=labels.node, label=merged_components.component.fill_null(labels.label), previous=labels.label,
-    ))
+    )
     violating = _violating_components(proposal.select("node", "label"), links, rules, pins)
-    kept = proposal.join(violating.mutate(bad=True), "label", how="left")
-    return warehouse.materialise(kept.select(
-        node=proposal.node, label=ibis.cases((kept.bad.notnull(), proposal.previous), else_=proposal.label),
+    return warehouse.materialise(proposal.select(
+        "node", label=ibis.cases((proposal.label.isin(violating.label), proposal.previous), else_=proposal.label),
     ))
