@@ -45,7 +45,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from memberops.benchmarks import Benchmark
-from memberops.identity.graph import connected_components
+from memberops.identity.graph import star_components
 from memberops.identity.probabilistic import prepare_records, score_pairs
 from memberops.identity.stitch import StitchRules, flagged_identifiers, identifier_links, stitch
 from memberops.lake.engine import DuckDBWarehouse
@@ -130,11 +130,15 @@ def _missing(package: str) -> str | None:
 def _components_of(warehouse: DuckDBWarehouse, nodes: ibis.Table, pairs: ibis.Table, components: ibis.Table | None) -> ibis.Table:
     """``(node, cluster)``: pairs at or above the threshold, joined with deterministic components."""
     strong = pairs.filter(pairs.match_probability >= THRESHOLD)
-    links = [nodes.select("node", key=nodes.node), strong.select(node=strong.node_l, key=strong.node_l),
-             strong.select(node=strong.node_r, key=strong.node_l)]
-    if components is not None:
-        links.append(components.select("node", key=components.component))
-    return connected_components(warehouse, ibis.union(*links, distinct=True))
+    base = (components.select("node", label=components.component) if components is not None
+            else nodes.select("node", label=nodes.node))
+    # a pair joins the clusters of its two records: a star named by the smaller cluster
+    ends = (strong.join(base.select(node_l=base.node, a=base.label), "node_l")
+            .join(base.select(node_r=base.node, b=base.label), "node_r"))
+    star = ibis.least(ends.a, ends.b)
+    merged = star_components(warehouse, ibis.union(ends.select(node=ends.a, star=star), ends.select(node=ends.b, star=star)))
+    joined = base.join(merged, base.label == merged.node, how="left")
+    return joined.select(node=base.node, component=merged.component.fill_null(base.label))
 
 
 def _run_ours(data: dict[str, Any], *, deterministic: bool) -> Accuracy:

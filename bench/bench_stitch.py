@@ -21,9 +21,10 @@ import numpy as np
 from memberops.benchmarks import Benchmark
 from memberops.identity.stitch import (
     StitchRules,
-    flagged_identifiers,
+    flagged_of,
     identifier_links,
     latest_records,
+    shared_identifiers,
     stitch,
 )
 from memberops.lake.engine import DuckDBWarehouse
@@ -63,10 +64,12 @@ def _ours(data: dict[str, Any]) -> int:
     warehouse = DuckDBWarehouse(data["lake"])
     try:
         rules = StitchRules()
-        records = warehouse.materialise(latest_records(warehouse, WORKSPACE))
+        # as ``identity resolve`` stitches, reading only the columns stitching needs
+        records = latest_records(warehouse, WORKSPACE, columns=rules.strong_types)
         links = warehouse.materialise(identifier_links(records, rules))
-        usable = warehouse.materialise(links.anti_join(flagged_identifiers(links, rules), ["type", "value"]))
-        components = stitch(warehouse, records, usable, rules)
+        shared = warehouse.materialise(shared_identifiers(links, rules))
+        warehouse.to_pyarrow(flagged_of(shared, rules))  # reported to the operator
+        components = stitch(warehouse, records, links, rules)
         return int(warehouse.execute(components.component.nunique()))
     finally:
         warehouse.close()

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import ibis
 import pyarrow as pa
 
-from memberops.identity.stitch import StitchRules, flagged_identifiers, identifier_links, stitch
+from memberops.identity.stitch import (
+    StitchRules,
+    flagged_identifiers,
+    identifier_links,
+    latest_records,
+    stitch,
+)
 from memberops.lake.engine import Warehouse
+from memberops.lake.registry import table_spec
+from memberops.lake.writer import append
 
 
 def _records(rows: list[dict[str, object]]) -> ibis.Table:
@@ -62,3 +72,39 @@ class TestStitch:
         rows = [{"node": 1, "phone": "+8613800138001"}, {"node": 2, "phone": "+8613800138001"},
                 {"node": 3, "email": "d@x.com"}, {"node": 4, "email": "d@x.com"}]
         assert _groups(warehouse, rows, pins=[(1, 2)], excluded=(4,)) == [{1}, {2}, {3}, {4}]
+
+
+def _write_records(warehouse: Warehouse, name: str, rows: list[dict[str, object]]) -> None:
+    spec = table_spec("identity_records")
+    columns = {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in spec.schema}
+    append(warehouse.lake, spec, pa.table(columns, schema=spec.schema), name)
+    warehouse.refresh("identity_records")
+
+
+def _record(source_id: str, batch: str, at: datetime, phone: str, workspace: str = "w1") -> dict[str, object]:
+    return {"workspace_id": workspace, "batch_id": batch, "ingested_at": at, "channel": "crm",
+            "source_id": source_id, "phone": phone, "email": f"{source_id}@x.com"}
+
+
+class TestLatestRecords:
+    def test_one_node_per_record(self, warehouse: Warehouse) -> None:
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        _write_records(warehouse, "b1", [_record("r1", "b1", at, "+8613800138001"),
+                                         _record("r2", "b1", at, "+8613800138002"),
+                                         _record("r3", "b1", at, "+8613800138003", workspace="w2")])
+        rows = warehouse.to_pyarrow(latest_records(warehouse, "w1", columns=["phone"])).to_pylist()
+        assert sorted(r["source_id"] for r in rows) == ["r1", "r2"]
+        assert sorted(r["node"] for r in rows) == [0, 1]
+        assert "email" not in rows[0]  # only the columns asked for are copied
+
+    def test_the_newest_version_wins(self, warehouse: Warehouse) -> None:
+        day1, day2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+        _write_records(warehouse, "b1", [_record("r1", "b1", day1, "+8613800138001"),
+                                         _record("r2", "b1", day1, "+8613800138002")])
+        # r1 changed its phone the next day; r2 was re-sent in two batches at the same moment
+        _write_records(warehouse, "b2", [_record("r1", "b2", day2, "+8613900139001"),
+                                         _record("r2", "b2", day1, "+8613900139002")])
+        rows = warehouse.to_pyarrow(latest_records(warehouse, "w1")).to_pylist()
+        assert {r["source_id"]: r["phone"] for r in rows} == {"r1": "+8613900139001", "r2": "+8613900139002"}
+        assert len({r["node"] for r in rows}) == 2
+        assert {"email", "batch_id", "ingested_at"} <= set(rows[0])  # every column by default

@@ -44,10 +44,11 @@ from memberops.identity.probabilistic import score_pairs
 from memberops.identity.review import queue_pairs
 from memberops.identity.stitch import (
     StitchRules,
-    flagged_identifiers,
+    flagged_of,
     identifier_links,
     latest_records,
     merges_by_rule,
+    shared_identifiers,
     stitch,
 )
 from memberops.ids import new_id
@@ -153,7 +154,9 @@ def resolve_identities(
     report("reading records")
     records = warehouse.materialise(latest_records(warehouse, workspace.id))
     links = warehouse.materialise(identifier_links(records, rules))
-    flagged = warehouse.to_pyarrow(flagged_identifiers(links, rules))
+    # stitching reuses this aggregate (the same expression, materialised once)
+    shared = warehouse.materialise(shared_identifiers(links, rules))
+    flagged = warehouse.to_pyarrow(flagged_of(shared, rules))
     usable = links.anti_join(ibis.memtable(flagged.select(["type", "value"])), ["type", "value"]) if flagged.num_rows else links
     decisions = _decisions(context, workspace)
     forced, pins, splits = _decision_tables(decisions, records)
@@ -164,9 +167,8 @@ def resolve_identities(
                     .column("node").to_pylist()]
 
     report("stitching")
-    usable = warehouse.materialise(usable)
     components = warehouse.materialise(
-        stitch(warehouse, records, usable, rules, forced=forced, pins=pins, excluded_nodes=excluded))
+        stitch(warehouse, records, links, rules, forced=forced, pins=pins, excluded_nodes=excluded))
     stages = {row["type"]: int(row["records"])
               for row in warehouse.to_pyarrow(merges_by_rule(usable, components, rules)).to_pylist()}
     review_pairs: list[dict[str, Any]] = []
@@ -180,7 +182,7 @@ def resolve_identities(
         ))
         before = int(warehouse.execute(components.component.nunique()))
         components = warehouse.materialise(stitch(
-            warehouse, records, usable, rules, forced=forced, pins=pins, excluded_nodes=excluded, probable=probable))
+            warehouse, records, links, rules, forced=forced, pins=pins, excluded_nodes=excluded, probable=probable))
         stages["probabilistic"] = before - int(warehouse.execute(components.component.nunique()))
         review_pairs = _review_band(warehouse, records, components, scored, match_settings)
     report("assigning member ids")

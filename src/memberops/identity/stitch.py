@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import ibis
+import pyarrow as pa
 from ibis.expr.types import Table
 
-from memberops.identity.graph import connected_components
+from memberops.identity.graph import key_stars, star_components
 from memberops.lake.engine import Warehouse
 
 STRONG_TYPES = ("wechat_unionid", "member_card_no", "phone", "email")
@@ -41,31 +42,48 @@ class StitchRules:
     blocked_values: tuple[str, ...] = BLOCKED_VALUES
 
 
-def latest_records(warehouse: Warehouse, workspace_id: str) -> Table:
-    """The newest version of each ``(channel, source_id)`` in the lake, numbered ``node`` (int64), materialised."""
+def latest_records(warehouse: Warehouse, workspace_id: str, columns: Sequence[str] | None = None) -> Table:
+    """The newest version of each ``(channel, source_id)`` in the lake, numbered ``node`` (int64), materialised.
+
+    ``columns``: the record columns to keep besides ``channel`` and ``source_id`` (default: all), so a
+    step that needs a few columns copies only those. Most records have one version: only records with
+    several are ranked (a window is a sort; counting versions is a hash aggregate), and when no record
+    has several the records are taken as they are.
+    """
     records = warehouse.table("identity_records").filter(ibis._.workspace_id == workspace_id)
-    newest = records.mutate(
+    kept = list(dict.fromkeys(["channel", "source_id", *(columns if columns is not None else records.columns)]))
+    key = ["channel", "source_id"]
+    counts = records.group_by(key).aggregate(versions=ibis._.count())
+    repeated = warehouse.materialise(counts.filter(counts.versions > 1).select(*key))
+    if int(warehouse.execute(repeated.count())) == 0:
+        return warehouse.numbered(records.select(*kept), "node")
+    several = records.semi_join(repeated, key)
+    newest = several.mutate(
         _version=ibis.row_number().over(
-            group_by=[records.channel, records.source_id], order_by=[records.ingested_at.desc(), records.batch_id.desc()]
+            group_by=[several.channel, several.source_id], order_by=[several.ingested_at.desc(), several.batch_id.desc()]
         )
-    ).filter(ibis._._version == 0).drop("_version")
-    return warehouse.numbered(newest, "node")
+    ).filter(ibis._._version == 0)
+    return warehouse.numbered(ibis.union(records.anti_join(repeated, key).select(*kept), newest.select(*kept)), "node")
 
 
 def identifier_links(records: Table, rules: StitchRules) -> Table:
-    """``(node, type, value)`` for every strong identifier of every record, blocked values left out."""
+    """``(node, type, value)`` for every strong identifier of every record, blocked values left out.
+
+    ``records`` has one row per ``node``, so each row here is unique: no de-duplication needed.
+    """
     parts = [
         records.filter(records[type_].notnull()).select(node=records.node, type=ibis.literal(type_), value=records[type_])
         for type_ in rules.strong_types
     ]
-    links = ibis.union(*parts, distinct=True) if len(parts) > 1 else parts[0]
-    blocked = [v.lower() for v in rules.blocked_values]
-    return links.filter(~links.value.lower().isin(blocked))
+    links = ibis.union(*parts) if len(parts) > 1 else parts[0]
+    # an anti-join probes one hash table; ``isin`` would compare every value with every blocked one
+    blocked = ibis.memtable(pa.table({"blocked": pa.array(sorted({v.lower() for v in rules.blocked_values}), pa.string())}))
+    return links.anti_join(blocked, links.value.lower() == blocked.blocked)
 
 
 def shared_identifier_counts(links: Table) -> Table:
-    """How many records carry each identifier value."""
-    return links.group_by(["type", "value"]).aggregate(records=links.node.nunique())
+    """How many records carry each identifier value (a link is one record's identifier: rows are unique)."""
+    return links.group_by(["type", "value"]).aggregate(records=ibis._.count())
 
 
 def flagged_identifiers(links: Table, rules: StitchRules) -> Table:
@@ -74,12 +92,27 @@ def flagged_identifiers(links: Table, rules: StitchRules) -> Table:
     return counts.filter(counts.records > rules.max_records_per_identifier)
 
 
+def shared_identifiers(links: Table, rules: StitchRules) -> Table:
+    """``(type, value, records, star)`` for the values on more than one record (and any flagged): ``star`` is
+    the smallest record carrying the value. A value on one record only links nothing and is left out.
+
+    :func:`stitch` materialises it; materialising the same expression first (to report the flagged
+    values) lets both share one aggregate.
+    """
+    counts = links.group_by(["type", "value"]).aggregate(records=ibis._.count(), star=links.node.min())
+    return counts.filter(counts.records > min(1, rules.max_records_per_identifier))
+
+
+def flagged_of(shared: Table, rules: StitchRules) -> Table:
+    """The flagged values (``type, value, records``) of a materialised :func:`shared_identifiers` table."""
+    return shared.filter(shared.records > rules.max_records_per_identifier).select("type", "value", "records")
+
+
 def _violating_components(labels: Table, links: Table, rules: StitchRules, pins: Table | None) -> Table:
     """Components (``label``) breaking a per-type limit or holding both ends of a pin."""
-    per_node = links.join(labels, "node")
     bad: list[Table] = []
     for type_, limit in rules.max_per_person.items():
-        typed = per_node.filter(per_node.type == type_)
+        typed = links.filter(links.type == type_).join(labels, "node")
         over = typed.group_by("label").aggregate(n=typed.value.nunique())
         bad.append(over.filter(over.n > limit).select("label"))
     if pins is not None:
@@ -99,40 +132,54 @@ def stitch(
 ) -> Table:
     """``(node, component)`` for every node: deterministic identity resolution.
 
-    ``links`` are ``(node, type, value)`` (flagged values already removed), ``forced`` extra
-    ``(node, key)`` edges an operator asked for, ``pins`` ``(pin_id, node_a, node_b)`` pairs that must stay
-    apart, ``excluded_nodes`` records an operator split off (they link to nothing), ``probable``
-    ``(node, key)`` edges from probabilistic matching, trusted least (the last stage).
+    ``links`` are ``(node, type, value)``, one row per record and identifier; values on more records than
+    ``rules.max_records_per_identifier`` (flagged) never merge, whether or not they were removed already.
+    ``forced`` are extra ``(node, key)`` edges an operator asked for, ``pins`` ``(pin_id, node_a, node_b)``
+    pairs that must stay apart, ``excluded_nodes`` records an operator split off (they link to nothing),
+    ``probable`` ``(node, key)`` edges from probabilistic matching, trusted least (the last stage).
 
     Fast path: one connected-components pass over every identifier at once. Only the components that
     break a limit or a pin are redone stage by stage (the most trusted identifier type first), which
     keeps the common case a single pass.
     """
+    # one aggregate over the identifiers flags the over-shared values and names every shared one by its
+    # smallest record; flagged values are out of everything below
+    shared = warehouse.materialise(shared_identifiers(links, rules))
+    flagged = flagged_of(shared, rules).select("type", "value")
+    usable = shared.filter(shared.records <= rules.max_records_per_identifier)
     if excluded_nodes:
-        links = links.filter(~links.node.isin(list(excluded_nodes)))
-    edges = links.select("node", key=links.type.concat(":", links.value))
+        excluded = list(excluded_nodes)
+        links = links.anti_join(flagged, ["type", "value"]).filter(~ibis._.node.isin(excluded))
+        stars = [key_stars(links, ["type", "value"])]
+    else:
+        joined = links.join(usable, ["type", "value"])
+        stars = [joined.select(node=joined.node.cast("int64"), star=joined.star.cast("int64"))]
+        links = links.anti_join(flagged, ["type", "value"])
     if forced is not None:
-        edges = edges.union(forced.select("node", key=ibis.literal("operator:").concat(forced.key.cast("string"))))
+        stars.append(key_stars(forced.select(forced.node, key=forced.key.cast("string")), "key"))
     if probable is not None:
         kept = probable.filter(~probable.node.isin(list(excluded_nodes))) if excluded_nodes else probable
-        edges = edges.union(kept.select("node", key=ibis.literal("probable:").concat(kept.key.cast("string"))))
-    all_nodes = nodes.select("node").distinct()
-    linked = connected_components(warehouse, edges)
-    joined = all_nodes.join(linked, "node", how="left")
-    labels = warehouse.materialise(joined.select(node=all_nodes.node, label=linked.component.fill_null(all_nodes.node)))
+        stars.append(key_stars(kept.select(kept.node, key=kept.key.cast("string")), "key"))
+    # only records sharing something are in ``linked``; every other record is a person of its own
+    linked = star_components(warehouse, ibis.union(*stars) if len(stars) > 1 else stars[0])
+    all_nodes = nodes.select("node")
+    joined_nodes = all_nodes.join(linked, "node", how="left")
+    labels = warehouse.materialise(joined_nodes.select(
+        node=all_nodes.node, label=linked.component.fill_null(all_nodes.node)))
     violating = warehouse.materialise(_violating_components(labels, links, rules, pins))
     if int(warehouse.execute(violating.count())) == 0:
         return labels.select("node", component=labels.label)
     # redo the components that break a rule, stage by stage
     bad = labels.join(violating, "label").select("node")
     bad_labels = warehouse.materialise(bad.mutate(label=bad.node))
-    bad_links = links.semi_join(bad, "node")
+    # a redone record's identifiers are all the stages and their checks read: a small table
+    bad_links = warehouse.materialise(links.semi_join(bad, "node"))
     stages: list[Table] = [forced.semi_join(bad, "node")] if forced is not None else []
     stages += [bad_links.filter(bad_links.type == t).select("node", key=bad_links.value) for t in rules.strong_types]
     if probable is not None:
         stages.append(probable.semi_join(bad, "node"))
     for stage_links in stages:
-        bad_labels = _merge_stage(warehouse, bad_labels, stage_links, links, rules, pins)
+        bad_labels = _merge_stage(warehouse, bad_labels, stage_links, bad_links, rules, pins)
     fixed = labels.join(bad_labels, "node", how="left")
     return warehouse.materialise(fixed.select(
         node=labels.node, component=bad_labels.label.fill_null(labels.label)))
@@ -151,13 +198,13 @@ def _merge_stage(
 ) -> Table:
     """Merge the current components along ``stage_links``; undo the merge where it breaks a rule."""
     component_links = stage_links.join(labels, "node").select(node=labels.label, key=stage_links.key)
-    merged_components = connected_components(warehouse, component_links)
+    # the records being redone are few: plain rounds, and no table for the proposal, cost fewer queries
+    merged_components = star_components(warehouse, key_stars(component_links, "key"), settle_first=False)
     proposed = labels.join(merged_components, labels.label == merged_components.node, how="left")
-    proposal = warehouse.materialise(proposed.select(
+    proposal = proposed.select(
         node=labels.node, label=merged_components.component.fill_null(labels.label), previous=labels.label,
-    ))
+    )
     violating = _violating_components(proposal.select("node", "label"), links, rules, pins)
-    kept = proposal.join(violating.mutate(bad=True), "label", how="left")
-    return warehouse.materialise(kept.select(
-        node=proposal.node, label=ibis.cases((kept.bad.notnull(), proposal.previous), else_=proposal.label),
+    return warehouse.materialise(proposal.select(
+        "node", label=ibis.cases((proposal.label.isin(violating.label), proposal.previous), else_=proposal.label),
     ))
