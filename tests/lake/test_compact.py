@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from memberops.accounts.models import Workspace
 from memberops.lake import writer
-from memberops.lake.compact import compact
+from memberops.lake.compact import compact, compact_lake
 from memberops.lake.engine import Warehouse
+from memberops.lake.export import export_outbox
 from memberops.lake.registry import table_spec
+from memberops.runtime import Context
 from tests.lake.factories import order, orders_table
+from tests.lake.test_export import _emit_events, _lake_event_ids
 
 ORDERS = table_spec("orders")
 
@@ -124,3 +129,32 @@ class TestCompact:
         # Each round adds 2 rows (one file per day, each seen whole or not at all); a partition read twice
         # would add its 30 rows or more, one missed would take them away.
         assert all(len(ids) <= count <= len(ids) + 10 for count in counts), sorted(set(counts))
+
+
+class TestWithTheOutbox:
+    def test_only_exported_batches_are_merged_and_a_crashed_batch_finishes_exactly_once(
+        self, context: Context, workspace: Workspace
+    ) -> None:
+        lake = context.settings.lake_path
+        for first in (0, 5):
+            _emit_events(context, workspace, first, 5)
+            export_outbox(context.store, lake)
+
+        def crash(stage: str, batch_id: str) -> None:
+            if stage == "written":
+                raise RuntimeError("crash after writing, before marking")
+
+        _emit_events(context, workspace, 10, 5)
+        with pytest.raises(RuntimeError):
+            export_outbox(context.store, lake, on_stage=crash)
+        result = compact_lake(context.store, lake, ["events"])
+        names = [f.name for f in (lake / "events").glob("day=*/*.parquet")]
+        assert result.files_merged == 2  # the two exported batches; the unmarked one is kept by name
+        assert sum(name.startswith("outbox-") for name in names) == 1
+
+        export_outbox(context.store, lake)  # finishes the crashed batch
+        compact_lake(context.store, lake, ["events"])
+        export_outbox(context.store, lake)
+
+        assert sorted(_lake_event_ids(context), key=lambda e: int(e[1:])) == [f"e{n}" for n in range(15)]
+        assert len(list((lake / "events").glob("day=*/*.parquet"))) == 1
