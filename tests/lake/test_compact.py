@@ -158,3 +158,12 @@ class TestWithTheOutbox:
 
         assert sorted(_lake_event_ids(context), key=lambda e: int(e[1:])) == [f"e{n}" for n in range(15)]
         assert len(list((lake / "events").glob("day=*/*.parquet"))) == 1
+
+    def test_a_derived_or_unknown_table_is_refused(self, context: Context) -> None:
+        from memberops.errors import Invalid
+        from memberops.lake.registry import UnknownLakeTable
+
+        with pytest.raises(Invalid):
+            compact_lake(context.store, context.settings.lake_path, ["identity_map"])
+        with pytest.raises(UnknownLakeTable):
+            compact_lake(context.store, context.settings.lake_path, ["nope"])

@@ -40,6 +40,7 @@ from sqlalchemy import select
 
 from memberops.db.engine import Store
 from memberops.db.outbox import OutboxRow
+from memberops.errors import Invalid
 from memberops.lake.registry import PARTITION_COLUMN, TABLES, TableSpec, table_spec
 from memberops.lake.writer import COMPACTED_RECORD, TMP_DIR, compacted_stems, write_atomic
 
@@ -127,7 +128,7 @@ def compact(lake: Path, exported: Exported, tables: Iterable[str] | None = None)
     specs = [table_spec(t) for t in tables] if tables else [s for s in TABLES.values() if not s.derived]
     for spec in specs:
         if spec.derived:
-            raise ValueError(f"{spec.name} is derived: a snapshot is one file already")
+            raise Invalid(f"{spec.name} is derived: a snapshot is one file already, nothing to compact")
         root = lake / spec.name
         if not root.exists():
             continue
