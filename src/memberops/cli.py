@@ -48,6 +48,8 @@ insight_app = typer.Typer(help="Member insight: traits, RFM, lifecycle, CLV, tag
 tags_app = typer.Typer(help="Tags: operator-defined rules over traits and behaviour.", no_args_is_help=True)
 app.add_typer(insight_app, name="insight")
 app.add_typer(tags_app, name="tags")
+lake_app = typer.Typer(help="The Parquet lake.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
 
 from memberops.loyalty.cli import loyalty_app  # noqa: E402  (its commands import this module's helpers lazily)
 
@@ -240,6 +242,19 @@ def outbox_export() -> None:
         result = export_outbox(context.store, context.settings.lake_path,
                                batch_size=context.settings.outbox_batch_size)
         out.print(f"exported {result.rows} rows in {result.batches} batches ({result.files_written} files)")
+
+
+@lake_app.command("compact")
+def lake_compact(
+    table: Annotated[list[str] | None, typer.Option("--table", help="fact table to compact (default: all)")] = None,
+) -> None:
+    """Merge each fact partition's small files into one (the scheduler also does this nightly)."""
+    from memberops.lake.compact import compact_lake
+
+    with _context() as context:
+        result = compact_lake(context.store, context.settings.lake_path, table)
+    out.print(f"compacted {result.partitions} partitions: {result.files_merged} files → {result.files_written} "
+              f"({result.rows:,} rows)")
 
 
 class ImportKind(StrEnum):
@@ -710,6 +725,11 @@ def demo(
 
             summaries = import_brand(context, workspace, brand_dir, progress=report)
         _print_summary(summaries)
+        from memberops.lake.compact import compact_lake
+
+        with err.status("compacting the lake…"):
+            compacted = compact_lake(context.store, context.settings.lake_path)
+        out.print(f"lake: {compacted.files_merged:,} files merged into {compacted.files_written:,}")
         from memberops.audit.service import Actor
         from memberops.identity.resolve import resolve_identities
 

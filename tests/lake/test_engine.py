@@ -55,3 +55,20 @@ class TestQueries:
             warehouse.execute(count)
         assert "SELECT" in raised.value.sql.upper()
         assert raised.value.code == "warehouse_error"
+
+
+class TestRefresh:
+    def test_an_unreadable_file_is_a_warehouse_error(self, warehouse: Warehouse) -> None:
+        writer.append(warehouse.lake, table_spec("orders"), orders_table([order(1)]), "b1")
+        partition = next((warehouse.lake / "orders").glob("day=*"))
+        (partition / "broken.parquet").write_bytes(b"not parquet at all")
+        with pytest.raises(WarehouseError) as raised:
+            warehouse.table("orders")
+            warehouse.count("orders")
+        assert raised.value.code == "warehouse_error"
+
+    def test_the_table_expression_is_reused_until_the_table_changes(self, warehouse: Warehouse) -> None:
+        first = warehouse.table("orders")
+        assert warehouse.table("orders") is first or warehouse.lists_files_once
+        writer.append(warehouse.lake, table_spec("orders"), orders_table([order(1)]), "b1")
+        assert warehouse.count("orders") == 1

@@ -91,6 +91,7 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
     huey.periodic_task(crontab(minute="17"), name="lake.sweep_tmp")(lambda: sweep_tmp(context.settings.lake_path))
     huey.periodic_task(crontab(minute="23"), name="coupons.expire")(lambda: expire_coupons(context))
+    huey.periodic_task(crontab(minute="10", hour="2"), name="lake.compact.nightly")(lambda: compact(context))
 
     def run_insight() -> int:
         from memberops.audit.service import Actor
@@ -106,6 +107,17 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     huey.periodic_task(crontab(minute="30", hour="2"), name="insight.compute.nightly")(run_insight)
     huey.periodic_task(crontab(minute="7"), name="loyalty.expire.periodic")(run_points_expiry)
     return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task)
+
+
+def compact(context: Context) -> int:
+    """The nightly lake compaction (before insight's nightly run reads the lake); partitions compacted."""
+    from memberops.lake.compact import compact_lake
+
+    result = compact_lake(context.store, context.settings.lake_path)
+    if result.partitions:
+        log.info("compacted %d lake partitions (%d files into %d)", result.partitions, result.files_merged,
+                 result.files_written)
+    return result.partitions
 
 
 def expire_coupons(context: Context) -> int:

@@ -41,6 +41,7 @@ class Warehouse(ABC):
         self.lake = lake
         self._lock = threading.RLock()
         self._registered: dict[str, bool] = {}  # table name -> had files when registered
+        self._tables: dict[str, Table] = {}  # Ibis expressions, valid until the table is registered again
 
     @property
     @abstractmethod
@@ -56,22 +57,41 @@ class Warehouse(ABC):
         """Make ``spec.name`` an empty table of ``spec.read_schema`` (no file written yet)."""
 
     def refresh(self, name: str | None = None) -> None:
-        """(Re)register lake tables whose files appeared since they were last registered."""
+        """(Re)register lake tables whose files appeared since they were last registered.
+
+        A file the engine cannot read (truncated, not Parquet) raises :class:`WarehouseError`.
+        """
         with self._lock:
             for spec in [table_spec(name)] if name else TABLES.values():
                 present = has_files(self.lake, spec)
-                if present and self._registered.get(spec.name) and not self.lists_files_once:
+                unchanged = self._registered.get(spec.name) is present
+                if unchanged and not (present and self.lists_files_once):
                     continue
-                if present:
-                    self._register(spec, table_glob(self.lake, spec))
-                else:
-                    self._register_empty(spec)
+                glob = table_glob(self.lake, spec)
+                self._tables.pop(spec.name, None)
+                self._registered.pop(spec.name, None)
+                try:
+                    if present:
+                        self._register(spec, glob)
+                    else:
+                        self._register_empty(spec)
+                except Exception as exc:  # every engine's error type differs
+                    raise WarehouseError(f"cannot read lake table {spec.name}: {exc}",
+                                         f"-- registering {spec.name} over {glob}") from exc
                 self._registered[spec.name] = present
 
     def table(self, name: str) -> Table:
-        """The lake table ``name`` as an Ibis table, including its ``day`` partition column."""
-        self.refresh(name)
-        return self.con.table(name)
+        """The lake table ``name`` as an Ibis table, including its ``day`` partition column.
+
+        The expression is kept until :meth:`refresh` registers the table again (new files on an engine that
+        lists files once, or the first file of an empty table): building it reads the view's schema.
+        """
+        with self._lock:
+            self.refresh(name)
+            cached = self._tables.get(name)
+            if cached is None:
+                cached = self._tables[name] = self.con.table(name)
+            return cached
 
     def to_pyarrow(self, expr: Expr) -> pa.Table:
         with self._lock:
@@ -140,6 +160,9 @@ class DuckDBWarehouse(Warehouse):
     def __init__(self, lake: Path, database: str = ":memory:") -> None:
         super().__init__(lake)
         self._con = ibis.duckdb.connect(database)
+        # Keep each Parquet file's footer (schema, row-group statistics) in memory between queries: lake
+        # files are immutable (written once, replaced only by compaction under a new name).
+        self._con.raw_sql("SET parquet_metadata_cache = true")
 
     @property
     def con(self) -> Any:
@@ -157,11 +180,29 @@ class DuckDBWarehouse(Warehouse):
         columns = ", ".join(f'"{n}"' for n in spec.read_schema.names)
         options = "hive_partitioning = false" if spec.derived else (
             f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': DATE}}")
+        if self._older_files(spec, glob):
+            options += ", union_by_name = true"
         # Names come from the registry, the glob from our own lake path (quoted): no outside input here.
         self._con.raw_sql(
             f'CREATE VIEW "{spec.name}" AS SELECT {columns} FROM read_parquet('  # noqa: S608
-            f"'{_sql_literal(glob)}', union_by_name = true, {options})"
+            f"'{_sql_literal(glob)}', {options})"
         )
+
+    def _older_files(self, spec: TableSpec, glob: str) -> bool:
+        """Whether a file lacks one of the registry's columns (written before the schema grew).
+
+        The writer writes ``spec.schema``, so files agree and the view reads them by the first file's
+        schema; ``union_by_name`` (which reads every file's schema at every query, and fills a missing
+        column with nulls) is only paid for while such an older file is in the lake. One pass over the
+        footers, which the metadata cache keeps for the queries after.
+        """
+        names = ", ".join(f"'{_sql_literal(n)}'" for n in spec.schema.names)
+        older = self._con.raw_sql(
+            f"SELECT file_name FROM parquet_schema('{_sql_literal(glob)}') "  # noqa: S608
+            f"GROUP BY file_name HAVING count(*) FILTER (WHERE name IN ({names})) < {len(spec.schema.names)} "
+            "LIMIT 1"
+        ).fetchone()
+        return older is not None
 
     def _register_empty(self, spec: TableSpec) -> None:
         self._drop(spec.name)

@@ -8,7 +8,9 @@ twice finds its file already there and writes nothing.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from memberops.lake.registry import PARTITION_COLUMN, TableSpec
 
 TMP_DIR = "_tmp"
+COMPACTED_RECORD = "_compacted.json"  # a partition's names of files merged by compaction (lake/compact.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,14 @@ def table_glob(lake: Path, spec: TableSpec) -> str:
     if spec.derived:
         return str(table_dir(lake, spec) / "*.parquet")
     return str(lake / spec.name / f"{PARTITION_COLUMN}=*" / "*.parquet")
+
+
+def compacted_stems(partition: Path) -> set[str]:
+    """Names (without ``.parquet``) of the files compaction merged into ``partition``'s merged file."""
+    record = partition / COMPACTED_RECORD
+    if not record.exists():
+        return set()
+    return set(json.loads(record.read_text(encoding="utf-8")))
 
 
 def has_files(lake: Path, spec: TableSpec) -> bool:
@@ -106,7 +117,8 @@ def split_by_day(table: pa.Table, column: str) -> list[tuple[date, pa.Table]]:
 def append(lake: Path, spec: TableSpec, table: pa.Table, file_stem: str) -> list[WrittenFile]:
     """Append ``table`` (of ``spec.schema``) to the lake, one file per day partition named ``file_stem``.
 
-    Idempotent: appending the same rows under the same ``file_stem`` again writes nothing. Partitions are
+    Idempotent: appending the same rows under the same ``file_stem`` again writes nothing, also after
+    compaction merged that file into another (the partition records the names it merged). Partitions are
     written in parallel (Parquet encoding releases the GIL).
     """
     if table.schema != spec.schema:
@@ -119,7 +131,10 @@ def append(lake: Path, spec: TableSpec, table: pa.Table, file_stem: str) -> list
 
     def write(part: tuple[date, pa.Table]) -> WrittenFile:
         day, rows = part
-        target = partition_dir(lake, spec, day) / f"{file_stem}.parquet"
+        partition = partition_dir(lake, spec, day)
+        target = partition / f"{file_stem}.parquet"
+        if file_stem in compacted_stems(partition):
+            return WrittenFile(target, rows.num_rows, False)
         return WrittenFile(target, rows.num_rows, write_atomic(rows, target, lake))
 
     if len(parts) == 1:
@@ -139,9 +154,9 @@ def replace_snapshot(lake: Path, spec: TableSpec, workspace_id: str, table: pa.T
 
 
 def sweep_tmp(lake: Path, older_than_seconds: float = 3600) -> int:
-    """Remove files a crashed writer left in ``_tmp``; none of them was ever visible to a reader.
+    """Remove files (and scratch folders) a crashed writer left in ``_tmp``; none was ever visible to a reader.
 
-    Only files older than ``older_than_seconds`` go, so a writer still at work keeps its file.
+    Only entries older than ``older_than_seconds`` go, so a writer still at work keeps its file.
     """
     tmp_dir = lake / TMP_DIR
     if not tmp_dir.exists():
@@ -150,6 +165,9 @@ def sweep_tmp(lake: Path, older_than_seconds: float = 3600) -> int:
     removed = 0
     for orphan in tmp_dir.iterdir():
         if orphan.stat().st_mtime < cutoff:
-            orphan.unlink(missing_ok=True)
+            if orphan.is_dir():
+                shutil.rmtree(orphan, ignore_errors=True)
+            else:
+                orphan.unlink(missing_ok=True)
             removed += 1
     return removed
