@@ -464,7 +464,9 @@ def points_summary(session: Session, workspace: Workspace, member_id: str, *, no
     available, debt = available - settled, debt - settled
     expiring = [{"expires_at": at, "points": count} for at, count in sorted(upcoming.items())[:expiring_limit]]
     shown = ledger.shown_available(available, debt, allow_negative=programme.programme.allow_negative)
-    return PointsSummary(available=shown, pending=pending, debt=debt, expiring=expiring)
+    tier = session.scalar(select(MemberTier.tier).where(MemberTier.workspace_id == workspace.id,
+                                                        MemberTier.member_id == member_id))
+    return PointsSummary(available=shown, pending=pending, debt=debt, expiring=expiring, tier=tier)
 
 
 def ledger_page(session: Session, workspace_id: str, member_id: str, *, limit: int,
