@@ -24,7 +24,7 @@ COMMANDS = [
     ["identity"], ["identity", "resolve"], ["identity", "export"], ["identity", "review"],
     ["identity", "config"], ["identity", "config", "show"], ["identity", "config", "set"],
     ["loyalty"], ["loyalty", "programme"], ["loyalty", "programme", "export"], ["loyalty", "programme", "import"],
-    ["loyalty", "expire"], ["loyalty", "liability"],
+    ["loyalty", "expire"], ["loyalty", "evaluate-tiers"], ["loyalty", "liability"],
 ]
 
 
