@@ -70,7 +70,7 @@ def award_event_growth(session: Session, workspace: Workspace, member_id: str, e
     if not award_growth(session, workspace.id, member_id, value=value, source_type="event", source_id=event,
                         idempotency_key=f"growth:event:{idempotency_key}", occurred_at=now):
         return 0
-    upgrade_if_qualified(session, workspace, member_id, now=now)
+    upgrade_if_qualified(session, workspace, member_id, now=now, programme=programme)
     return value
 
 
@@ -189,11 +189,11 @@ class Upgrade:
     grants: TierGrants
 
 
-def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str, *,
-                         now: datetime | None = None) -> Upgrade | None:
+def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str, *, now: datetime | None = None,
+                         programme: ActiveProgramme | None = None) -> Upgrade | None:
     """Upgrade the member when the current window's metric reaches a higher tier (never downgrades); the
     caller holds the member's points lock. ``None`` when nothing changed."""
-    programme = active_programme(session, workspace.id)
+    programme = programme or active_programme(session, workspace.id)
     tiers = programme.programme.tiers
     if not tiers:
         return None
@@ -225,7 +225,7 @@ def on_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: d
         award_growth(session, workspace.id, order.member_id, value=_order_growth(programme, order), source_type="order",
                      source_id=f"{order.channel}:{order.order_id}",
                      idempotency_key=f"growth:order:{order.channel}:{order.order_id}", occurred_at=order.ordered_at)
-    return upgrade_if_qualified(session, workspace, order.member_id, now=now)
+    return upgrade_if_qualified(session, workspace, order.member_id, now=now, programme=programme)
 
 
 def set_tier(session: Session, workspace: Workspace, member_id: str, tier_code: str | None, *, reason: str,
