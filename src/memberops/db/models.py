@@ -28,6 +28,7 @@ from memberops.loyalty.models import (
     PointsMovement,
     ProgrammeVersion,
 )
+from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
 
 __all__ = [
     "IdentityConfigVersion",
@@ -42,6 +43,7 @@ __all__ = [
     "CouponTemplate",
     "CouponTemplateVersion",
     "FlaggedIdentifier",
+    "GrowthMovement",
     "Identifier",
     "IdentityDecision",
     "IdentityEvent",
@@ -50,6 +52,7 @@ __all__ = [
     "LiveOrder",
     "LiveRefund",
     "LoyaltyEvent",
+    "MemberTier",
     "Membership",
     "PointsAccount",
     "PointsAllocation",
@@ -61,6 +64,7 @@ __all__ = [
     "ResolutionRun",
     "ReviewPair",
     "TagVersion",
+    "TierChange",
     "TraitChange",
     "IdentityLink",
     "Member",

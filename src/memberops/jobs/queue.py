@@ -86,6 +86,23 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
                          run.members, run.released_points, run.expired_points, run.warned_members)
         return expired
 
+    def run_tier_evaluation() -> int:
+        """Every workspace's tier evaluation (one transaction each): downgrades only happen here."""
+        from memberops.accounts.service import list_workspaces
+        from memberops.loyalty.tiers import evaluate_tiers
+
+        with context.store.read() as session:
+            workspaces = list(list_workspaces(session))
+        changed = 0
+        for workspace in workspaces:
+            with context.store.transaction() as session:
+                run = evaluate_tiers(session, workspace)
+            changed += run.upgraded + run.downgraded
+            if run.upgraded or run.downgraded or run.kept:
+                log.info("tier evaluation: %d members, %d upgraded, %d downgraded, %d kept by the lower bar",
+                         run.members, run.upgraded, run.downgraded, run.kept)
+        return changed
+
     export_task = huey.task(name="outbox.export", retries=3, retry_delay=5)(run_export)
     expiry_task = huey.task(name="loyalty.expire", retries=3, retry_delay=30)(run_points_expiry)
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
@@ -106,6 +123,8 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     # nightly, after the day's facts are in: every trait, tag and change as of the night
     huey.periodic_task(crontab(minute="30", hour="2"), name="insight.compute.nightly")(run_insight)
     huey.periodic_task(crontab(minute="7"), name="loyalty.expire.periodic")(run_points_expiry)
+    # daily, after midnight UTC: windows and grace periods turn over at day boundaries
+    huey.periodic_task(crontab(minute="40", hour="0"), name="loyalty.tiers.periodic")(run_tier_evaluation)
     return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task)
 
 

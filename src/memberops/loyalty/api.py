@@ -21,13 +21,14 @@ from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.schemas import MemberOut
 from memberops.ingest.api import IngestSlot
 from memberops.ingest.live import customer_attributes
-from memberops.loyalty import enrolment, expiry, points, programmes
+from memberops.loyalty import enrolment, expiry, points, programmes, tiers
 from memberops.loyalty.errors import (
     EnrolmentNeedsIdentifier,
     IdempotencyKeyReused,
     InsufficientPoints,
     InvalidProgramme,
     MemberNotEnrolled,
+    UnknownTier,
 )
 from memberops.loyalty.programme import Programme, programme_document, programme_from_dict
 from memberops.loyalty.schemas import (
@@ -40,8 +41,12 @@ from memberops.loyalty.schemas import (
     MembershipOut,
     MovementOut,
     MovementResultOut,
+    NextTierOut,
     PointsOut,
     RedeemIn,
+    TierChangeOut,
+    TierOut,
+    TierSetIn,
 )
 
 router = APIRouter(tags=["loyalty"])
@@ -99,6 +104,37 @@ def get_points(member_id: str, session: SessionDep, caller: ReadCaller) -> Point
     summary = points.points_summary(session, caller.workspace, _member_id(session, caller, member_id))
     return PointsOut(available=summary.available, pending=summary.pending, debt=summary.debt,
                      expiring=summary.expiring, tier=summary.tier)  # type: ignore[arg-type]
+
+
+def _tier_out(status: tiers.TierStatus) -> TierOut:
+    following = None if status.next_tier is None else NextTierOut(
+        tier=status.next_tier, threshold=status.next_threshold, missing=status.missing)  # type: ignore[arg-type]
+    return TierOut(tier=status.tier, name=status.name, since=status.since, metric=status.metric,
+                   metric_value=status.metric_value, window_start=status.window.start, window_end=status.window.end,
+                   next_tier=following, history=[TierChangeOut.model_validate(c) for c in status.history])
+
+
+@router.get("/members/{member_id}/tier", response_model=TierOut, responses=problem_responses(*MEMBER_ERRORS))
+def get_tier(member_id: str, session: SessionDep, caller: ReadCaller) -> TierOut:
+    """The member's tier, since when, the qualifying metric in the current window, the next tier and what
+    it still needs, and the tier history (newest first)."""
+    return _tier_out(tiers.tier_status(session, caller.workspace, _member_id(session, caller, member_id)))
+
+
+def _set_tier(session: SessionDep, caller: Caller, member_id: str, body: TierSetIn) -> TierOut:
+    member = _member_id(session, caller, member_id)
+    tiers.set_tier(session, caller.workspace, member, body.tier, reason=body.reason, actor=caller.actor)
+    return _tier_out(tiers.tier_status(session, caller.workspace, member))
+
+
+@router.post("/members/{member_id}/tier", response_model=TierOut,
+             responses=problem_responses(*MEMBER_ERRORS, UnknownTier))
+async def set_tier(
+    member_id: str, body: TierSetIn, is_only_writer: IngestSlot, session: SessionDep, caller: AdminCaller,
+) -> TierOut:
+    """Set the member's tier by hand (scope ``admin``), with a reason: recorded in the tier history as
+    ``manual`` and audited. ``422 unknown_tier`` for a code the programme does not have."""
+    return await _run(is_only_writer, _set_tier, session, caller, member_id, body)
 
 
 @router.get("/members/{member_id}/points/ledger", response_model=LedgerPage,

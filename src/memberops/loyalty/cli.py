@@ -1,4 +1,4 @@
-"""``memberops loyalty …``: programme import/export, the expiry run and the liability report.
+"""``memberops loyalty …``: programme import/export, the expiry run, tier evaluation and the liability report.
 
 A face like ``memberops.cli`` (registered there): parses, opens one transaction, calls a service, prints.
 """
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-loyalty_app = typer.Typer(help="Loyalty: the programme, points expiry, the points liability.", no_args_is_help=True)
+loyalty_app = typer.Typer(help="Loyalty: the programme, points expiry, tier evaluation, the points liability.", no_args_is_help=True)
 programme_app = typer.Typer(help="The loyalty programme's rules (YAML or JSON), versioned.", no_args_is_help=True)
 loyalty_app.add_typer(programme_app, name="programme")
 
@@ -92,6 +92,33 @@ def expire(
                          ("points expired", run.expired_points), ("members warned", run.warned_members)]:
         table.add_row(label, f"{value:,}")
     out.print(table)
+
+
+@loyalty_app.command("evaluate-tiers")
+def evaluate_tiers(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="evaluate as of this date (UTC midnight) or time")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Evaluate every member's tier: upgrade the qualified, keep or downgrade (keep-tier bar and grace
+    applied), give the period's tier benefits. Running it again as of the same time changes nothing."""
+    from memberops.accounts import service as accounts
+    from memberops.cli import _context, out
+    from memberops.loyalty.tiers import evaluate_tiers as evaluate
+
+    when = _as_of(as_of)
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        run = evaluate(session, ws, as_of=when)
+    table = Table(title=f"tier evaluation as of {run.as_of.isoformat()}", show_header=False)
+    for label, value in [("members evaluated", run.members), ("upgraded", run.upgraded),
+                         ("downgraded", run.downgraded), ("kept by the lower bar", run.kept),
+                         ("benefit grants", run.benefits_granted)]:
+        table.add_row(label, f"{value:,}")
+    for tier, count in sorted(run.by_tier.items()):
+        table.add_row(f"members in {tier}", f"{count:,}")
+    out.print(table)
+    if run.missing_benefits:
+        out.print(f"tier benefits not defined, not granted: {', '.join(sorted(run.missing_benefits))}")
 
 
 @loyalty_app.command("liability")

@@ -51,3 +51,10 @@ class ProgrammeVersionNotFound(NotFound):
 
     def __init__(self, version: int) -> None:
         super().__init__(f"no programme version {version}", version=version)
+
+
+class UnknownTier(Invalid):
+    code = "unknown_tier"
+
+    def __init__(self, tier: str, known: list[str]) -> None:
+        super().__init__(f"the programme has no tier {tier!r}", field="tier", tier=tier, known=known)

@@ -9,7 +9,8 @@ from memberops.accounts.models import Workspace
 from memberops.identity.models import Member
 from memberops.ingest.live import HookResult
 from memberops.ingest.models import LiveOrder, LiveRefund
-from memberops.loyalty import enrolment, points
+from memberops.ingest.schemas import Issue
+from memberops.loyalty import enrolment, points, tiers
 
 
 def _workspace(session: Session, workspace_id: str) -> Workspace:
@@ -19,9 +20,19 @@ def _workspace(session: Session, workspace_id: str) -> Workspace:
 
 
 def earn_on_order(session: Session, order: LiveOrder) -> HookResult | None:
-    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not enrolled."""
+    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not enrolled; then,
+    under the same lock, the buyer's tier is upgraded if the order qualifies them (a tier benefit the
+    programme names but nobody defined is reported as a warning)."""
     earned = _earn(session, order)
-    return None if earned is None else HookResult(points=earned)
+    if earned is None:
+        return None
+    upgrade = tiers.on_order(session, _workspace(session, order.workspace_id), order)
+    if upgrade is None or not upgrade.grants.missing:
+        return HookResult(points=earned)
+    return HookResult(points=earned, warnings=[
+        Issue(field="", code="tier_benefit_not_defined",
+              message=f"tier {upgrade.tier} gives benefit {code!r}, which is not defined: not granted")
+        for code in upgrade.grants.missing])
 
 
 def _earn(session: Session, order: LiveOrder) -> int | None:

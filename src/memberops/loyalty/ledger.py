@@ -34,6 +34,7 @@ class Purchase:
     channel: str
     local_date: date
     birthday_month: int | None = None
+    tier_multiplier: Decimal | None = None  # the earn multiplier of the buyer's tier, if they hold one
 
 
 def earn_basis(rules: EarnRules, purchase: Purchase) -> Decimal:
@@ -47,7 +48,8 @@ def earn_basis(rules: EarnRules, purchase: Purchase) -> Decimal:
 
 
 def multipliers(rules: EarnRules, purchase: Purchase) -> list[Decimal]:
-    """Every multiplier that applies to the purchase (channel, member days, birthday month)."""
+    """Every multiplier that applies to the purchase (channel, member days, birthday month, the buyer's
+    tier)."""
     found: list[Decimal] = []
     if purchase.channel in rules.channel_multipliers:
         found.append(rules.channel_multipliers[purchase.channel])
@@ -58,6 +60,8 @@ def multipliers(rules: EarnRules, purchase: Purchase) -> list[Decimal]:
     if purchase.birthday_month is not None and purchase.birthday_month == purchase.local_date.month \
             and rules.birthday_month_multiplier != 1:
         found.append(rules.birthday_month_multiplier)
+    if purchase.tier_multiplier is not None and purchase.tier_multiplier != 1:
+        found.append(purchase.tier_multiplier)
     return found
 
 

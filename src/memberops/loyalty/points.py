@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,6 +42,7 @@ from memberops.loyalty.models import (
     PointsMovement,
 )
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
+from memberops.loyalty.tier_models import MemberTier
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,16 @@ def _earned_between(session: Session, member_id: str, start: datetime, end: date
         PointsMovement.occurred_at >= start, PointsMovement.occurred_at < end)) or 0)
 
 
+def tier_multiplier(session: Session, programme: ActiveProgramme, workspace_id: str, member_id: str) -> Decimal | None:
+    """The earn multiplier of the member's tier; ``None`` when the programme has no tiers or the member
+    holds none (so a programme without tiers reads nothing more)."""
+    if not programme.programme.tiers:
+        return None
+    held = session.scalar(select(MemberTier.tier).where(MemberTier.workspace_id == workspace_id,
+                                                        MemberTier.member_id == member_id))
+    return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
+
+
 def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> int | None:
     """Points the order earns its buyer, recorded as a lot (pending through the return window); ``None``
     when the buyer is unknown or not enrolled. Idempotent on the order: a retried order earns nothing
@@ -247,6 +259,7 @@ def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, 
     points = ledger.purchase_points(rules, ledger.Purchase(
         paid_amount=order.paid_amount, gross_amount=order.gross_amount, shipping_amount=order.shipping_amount,
         channel=order.channel, local_date=local_day, birthday_month=membership.birth_month,
+        tier_multiplier=tier_multiplier(session, programme, workspace.id, order.member_id),
     ))
     if points and (rules.daily_cap is not None or rules.monthly_cap is not None):
         points = ledger.capped(
@@ -451,7 +464,9 @@ def points_summary(session: Session, workspace: Workspace, member_id: str, *, no
     available, debt = available - settled, debt - settled
     expiring = [{"expires_at": at, "points": count} for at, count in sorted(upcoming.items())[:expiring_limit]]
     shown = ledger.shown_available(available, debt, allow_negative=programme.programme.allow_negative)
-    return PointsSummary(available=shown, pending=pending, debt=debt, expiring=expiring)
+    tier = session.scalar(select(MemberTier.tier).where(MemberTier.workspace_id == workspace.id,
+                                                        MemberTier.member_id == member_id))
+    return PointsSummary(available=shown, pending=pending, debt=debt, expiring=expiring, tier=tier)
 
 
 def ledger_page(session: Session, workspace_id: str, member_id: str, *, limit: int,

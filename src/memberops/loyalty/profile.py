@@ -34,6 +34,8 @@ def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict
             summary = points.points_summary(session, workspace, member_id)
         except MemberNotEnrolled:  # enrolled before the points account existed: nothing earned yet
             summary = points.PointsSummary(available=0, pending=0, debt=0, expiring=[])
+        if summary.tier is not None:
+            section["tier"] = summary.tier
         section.update({"points_available": summary.available, "points_pending": summary.pending})
         if summary.debt:
             section["points_debt"] = summary.debt

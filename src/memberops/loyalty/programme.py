@@ -4,6 +4,9 @@ The model is pure configuration; the state store keeps each version as a row
 (:mod:`memberops.loyalty.programmes`) and the ledger reads the active one. A fresh workspace runs
 :data:`DEFAULT_PROGRAMME`: free enrolment, 1 point per unit of currency paid, points valid 12 months
 rolling, no tiers.
+
+Tiers (``tiers`` with ``tier_rules``) rank members by a qualifying metric over a window; the logic is in
+:mod:`memberops.loyalty.tier_rules` and the state in :mod:`memberops.loyalty.tiers`.
 """
 
 from __future__ import annotations
@@ -84,6 +87,45 @@ class Expiry(_Strict):
                               description="how long before lapsing a member is warned (an event for journeys)")
 
 
+class TierBenefit(_Strict):
+    """A benefit (by its code, see ``/api/v1/benefits``) a tier gives ``quantity`` of per period."""
+
+    code: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class Tier(_Strict):
+    """One rung: reached when the qualifying metric over the window reaches ``threshold``. Its members
+    earn points with ``earn_multiplier`` (combined with the other multipliers by ``earn.stacking``) and
+    receive ``benefits`` once per period."""
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str = Field(min_length=1, max_length=100)
+    threshold: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+    earn_multiplier: Multiplier = Decimal(1)
+    benefits: list[TierBenefit] = []
+
+
+class TierRules(_Strict):
+    """How tiers are won and kept.
+
+    ``metric``: ``spend`` (paid amount of orders less refunds), ``orders`` (orders not fully refunded) or
+    ``growth`` (growth value *earned* in the window: ``growth_per_unit`` per unit paid, plus
+    ``growth_events`` for named events; never spent, so no balance is involved). ``window``:
+    ``rolling_12_months``, ``calendar_year`` or ``anniversary`` (membership years). A member is upgraded as
+    soon as the metric reaches a higher threshold; at evaluation a tier is kept when the metric of the last
+    assessed window reaches ``keep_ratio`` × its threshold, and a downgrade waits ``grace_months`` after
+    that window ends.
+    """
+
+    metric: Literal["spend", "orders", "growth"] = "spend"
+    window: Literal["rolling_12_months", "calendar_year", "anniversary"] = "rolling_12_months"
+    keep_ratio: Annotated[Decimal, Field(gt=0, le=1, max_digits=5, decimal_places=4)] = Decimal(1)
+    grace_months: int = Field(default=0, ge=0, le=24)
+    growth_per_unit: Annotated[Decimal, Field(ge=0, le=10_000, max_digits=10, decimal_places=4)] = Decimal(1)
+    growth_events: dict[str, Annotated[int, Field(ge=0, le=1_000_000)]] = {}
+
+
 class Programme(_Strict):
     """A loyalty programme's rules. ``point_value`` (in the programme's currency) prices the liability.
 
@@ -98,6 +140,18 @@ class Programme(_Strict):
     enrolment: Enrolment = Enrolment()
     earn: EarnRules = EarnRules()
     expiry: Expiry = Expiry()
+    tiers: list[Tier] = []
+    tier_rules: TierRules = TierRules()
+
+    @model_validator(mode="after")
+    def _ordered_tiers(self) -> Programme:
+        codes = [tier.code for tier in self.tiers]
+        if len(set(codes)) != len(codes):
+            raise ValueError("tier codes must be unique")
+        thresholds = [tier.threshold for tier in self.tiers]
+        if any(low >= high for low, high in zip(thresholds, thresholds[1:], strict=False)):
+            raise ValueError("tiers are listed lowest first, each threshold higher than the one before")
+        return self
 
 
 DEFAULT_PROGRAMME = Programme()

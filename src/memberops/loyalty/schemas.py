@@ -104,7 +104,7 @@ class PointsOut(BaseModel):
     pending: int
     debt: int
     expiring: list[ExpiringOut] = Field(description="points still held, by the instant they lapse, soonest first")
-    tier: str | None = Field(description="the member's tier (null: the programme has no tiers)")
+    tier: str | None = Field(description="the member's tier code (null: no tier, or the programme has none)")
 
 
 class LedgerPage(BaseModel):
@@ -126,3 +126,43 @@ class LiabilityOut(BaseModel):
     value: Decimal
     debt_points: int = Field(description="points members owe after refunds (not netted from the liability)")
     by_expiry_month: list[LiabilityMonth]
+
+
+class TierChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_tier: str | None
+    to_tier: str | None
+    reason: str = Field(description="upgrade | downgrade | keep | manual")
+    period: str = Field(description="the window it was decided on (empty for manual changes)")
+    metric_value: str
+    note: str
+    actor: str
+    programme_version: int
+    at: datetime
+
+
+class NextTierOut(BaseModel):
+    tier: str
+    threshold: Decimal
+    missing: Decimal = Field(description="what the metric still needs in the current window")
+
+
+class TierOut(BaseModel):
+    tier: str | None
+    name: str | None
+    since: datetime | None
+    metric: str = Field(description="spend | orders | growth")
+    metric_value: Decimal = Field(description="the metric in the current window")
+    window_start: datetime
+    window_end: datetime
+    next_tier: NextTierOut | None
+    history: list[TierChangeOut] = Field(description="newest first")
+
+
+class TierSetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tier: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(
+        description="the tier code; null removes the member's tier")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]

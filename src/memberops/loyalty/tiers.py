@@ -1,0 +1,373 @@
+"""Tiers in the state store: the qualifying metric over a window, upgrades on the live path, downgrades at
+evaluation, manual changes, growth value, and the benefits a tier gives.
+
+Every change of a member's tier happens with the member's ``points_account`` row locked (the lock every
+points movement takes; on the live path the order's earning already holds it), so an order's upgrade and
+an evaluation never interleave for one member. Upgrades happen as soon as an order qualifies; downgrades
+only in :func:`evaluate_tiers`, which applies the keep-tier bar and the grace period. Each change appends a
+history row and a ``tier_changed`` loyalty event (for journeys); a tier's benefits are granted once per
+member, tier and period (the grant's idempotency key), however often the order or the evaluation is
+replayed. The window and qualification arithmetic is in :mod:`memberops.loyalty.tier_rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_FLOOR, Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from memberops.accounts.models import Workspace
+from memberops.audit.service import Actor, record
+from memberops.db.base import utcnow
+from memberops.ingest.models import LiveOrder
+from memberops.loyalty import tier_rules
+from memberops.loyalty.benefits import _benefit_by_code, grant_benefit
+from memberops.loyalty.errors import MemberNotEnrolled, UnknownTier
+from memberops.loyalty.models import LoyaltyEvent, Membership
+from memberops.loyalty.points import lock_account, zone_of
+from memberops.loyalty.programme import Tier
+from memberops.loyalty.programmes import ActiveProgramme, active_programme
+from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
+
+
+def tier_of(session: Session, workspace_id: str, member_id: str) -> MemberTier | None:
+    return session.scalar(select(MemberTier).where(MemberTier.workspace_id == workspace_id,
+                                                   MemberTier.member_id == member_id))
+
+
+# --- growth value ----------------------------------------------------------------------------------------
+
+
+def award_growth(session: Session, workspace_id: str, member_id: str, *, value: int, source_type: str,
+                 source_id: str, idempotency_key: str, occurred_at: datetime) -> bool:
+    """Record ``value`` growth earned; ``False`` (and nothing recorded) when the key was seen before or the
+    value is not positive."""
+    if value <= 0:
+        return False
+    seen = session.scalar(select(GrowthMovement.id).where(GrowthMovement.workspace_id == workspace_id,
+                                                          GrowthMovement.idempotency_key == idempotency_key))
+    if seen is not None:
+        return False
+    session.add(GrowthMovement(workspace_id=workspace_id, member_id=member_id, value=value, source_type=source_type,
+                               source_id=source_id[:200], idempotency_key=idempotency_key[:200],
+                               occurred_at=occurred_at, created_at=utcnow()))
+    session.flush()
+    return True
+
+
+def award_event_growth(session: Session, workspace: Workspace, member_id: str, event: str, *, idempotency_key: str,
+                       now: datetime | None = None) -> int:
+    """The growth the programme gives for ``event`` (``tier_rules.growth_events``), recorded once per key;
+    then the member is upgraded if that qualifies them. Returns the growth recorded (0 on a replay)."""
+    now = now or utcnow()
+    programme = active_programme(session, workspace.id)
+    value = programme.programme.tier_rules.growth_events.get(event, 0)
+    lock_account(session, workspace.id, member_id)
+    if not award_growth(session, workspace.id, member_id, value=value, source_type="event", source_id=event,
+                        idempotency_key=f"growth:event:{idempotency_key}", occurred_at=now):
+        return 0
+    upgrade_if_qualified(session, workspace, member_id, now=now, programme=programme)
+    return value
+
+
+def _order_growth(programme: ActiveProgramme, order: LiveOrder) -> int:
+    raw = order.paid_amount * programme.programme.tier_rules.growth_per_unit
+    return int(raw.to_integral_value(rounding=ROUND_FLOOR))
+
+
+# --- the metric ------------------------------------------------------------------------------------------
+
+
+def metric_value(session: Session, programme: ActiveProgramme, workspace_id: str, member_id: str,
+                 window: tier_rules.Window, *, as_of: datetime) -> Decimal:
+    """The qualifying metric earned in ``window`` up to ``as_of``: spend (paid less refunded), orders not
+    fully refunded, or growth value earned (never a balance: growth is not spent)."""
+    until = min(window.end, as_of + tier_rules.TICK)
+    metric = programme.programme.tier_rules.metric
+    if metric == "growth":
+        total = session.scalar(select(func.coalesce(func.sum(GrowthMovement.value), 0)).where(
+            GrowthMovement.member_id == member_id, GrowthMovement.workspace_id == workspace_id,
+            GrowthMovement.occurred_at >= window.start, GrowthMovement.occurred_at < until))
+        return Decimal(int(total or 0))
+    in_window = (LiveOrder.workspace_id == workspace_id, LiveOrder.member_id == member_id,
+                 LiveOrder.ordered_at >= window.start, LiveOrder.ordered_at < until)
+    if metric == "orders":
+        count = session.scalar(select(func.count()).select_from(LiveOrder).where(
+            *in_window, LiveOrder.refunded_amount < LiveOrder.paid_amount))
+        return Decimal(int(count or 0))
+    spend = session.scalar(select(func.coalesce(func.sum(LiveOrder.paid_amount - LiveOrder.refunded_amount), 0))
+                           .where(*in_window))
+    return max(Decimal(str(spend or 0)), Decimal(0))
+
+
+def _anniversary(session: Session, workspace: Workspace, member_id: str) -> date:
+    membership = session.scalar(select(Membership).where(Membership.workspace_id == workspace.id,
+                                                         Membership.member_id == member_id))
+    if membership is None:
+        raise MemberNotEnrolled(member_id)
+    return membership.enrolled_at.astimezone(zone_of(workspace)).date()
+
+
+def _thresholds(tiers: Sequence[Tier]) -> list[Decimal]:
+    return [tier.threshold for tier in tiers]
+
+
+def _index(tiers: Sequence[Tier], code: str | None) -> int | None:
+    """The position of ``code`` in the programme's tiers (a tier since removed from the programme counts as
+    none)."""
+    for index, tier in enumerate(tiers):
+        if tier.code == code:
+            return index
+    return None
+
+
+# --- changing a member's tier ----------------------------------------------------------------------------
+
+
+def _change(
+    session: Session, workspace: Workspace, programme: ActiveProgramme, member_id: str, held: MemberTier | None,
+    to: str | None, *, reason: str, period: str, metric: Decimal | None, at: datetime, actor: str = "",
+    note: str = "",
+) -> TierChange:
+    previous = held.tier if held is not None else None
+    if to is None and held is not None:
+        session.delete(held)
+    elif to is not None and held is None:
+        session.add(MemberTier(workspace_id=workspace.id, member_id=member_id, tier=to, since=at,
+                               programme_version=programme.version, updated_at=at))
+    elif to is not None and held is not None and held.tier != to:
+        held.tier, held.since, held.programme_version, held.updated_at = to, at, programme.version, at
+    change = TierChange(workspace_id=workspace.id, member_id=member_id, from_tier=previous, to_tier=to, reason=reason,
+                        period=period, metric_value="" if metric is None else str(metric), note=note[:500],
+                        actor=actor[:100], programme_version=programme.version, at=at)
+    session.add(change)
+    if previous != to:
+        session.add(LoyaltyEvent(workspace_id=workspace.id, member_id=member_id, type="tier_changed", occurred_at=at,
+                                 payload={"from": previous, "to": to, "reason": reason}))
+    session.flush()
+    return change
+
+
+@dataclass(frozen=True)
+class TierGrants:
+    """Benefit grants a tier made now, and the benefit codes the programme names but no definition has
+    (reported, never dropped silently: the tier still changes)."""
+
+    made: int = 0
+    missing: tuple[str, ...] = ()
+
+
+def grant_tier_benefits(session: Session, workspace: Workspace, programme: ActiveProgramme, member_id: str,
+                        tier_code: str, *, at: datetime, anniversary: date) -> TierGrants:
+    """Give the tier's benefits for the period ``at`` falls in, once per member, tier and period (the
+    grant's idempotency key: a replay gives nothing more)."""
+    tier = next((t for t in programme.programme.tiers if t.code == tier_code), None)
+    if tier is None or not tier.benefits:
+        return TierGrants()
+    period = tier_rules.benefit_period(programme.programme.tier_rules.window, at, zone_of(workspace),
+                                       anniversary=anniversary)
+    made, missing = 0, []
+    for benefit in tier.benefits:
+        definition = _benefit_by_code(session, workspace.id, benefit.code)
+        if definition is None:
+            missing.append(benefit.code)
+            continue
+        granted = grant_benefit(session, workspace.id, member_id, definition, benefit.quantity, f"tier:{tier.code}",
+                                f"tier:{member_id}:{tier.code}:{period.label}:{benefit.code}",
+                                valid_until=period.end, now=at)
+        made += 0 if granted.is_replay else 1
+    return TierGrants(made, tuple(missing))
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    tier: str
+    grants: TierGrants
+
+
+def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str, *, now: datetime | None = None,
+                         programme: ActiveProgramme | None = None) -> Upgrade | None:
+    """Upgrade the member when the current window's metric reaches a higher tier (never downgrades); the
+    caller holds the member's points lock. ``None`` when nothing changed."""
+    programme = programme or active_programme(session, workspace.id)
+    tiers = programme.programme.tiers
+    if not tiers:
+        return None
+    now = now or utcnow()
+    rules = programme.programme.tier_rules
+    anniversary = _anniversary(session, workspace, member_id)
+    window = tier_rules.window_containing(rules.window, now, zone_of(workspace), anniversary=anniversary)
+    metric = metric_value(session, programme, workspace.id, member_id, window, as_of=now)
+    held = tier_of(session, workspace.id, member_id)
+    decision = tier_rules.upgrade(_index(tiers, held.tier if held else None), _thresholds(tiers), metric)
+    if decision.reason is None or decision.tier is None:
+        return None
+    code = tiers[decision.tier].code
+    _change(session, workspace, programme, member_id, held, code, reason="upgrade", period=window.label,
+            metric=metric, at=now)
+    return Upgrade(code, grant_tier_benefits(session, workspace, programme, member_id, code, at=now,
+                                             anniversary=anniversary))
+
+
+def on_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> Upgrade | None:
+    """The live order hook's tier step, after the order earned points (under the member's lock): record
+    the order's growth value, then upgrade if the member now qualifies."""
+    if order.member_id is None:
+        return None
+    programme = active_programme(session, workspace.id)
+    if not programme.programme.tiers:
+        return None
+    if programme.programme.tier_rules.metric == "growth":
+        award_growth(session, workspace.id, order.member_id, value=_order_growth(programme, order), source_type="order",
+                     source_id=f"{order.channel}:{order.order_id}",
+                     idempotency_key=f"growth:order:{order.channel}:{order.order_id}", occurred_at=order.ordered_at)
+    return upgrade_if_qualified(session, workspace, order.member_id, now=now, programme=programme)
+
+
+def set_tier(session: Session, workspace: Workspace, member_id: str, tier_code: str | None, *, reason: str,
+             actor: Actor, now: datetime | None = None) -> MemberTier | None:
+    """An operator sets the member's tier (``None``: no tier), with a reason; audited. The tier is then
+    judged at evaluation like any other (from the time it was set)."""
+    now = now or utcnow()
+    programme = active_programme(session, workspace.id)
+    if tier_code is not None and _index(programme.programme.tiers, tier_code) is None:
+        raise UnknownTier(tier_code, [t.code for t in programme.programme.tiers])
+    lock_account(session, workspace.id, member_id)
+    held = tier_of(session, workspace.id, member_id)
+    previous = held.tier if held else None
+    who = f"{actor.type}:{actor.id}"
+    _change(session, workspace, programme, member_id, held, tier_code, reason="manual", period="", metric=None, at=now,
+            actor=who, note=reason)
+    if tier_code is not None and tier_code != previous:
+        grant_tier_benefits(session, workspace, programme, member_id, tier_code, at=now,
+                            anniversary=_anniversary(session, workspace, member_id))
+    record(session, actor, "loyalty.tier.set", workspace_id=workspace.id, target_type="member", target_id=member_id,
+           detail={"from": previous, "to": tier_code})
+    return tier_of(session, workspace.id, member_id)
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TierRun:
+    as_of: datetime
+    members: int = 0
+    upgraded: int = 0
+    downgraded: int = 0
+    kept: int = 0
+    benefits_granted: int = 0
+    by_tier: dict[str, int] = field(default_factory=dict)
+    missing_benefits: set[str] = field(default_factory=set)
+
+
+def evaluate_member(session: Session, workspace: Workspace, programme: ActiveProgramme, member_id: str, *,
+                    as_of: datetime, run: TierRun) -> None:
+    """Judge one member as of ``as_of`` (the caller holds their points lock): upgrade, keep or downgrade,
+    and give the benefits of the tier they hold for the current period. Running it twice changes nothing
+    more: a downgrade restarts ``since``, and ``keep`` is recorded once per assessed window."""
+    tiers = programme.programme.tiers
+    rules = programme.programme.tier_rules
+    zone = zone_of(workspace)
+    anniversary = _anniversary(session, workspace, member_id)
+    current_window = tier_rules.window_containing(rules.window, as_of, zone, anniversary=anniversary)
+    assessed = tier_rules.assessed_window(rules.window, as_of, zone, anniversary=anniversary,
+                                          grace_months=rules.grace_months)
+    held = tier_of(session, workspace.id, member_id)
+    current = _index(tiers, held.tier if held else None)
+    current_metric = metric_value(session, programme, workspace.id, member_id, current_window, as_of=as_of)
+    assessed_metric = metric_value(session, programme, workspace.id, member_id, assessed, as_of=as_of)
+    since = held.since if held is not None and current is not None else None
+    decision = tier_rules.evaluate(current, since, thresholds=_thresholds(tiers), keep_ratio=rules.keep_ratio,
+                                   current_metric=current_metric, assessed_metric=assessed_metric, assessed=assessed)
+    if held is not None and current is None and decision.tier is None:  # a tier the programme no longer has
+        decision = tier_rules.Decision(None, "downgrade")
+    to = tiers[decision.tier].code if decision.tier is not None else None
+    if decision.reason == "keep":
+        if session.scalar(select(TierChange.id).where(
+                TierChange.member_id == member_id, TierChange.workspace_id == workspace.id,
+                TierChange.reason == "keep", TierChange.period == assessed.label, TierChange.to_tier == to)) is None:
+            _change(session, workspace, programme, member_id, held, to, reason="keep", period=assessed.label,
+                    metric=assessed_metric, at=as_of, actor="system:evaluation")
+            run.kept += 1
+    elif decision.reason is not None:
+        is_up = decision.reason == "upgrade"
+        _change(session, workspace, programme, member_id, held, to, reason=decision.reason,
+                period=current_window.label if is_up else assessed.label,
+                metric=current_metric if is_up else assessed_metric, at=as_of, actor="system:evaluation")
+        if is_up:
+            run.upgraded += 1
+        else:
+            run.downgraded += 1
+    if to is not None:
+        run.by_tier[to] = run.by_tier.get(to, 0) + 1
+        grants = grant_tier_benefits(session, workspace, programme, member_id, to, at=as_of, anniversary=anniversary)
+        run.benefits_granted += grants.made
+        run.missing_benefits.update(grants.missing)
+
+
+def evaluate_tiers(session: Session, workspace: Workspace, *, as_of: datetime | None = None) -> TierRun:
+    """Evaluate every member of the programme as of ``as_of`` (default: now), each under their lock."""
+    as_of = as_of or utcnow()
+    run = TierRun(as_of=as_of)
+    programme = active_programme(session, workspace.id)
+    held = set(session.scalars(select(MemberTier.member_id).where(MemberTier.workspace_id == workspace.id)))
+    if not programme.programme.tiers and not held:
+        return run
+    members = session.scalars(select(Membership.member_id).where(Membership.workspace_id == workspace.id)
+                              .order_by(Membership.member_id)).all()
+    for member_id in members:
+        try:
+            lock_account(session, workspace.id, member_id)
+        except MemberNotEnrolled:  # a membership without a points account yet: nothing earned, no tier
+            continue
+        evaluate_member(session, workspace, programme, member_id, as_of=as_of, run=run)
+        run.members += 1
+    return run
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierStatus:
+    tier: str | None
+    name: str | None
+    since: datetime | None
+    metric: str
+    metric_value: Decimal
+    window: tier_rules.Window
+    next_tier: str | None
+    next_threshold: Decimal | None
+    missing: Decimal | None
+    history: Sequence[TierChange]
+
+
+def tier_status(session: Session, workspace: Workspace, member_id: str, *, now: datetime | None = None,
+                history_limit: int = 50) -> TierStatus:
+    """The member's tier, since when, the metric in the current window, what the next tier still needs,
+    and the tier history (newest first)."""
+    now = now or utcnow()
+    programme = active_programme(session, workspace.id)
+    rules = programme.programme.tier_rules
+    tiers = programme.programme.tiers
+    anniversary = _anniversary(session, workspace, member_id)
+    window = tier_rules.window_containing(rules.window, now, zone_of(workspace), anniversary=anniversary)
+    metric = metric_value(session, programme, workspace.id, member_id, window, as_of=now) if tiers else Decimal(0)
+    held = tier_of(session, workspace.id, member_id)
+    index = _index(tiers, held.tier if held else None)
+    following = tier_rules.missing_for_next(_thresholds(tiers), index, metric)
+    history = session.scalars(select(TierChange).where(TierChange.workspace_id == workspace.id,
+                                                       TierChange.member_id == member_id)
+                              .order_by(TierChange.id.desc()).limit(history_limit)).all()
+    return TierStatus(
+        tier=held.tier if held else None, name=tiers[index].name if index is not None else None,
+        since=held.since if held else None, metric=rules.metric, metric_value=metric, window=window,
+        next_tier=tiers[following[0]].code if following else None,
+        next_threshold=tiers[following[0]].threshold if following else None,
+        missing=following[1] if following else None, history=history,
+    )
