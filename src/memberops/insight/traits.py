@@ -76,9 +76,9 @@ def interval_statistics(gaps: Table) -> Table:
     return means.join(medians, MEMBER)
 
 
-def purchase_statistics(facts: MemberFacts, gaps: Table | None = None) -> Table:
-    """One row per member with the purchase statistics of the module docstring (``gaps``: the
-    :func:`purchase_gaps` of :func:`purchase_days`, when the caller has them materialised)."""
+def purchase_statistics(facts: MemberFacts, gaps: Table | None = None, days: Table | None = None) -> Table:
+    """One row per member with the purchase statistics of the module docstring (``days``: the
+    :func:`purchase_days`, ``gaps``: their :func:`purchase_gaps`, when the caller has them materialised)."""
     orders = facts.orders
     per_member = orders.group_by(MEMBER).aggregate(
         orders=orders.count().cast("int64"),
@@ -93,7 +93,7 @@ def purchase_statistics(facts: MemberFacts, gaps: Table | None = None) -> Table:
     )
     units = facts.items.group_by(MEMBER).aggregate(units=facts.items.quantity.sum().cast("int64"))
 
-    days = purchase_days(facts)
+    days = days if days is not None else purchase_days(facts)
     first_day = days.group_by(MEMBER).aggregate(
         _days=days.count().cast("int64"), _first_day=days.day.min(), _last_day=days.day.max())
     with_first = days.join(first_day, MEMBER)
