@@ -43,9 +43,11 @@ def most_frequent(table: Table, value: str, weight: str | None = None, *, name: 
     present = table.filter(table[value].notnull())
     grouped = present.group_by([MEMBER, value]).aggregate(
         _weight=(present[weight].sum() if weight is not None else present.count()))
-    ranked = grouped.mutate(_rank=ibis.row_number().over(
-        group_by=grouped[MEMBER], order_by=[grouped._weight.desc(), grouped[value]]))
-    return ranked.filter(ranked._rank == 0).select(MEMBER, **{name: ranked[value]})
+    # the heaviest weight per member, then the alphabetically first value of that weight: two hash
+    # aggregations, no window sort of every (member, value) pair
+    heaviest = grouped.group_by(MEMBER).aggregate(_top=grouped._weight.max())
+    top = grouped.join(heaviest, MEMBER).filter(lambda t: t._weight == t._top)
+    return top.group_by(MEMBER).aggregate(**{name: top[value].min()})
 
 
 def purchase_days(facts: MemberFacts) -> Table:
