@@ -247,13 +247,14 @@ def _flat(gradient: FloatArray, value: float) -> bool:
 
     It stops so when no step improves the value any more in floating point ("precision loss"): at the
     edge of the parameter space the likelihood keeps rising towards a limit ever more slowly, and the
-    log-gamma differences of huge shapes carry rounding errors. A gradient below 1e-4 of the value means
-    that multiplying a parameter by e changes a customer's log-likelihood by less than that: converged.
+    log-gamma differences of huge shapes carry rounding errors. A gradient below 1e-3 of the value (or of
+    1 when the value is smaller) means that multiplying a parameter by e changes a customer's
+    log-likelihood by less than that, far below what any prediction could show: converged.
     """
     gradient = np.asarray(gradient, dtype=np.float64)
     if not (np.all(np.isfinite(gradient)) and np.isfinite(value)):
         return False
-    return bool(np.abs(gradient).max() < max(1e-5, 1e-4 * abs(value)))
+    return bool(np.abs(gradient).max() < 1e-3 * max(1.0, abs(value)))
 
 
 def _projected(gradient: FloatArray, z: FloatArray, edge: float) -> FloatArray:
