@@ -375,3 +375,43 @@ class TestBadInput:
     def test_spend_needs_a_repeat_customer(self) -> None:
         with pytest.raises(ClvInputError, match="no customer with a repeat purchase"):
             clv.fit_gamma_gamma([0, 0], [0.0, 0.0])
+
+
+class TestLapsedYearBuyers:
+    """The shape of the traits benchmark's data (bench/bench_traits.py): each buyer buys at one rate for a
+    year that ended up to two years ago, then stops. There are enough patterns for the warm start on a
+    sample, whose curvature sent the full-data BFGS straight out of the finite region ("Desired error not
+    necessarily achieved due to precision loss" with a gradient far from flat): the fit must recover."""
+
+    @staticmethod
+    def _summary(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        ended = 2 * rng.integers(0, 365, n)  # days before as_of the buyer's year ended
+        orders = rng.poisson(12, n) + 1
+        buyer = np.repeat(np.arange(n), orders)
+        ago = ended[buyer] + rng.integers(0, 365, len(buyer))  # purchase day, in days before as_of
+        buyer, ago = np.unique(np.stack([buyer, ago]), axis=1)  # one purchase per day
+        first = np.full(n, -1)
+        np.maximum.at(first, buyer, ago)
+        last = np.full(n, 1 << 30)
+        np.minimum.at(last, buyer, ago)
+        days = np.bincount(buyer, minlength=n)
+        return (days - 1).astype(float), (first - last).astype(float), first.astype(float)
+
+    def test_fit_converges_to_a_maximum(self) -> None:
+        x, t_x, T = self._summary(90_000, seed=5)
+        assert len(np.unique(np.stack([x, t_x, T]), axis=1)[0]) > 4 * clv._WARM_START_PATTERNS
+        fit = clv.fit_bgnbd(x, t_x, T)
+        # the daily purchase rate while active: 13 orders on ~12.8 distinct days a year (the lapses,
+        # which the model reads as drop-outs, bias it a little)
+        assert fit.params.r / fit.params.alpha == pytest.approx(12.8 / 365, rel=0.15)
+        patterns = clv._patterns((x, t_x, T), np.ones(len(x)))
+        best = np.log([fit.params.r, fit.params.alpha, fit.params.a, fit.params.b])
+        assert clv._bgnbd_loglik(best, patterns)[0] == pytest.approx(fit.log_likelihood)
+        for i in range(4):  # no nearby point is more likely
+            for step in (-0.05, 0.05):
+                moved = best.copy()
+                moved[i] += step
+                assert clv._bgnbd_loglik(moved, patterns)[0] <= fit.log_likelihood + 1e-6 * abs(fit.log_likelihood)
+        expected = clv.bgnbd_expected_purchases(fit.params, 90, x[:100], t_x[:100], T[:100])
+        assert np.isfinite(expected).all() and (expected >= 0).all()

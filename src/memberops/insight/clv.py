@@ -241,6 +241,29 @@ class _Optimum(NamedTuple):
     hess_inv: FloatArray | None
 
 
+def _flat(gradient: FloatArray, value: float) -> bool:
+    """Whether the optimiser's stopping point is the maximum though it reports no success, from the
+    gradient of the per-customer log-likelihood ``value`` in log-parameters.
+
+    It stops so when no step improves the value any more in floating point ("precision loss"): at the
+    edge of the parameter space the likelihood keeps rising towards a limit ever more slowly, and the
+    log-gamma differences of huge shapes carry rounding errors. A gradient below 1e-3 of the value (or of
+    1 when the value is smaller) means that multiplying a parameter by e changes a customer's
+    log-likelihood by less than that, far below what any prediction could show: converged.
+    """
+    gradient = np.asarray(gradient, dtype=np.float64)
+    if not (np.all(np.isfinite(gradient)) and np.isfinite(value)):
+        return False
+    return bool(np.abs(gradient).max() < 1e-3 * max(1.0, abs(value)))
+
+
+def _projected(gradient: FloatArray, z: FloatArray, edge: float) -> FloatArray:
+    """``gradient`` without the components that push past the box ``[-edge, edge]`` at a bound."""
+    gradient = np.asarray(gradient, dtype=np.float64)
+    blocked = ((z >= edge - 1e-9) & (gradient < 0)) | ((z <= -edge + 1e-9) & (gradient > 0))
+    return np.where(blocked, 0.0, gradient)
+
+
 def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]], start: FloatArray,
               *, analytic: bool, hess_inv: FloatArray | None = None, gtol: float = 1e-8) -> _Optimum:
     """Minimise the per-customer negative log-likelihood over log-parameters.
@@ -266,10 +289,25 @@ def _maximise(objective: Callable[[FloatArray], tuple[float, FloatArray | None]]
                 options["hess_inv0"] = symmetric
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = minimize(guarded, start, jac=True, method="BFGS", options=options)
-        # "precision loss" at a point where the gradient is flat is a maximum all the same (often one at
-        # the edge: homogeneous rates send r and alpha to infinity with their ratio fixed)
-        converged = result.success or np.abs(result.jac).max() < 1e-5
-        found_hess_inv = np.asarray(result.hess_inv, dtype=np.float64)
+            # "precision loss" at a point where the gradient is flat is a maximum all the same (often one
+            # at the edge: homogeneous rates send r and alpha to infinity with their ratio fixed)
+            converged = result.success or _flat(result.jac, result.fun)
+            found_hess_inv: FloatArray | None = np.asarray(result.hess_inv, dtype=np.float64)
+            if not converged and "hess_inv0" in options:
+                # a curvature estimate from a sample can point out of the finite region at once: restart
+                # from the same point with BFGS's own
+                result = minimize(guarded, result.x, jac=True, method="BFGS", options={"gtol": gtol, "maxiter": 2000})
+                converged = result.success or _flat(result.jac, result.fun)
+                found_hess_inv = np.asarray(result.hess_inv, dtype=np.float64)
+            if not converged:
+                # the optimum lies at the edge of the box (e^±15), where BFGS's line search keeps hitting
+                # the wall: L-BFGS-B walks along it; a flat gradient inside the box (the bounds' own
+                # components aside) is the constrained maximum
+                bounds = [(-15.0, 15.0)] * len(start)
+                result = minimize(objective, np.clip(result.x, -15.0, 15.0), jac=True, method="L-BFGS-B",
+                                  bounds=bounds, options={"ftol": 1e-15, "gtol": gtol, "maxiter": 2000})
+                converged = result.success or _flat(_projected(result.jac, result.x, 15.0), result.fun)
+                found_hess_inv = None
     else:
         bounds = [(-15.0, 15.0)] * len(start)
         result = minimize(lambda z: objective(z)[0], start, method="L-BFGS-B", bounds=bounds,

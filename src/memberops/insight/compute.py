@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from memberops.insight.config import InsightConfig
-from memberops.insight.facts import MemberFacts, member_facts
+from memberops.insight.facts import MemberFacts, member_facts, order_lines
 from memberops.insight.koc import influence, koc_score
 from memberops.insight.lifecycle import aipl_stage, lifecycle_stage
 from memberops.insight.lifetime_value import ValueFit, member_value
@@ -88,13 +88,15 @@ def compute_traits(warehouse: Warehouse, workspace_id: str, *, as_of: datetime |
         report(name, fraction)
 
     facts = member_facts(warehouse, workspace_id, as_of, config)
-    # each fact table is read by several traits: read it once
-    facts = MemberFacts(facts.as_of, warehouse.materialise(facts.members), warehouse.materialise(facts.orders),
-                        warehouse.materialise(facts.items), warehouse.materialise(facts.events),
-                        warehouse.materialise(facts.records))
+    # each fact table is read by several traits: read it once. The order lines join the materialised
+    # orders (not the orders' own query: that would read orders, refunds and the identity map again)
+    orders = warehouse.materialise(facts.orders)
+    facts = MemberFacts(facts.as_of, warehouse.materialise(facts.members), orders,
+                        warehouse.materialise(order_lines(warehouse, workspace_id, orders)),
+                        warehouse.materialise(facts.events), warehouse.materialise(facts.records))
     days = warehouse.materialise(purchase_days(facts))
     gaps = warehouse.materialise(purchase_gaps(days))
-    stats = warehouse.materialise(purchase_statistics(facts, gaps))
+    stats = warehouse.materialise(purchase_statistics(facts, gaps, days))
     step("purchase statistics", 0.35)
 
     values, value_fit = _value_table(warehouse, stats, config)

@@ -46,6 +46,21 @@ def _day(column: ibis.Value) -> ibis.Value:
     return (column.epoch_seconds().cast("int64") // SECONDS_PER_DAY).cast("int64")
 
 
+def order_lines(warehouse: Warehouse, workspace_id: str, orders: Table) -> Table:
+    """The lines of ``orders`` (the ``orders`` of :class:`MemberFacts`), each with its order's member and day.
+
+    A caller that has materialised the orders passes them here, so the lines join a small keyed table
+    instead of reading the orders, refunds and identity map once more.
+    """
+    lines = warehouse.table("order_items")
+    lines = lines.filter(lines.workspace_id == workspace_id).select(
+        "channel", "order_id", "sku", "category", "quantity", "amount")
+    order_keys = orders.select("member_id", "channel", "order_id", "ordered_at", "day")
+    return lines.join(order_keys, ["channel", "order_id"]).select(
+        "member_id", "channel", "order_id", "ordered_at", "day", "sku", "category",
+        quantity=lines.quantity.fill_null(0).cast("int64"), amount=lines.amount)
+
+
 def member_facts(warehouse: Warehouse, workspace_id: str, as_of: datetime, config: InsightConfig) -> MemberFacts:
     """The facts of ``workspace_id`` up to ``as_of``, each tied to its member."""
     if as_of.tzinfo is None:
@@ -80,13 +95,7 @@ def member_facts(warehouse: Warehouse, workspace_id: str, as_of: datetime, confi
         is_offline=with_refunds.channel.isin(list(config.offline_channels)),
     )
 
-    lines = warehouse.table("order_items")
-    lines = lines.filter(lines.workspace_id == workspace_id).select(
-        "channel", "order_id", "sku", "category", "quantity", "amount")
-    order_keys = counted.select("member_id", "channel", "order_id", "ordered_at", "day")
-    items = lines.join(order_keys, ["channel", "order_id"]).select(
-        "member_id", "channel", "order_id", "ordered_at", "day", "sku", "category",
-        quantity=lines.quantity.fill_null(0).cast("int64"), amount=lines.amount)
+    items = order_lines(warehouse, workspace_id, counted)
 
     events = warehouse.table("events")
     events = events.filter(events.workspace_id == workspace_id, events.occurred_at <= moment,

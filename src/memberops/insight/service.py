@@ -44,6 +44,21 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _json_column(column: pa.Array) -> list[Any]:
+    """``column``'s values as :func:`_json_value` gives them."""
+    values = column.to_pylist()
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_boolean(kind):
+        return values
+    if pa.types.is_floating(kind):
+        return [None if v is None or math.isnan(v) else round(v, 6) for v in values]
+    if pa.types.is_decimal(kind):
+        return [None if v is None else str(v) for v in values]
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return [None if v is None else v.isoformat() for v in values]
+    return [_json_value(v) for v in values]
+
+
 def save_serving_traits(session: Session, workspace_id: str, traits: pa.Table, computed_at: datetime) -> int:
     """Upsert one ``member_trait`` row per member of ``traits`` (the lake snapshot) and drop rows of members
     no longer in it (absorbed by a merge). Money as decimal strings, dates as ISO strings."""
@@ -52,13 +67,17 @@ def save_serving_traits(session: Session, workspace_id: str, traits: pa.Table, c
                        ["computed_at", "traits", "tags"])
     written = 0
     for batch in columns.to_batches(CHUNK):
+        if not batch.num_rows:
+            continue
+        # column by column: one conversion per column type instead of a type test per value
+        values = [_json_column(batch.column(name)) for name in SERVING_TRAITS]
         rows = [{
-            "workspace_id": workspace_id, "member_id": row["member_id"], "computed_at": computed_at,
-            "traits": {name: _json_value(row[name]) for name in SERVING_TRAITS}, "tags": row["tags"] or [],
-        } for row in batch.to_pylist()]
-        if rows:
-            session.execute(statement, rows)
-            written += len(rows)
+            "workspace_id": workspace_id, "member_id": member_id, "computed_at": computed_at,
+            "traits": dict(zip(SERVING_TRAITS, row, strict=True)), "tags": tags or [],
+        } for member_id, tags, *row in zip(batch.column("member_id").to_pylist(), batch.column("tags").to_pylist(),
+                                           *values, strict=True)]
+        session.execute(statement, rows)
+        written += len(rows)
     session.execute(delete(MemberTrait).where(MemberTrait.workspace_id == workspace_id,
                                               MemberTrait.computed_at < computed_at))
     return written

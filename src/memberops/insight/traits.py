@@ -43,9 +43,11 @@ def most_frequent(table: Table, value: str, weight: str | None = None, *, name: 
     present = table.filter(table[value].notnull())
     grouped = present.group_by([MEMBER, value]).aggregate(
         _weight=(present[weight].sum() if weight is not None else present.count()))
-    ranked = grouped.mutate(_rank=ibis.row_number().over(
-        group_by=grouped[MEMBER], order_by=[grouped._weight.desc(), grouped[value]]))
-    return ranked.filter(ranked._rank == 0).select(MEMBER, **{name: ranked[value]})
+    # the heaviest weight per member, then the alphabetically first value of that weight: two hash
+    # aggregations, no window sort of every (member, value) pair
+    heaviest = grouped.group_by(MEMBER).aggregate(_top=grouped._weight.max())
+    top = grouped.join(heaviest, MEMBER).filter(lambda t: t._weight == t._top)
+    return top.group_by(MEMBER).aggregate(**{name: top[value].min()})
 
 
 def purchase_days(facts: MemberFacts) -> Table:
@@ -76,9 +78,9 @@ def interval_statistics(gaps: Table) -> Table:
     return means.join(medians, MEMBER)
 
 
-def purchase_statistics(facts: MemberFacts, gaps: Table | None = None) -> Table:
-    """One row per member with the purchase statistics of the module docstring (``gaps``: the
-    :func:`purchase_gaps` of :func:`purchase_days`, when the caller has them materialised)."""
+def purchase_statistics(facts: MemberFacts, gaps: Table | None = None, days: Table | None = None) -> Table:
+    """One row per member with the purchase statistics of the module docstring (``days``: the
+    :func:`purchase_days`, ``gaps``: their :func:`purchase_gaps`, when the caller has them materialised)."""
     orders = facts.orders
     per_member = orders.group_by(MEMBER).aggregate(
         orders=orders.count().cast("int64"),
@@ -93,7 +95,7 @@ def purchase_statistics(facts: MemberFacts, gaps: Table | None = None) -> Table:
     )
     units = facts.items.group_by(MEMBER).aggregate(units=facts.items.quantity.sum().cast("int64"))
 
-    days = purchase_days(facts)
+    days = days if days is not None else purchase_days(facts)
     first_day = days.group_by(MEMBER).aggregate(
         _days=days.count().cast("int64"), _first_day=days.day.min(), _last_day=days.day.max())
     with_first = days.join(first_day, MEMBER)
