@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from memberops.accounts.models import Workspace
+from memberops.api.app import create_app
 from memberops.audit.service import Actor
 from memberops.demo.generate import generate_brand
 from memberops.demo.load import import_brand
@@ -21,6 +23,7 @@ from memberops.loyalty.expiry import points_liability
 from memberops.loyalty.models import Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programmes import active_programme
 from memberops.runtime import Context
+from tests.factories import make_key
 
 NOW = datetime(2026, 11, 15, 2, 0, tzinfo=UTC)  # two weeks after the demo brand's history ends
 
@@ -74,6 +77,16 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         assert {"issued", "redeemed"} <= statuses
         liability = points_liability(session, ws, as_of=NOW)
         assert liability.points > 0 and liability.by_expiry_month
+        holder = session.scalars(select(Coupon.member_id).where(Coupon.workspace_id == ws.id,
+                                                                Coupon.member_id.in_(sorted(buyers)))).first()
+        assert holder is not None
+
+    # the 360° profile shows it (points as of today: the card reads the clock)
+    with context.store.transaction() as session:
+        auth = {"Authorization": f"Bearer {make_key(session, workspace, 'read')}"}
+    with TestClient(create_app(context), raise_server_exceptions=False) as client:
+        card = client.get(f"/api/v1/members/{holder}", headers=auth).json()["loyalty"]
+    assert card["status"] == "active" and "points_available" in card and card["coupons"]
 
     before = _counts(context, workspace.id)
     again = setup_demo_loyalty(context, workspace, now=NOW)
