@@ -739,6 +739,15 @@ def demo(
         from memberops.demo.setup import ensure_demo_tags
 
         ensure_demo_tags(context)
+        from memberops.demo.loyalty import setup_demo_loyalty
+
+        with err.status("loyalty: enrolling members, points for past orders, coupons…"):
+            loyalty = setup_demo_loyalty(context, workspace)
+        out.print(f"loyalty: {loyalty.members:,} members enrolled ({loyalty.enrolled:,} new), "
+                  f"{loyalty.backfill.points_earned:,} points earned on {loyalty.backfill.orders:,} past orders, "
+                  f"{loyalty.backfill.points_reversed:,} reversed on {loyalty.backfill.refunds:,} refunds; "
+                  f"{loyalty.coupons_issued:,} coupons issued ({loyalty.coupons_redeemed:,} redeemed), "
+                  f"{loyalty.benefits_granted:,} benefit grants in {loyalty.seconds:.1f} s")
         _run_insight(context, workspace, None, Actor.system())
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")

@@ -216,6 +216,10 @@ def order_key(channel: str, order_id: str) -> str:
     return f"order:{channel}:{order_id}"
 
 
+def refund_key(channel: str, refund_id: str) -> str:
+    return f"refund:{channel}:{refund_id}"
+
+
 def _membership(session: Session, workspace_id: str, member_id: str) -> Membership | None:
     return session.scalar(_MEMBERSHIP, {"workspace_id": workspace_id, "member_id": member_id})
 
@@ -317,7 +321,7 @@ def reverse_for_refund(
     if earned is None:
         return None
     now = now or utcnow()
-    key = f"refund:{refund.channel}:{refund.refund_id}"
+    key = refund_key(refund.channel, refund.refund_id)
     account = lock_account(session, workspace.id, earned.member_id)
     previous = _existing(session, workspace.id, key)
     if previous is not None:

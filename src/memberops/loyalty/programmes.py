@@ -28,6 +28,7 @@ class ActiveProgramme:
 
 
 _VERSIONS = cast(Table, ProgrammeVersion.__table__)
+_SESSION_KEY = "memberops.loyalty.active_programme"  # session.info: (transaction, {workspace id: programme})
 _PARSED: dict[tuple[str, int], Programme] = {}  # versions never change: parse each once per process
 
 
@@ -50,8 +51,12 @@ def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
     """The programme in force: the newest version, or the default written as version 1 when there is none.
 
     The default is inserted with ``ON CONFLICT DO NOTHING``, so two first requests racing both end up
-    reading the one version 1.
+    reading the one version 1. The answer is kept for the rest of the transaction (a ledger replay asks for
+    every order), so one transaction runs one version throughout; :func:`save_programme` updates it.
     """
+    known = _known(session)
+    if workspace_id in known:
+        return known[workspace_id]
     row = _newest(session, workspace_id)
     if row is None:
         session.execute(
@@ -61,7 +66,18 @@ def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
         )
         row = _newest(session, workspace_id)
         assert row is not None
-    return _parsed(row)
+    known[workspace_id] = _parsed(row)
+    return known[workspace_id]
+
+
+def _known(session: Session) -> dict[str, ActiveProgramme]:
+    """The active programmes this session's current transaction has read (by workspace id)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_SESSION_KEY)
+    if cached is None or cached[0] is not transaction:
+        cached = session.info[_SESSION_KEY] = (transaction, {})
+    known: dict[str, ActiveProgramme] = cached[1]
+    return known
 
 
 def programme_version(session: Session, workspace_id: str, version: int) -> ActiveProgramme:
@@ -85,4 +101,5 @@ def save_programme(session: Session, workspace: Workspace, programme: Programme,
     session.flush()
     record(session, actor, "loyalty.programme.update", workspace_id=workspace.id, target_type="programme",
            target_id=str(version), detail={"previous_version": current.version, "version": version})
+    _known(session)[workspace.id] = _parsed(row)
     return _parsed(row)
