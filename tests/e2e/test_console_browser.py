@@ -12,8 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,17 +21,13 @@ from typing import Any
 import pytest
 
 from memberops.accounts import service as accounts
-from memberops.api.app import create_app
 from memberops.config import Settings
 from memberops.db import migrate
 from memberops.runtime import Context
 from tests import factories
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving, wait_for_health
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
 ADMIN_EMAIL = "admin@example.com"
-STARTUP_SECONDS = 30
 
 pytestmark = pytest.mark.browser
 
@@ -45,27 +39,9 @@ if not CHROMIUM.exists():  # pragma: no cover - depends on the environment
     pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
 
-def _wait_for_health(base_url: str, is_running: Any) -> None:
-    """Poll ``/health`` until it answers 200, for at most ``STARTUP_SECONDS``."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if not is_running():
-            raise RuntimeError("the console server stopped while starting")
-        try:
-            with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the console server did not answer /health within {STARTUP_SECONDS} s")
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A console on 127.0.0.1 over a fresh data dir with one workspace and one admin; yields its base URL."""
-    import uvicorn
-
     data_dir = tmp_path_factory.mktemp("console-e2e")
     context = Context.from_settings(Settings(data_dir=data_dir, secret_key="e2e-secret-key"))
     migrate.upgrade(context.store)
@@ -73,22 +49,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         workspace = accounts.ensure_workspace(session, name="E2E brand")
         factories.make_user(session, workspace, role="admin", email=ADMIN_EMAIL)
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(context), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="console-e2e", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(base_url, thread.is_alive)
+    with serving(context, "console-e2e") as base_url:
         yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +97,7 @@ def cli_server(tmp_path: Path) -> Iterator[str]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         try:
-            _wait_for_health(base_url, lambda: server.poll() is None)
+            wait_for_health(base_url, lambda: server.poll() is None)
         except RuntimeError as error:
             raise RuntimeError(f"{error}; its output:\n{(tmp_path / 'serve.log').read_text()}") from None
         yield base_url

@@ -3,11 +3,8 @@ every store, and in headless Chromium against a live server."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,6 +20,7 @@ from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
 from memberops.loyalty.coupon_rules import display_code
 from memberops.runtime import Context
 from tests import factories
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving
 from tests.loyalty.coupon_factories import make_member, make_template, order
 from tests.web.test_console import log_in
 
@@ -73,43 +71,24 @@ class TestPages:
 # --- in a real browser ---------------------------------------------------------------------------------
 
 browser_deps = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
 def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A live console over a fresh data dir with an admin and seeded coupons; yields (base URL, member)."""
-    import uvicorn
-
-    from tests.e2e.test_console_browser import _wait_for_health
-
     context = Context.from_settings(Settings(data_dir=tmp_path_factory.mktemp("coupons-e2e"), secret_key="e2e"))
     migrate.upgrade(context.store)
     with context.store.transaction() as session:
         workspace = accounts.ensure_workspace(session, name="E2E brand")
         factories.make_user(session, workspace, role="admin", email="admin@example.com")
     member, _ = seed(context, workspace.id)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(context), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        _wait_for_health(base_url, thread.is_alive)
+    with serving(context, "coupons-e2e") as base_url:
         yield base_url, member
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        context.close()
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
 def test_an_operator_finds_a_members_coupons_in_chromium(seeded_server: tuple[str, str]) -> None:
-    from tests.e2e.test_console_browser import CHROMIUM_ARGS
-
     base_url, member = seeded_server
     expect = browser_deps.expect
     with browser_deps.sync_playwright() as playwright:

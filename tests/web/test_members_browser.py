@@ -3,8 +3,6 @@ server over a small resolved brand: sign in, search by phone, open the profile, 
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -12,12 +10,11 @@ from decimal import Decimal
 import pytest
 
 from memberops.accounts import service as accounts
-from memberops.api.app import create_app
 from memberops.config import Settings
 from memberops.db import migrate
 from memberops.runtime import Context
 from tests import factories
-from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _wait_for_health
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving
 from tests.insight.test_profile import T0, import_customers, lake_order, resolve, write_lake
 
 pytestmark = pytest.mark.browser
@@ -35,7 +32,6 @@ EMAIL = "marketer@example.com"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """A console over a resolved two-person brand with Ana's orders and events; yields (base URL, members)."""
-    import uvicorn
 
     data_dir = tmp_path_factory.mktemp("members-e2e")
     context = Context.from_settings(Settings(data_dir=data_dir, secret_key="e2e-secret-key"))
@@ -55,21 +51,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         {"channel": "crm", "refund_id": "rf1", "order_id": "o1", "refunded_at": T0 + timedelta(days=2),
          "amount": Decimal("10.00")}])
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(context), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="members-e2e", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        _wait_for_health(base_url, thread.is_alive)
+    with serving(context, "members-e2e") as base_url:
         yield base_url, {"ana": members["crm/r1"], "bo": members["crm/r2"]}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        context.close()
 
 
 @pytest.fixture(scope="module")
