@@ -1,8 +1,9 @@
 """Identity pages: the review queue of likely duplicate records.
 
-Every role may look; admins and marketers decide. Contact details are shown as the member profile shows
-them (``web.members.shown``): in full to the roles that contact or serve members, masked for analysts. A decision goes through the review service with the
+Every role may look; admins and marketers decide. A decision goes through the review service with the
 operator as the actor (a merge or pin-apart decision, audited), applied at the next resolution run.
+Contact details are shown as the member profile shows them (``web.members.shown``): in full to the roles
+that contact or serve members, masked for analysts.
 """
 
 from __future__ import annotations
