@@ -194,7 +194,7 @@ def parse_tag_text(name: str, description: str, rule_text: str) -> TagDefinition
             if field == "rule" and any(e["field"] == "rule" for e in errors):
                 continue  # the rule text is already reported as unreadable or empty
             where = _path_label(path)
-            errors.append({"field": str(field), "message": f"{where}: {_message(error)}" if where else _message(error),
+            errors.append({"field": str(field), "message": f"{_message(error)} (at {where})" if where else _message(error),
                            "line": line_of(rule_text, path) if field == "rule" and path else None})
     if errors:
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
