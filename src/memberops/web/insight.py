@@ -18,6 +18,7 @@ from memberops.accounts.service import Role
 from memberops.api.errors import status_for
 from memberops.insight import tagging
 from memberops.insight.errors import InvalidTag, TagExists, TagNotFound
+from memberops.insight.tags import TAG_NAME
 from memberops.web.rendering import ConsoleRoute, error_page, render
 from memberops.web.session import ConsoleSession, Operator, require_form, require_role, see_other
 
@@ -54,7 +55,7 @@ def _tags_page(request: Request, session: ConsoleSession, operator: Operator, *,
                status_code: int = 200, saved: str = "", deleted: str = "") -> Response:
     overview = tagging.tags_overview(session, operator.workspace.id)
     return render(request, "insight/tags.html", status_code=status_code, operator=operator, active="tags",
-                  overview=overview, can_edit=_can_edit(operator), form=form or TagForm(rule=RULE_EXAMPLE),
+                  overview=overview, can_edit=_can_edit(operator), form=form or TagForm(), rule_example=RULE_EXAMPLE,
                   saved=saved, deleted=deleted)
 
 
@@ -62,6 +63,8 @@ def _tags_page(request: Request, session: ConsoleSession, operator: Operator, *,
 def tags_page(request: Request, session: ConsoleSession, operator: ConsolePage, saved: str = "",
               deleted: str = "") -> Response:
     """Every current tag with its rule and member count; a form to create one (admins, marketers)."""
+    # the notice repeats a name from the URL: only a tag name, so a crafted link cannot make it say more
+    saved, deleted = (name if TAG_NAME.match(name) else "" for name in (saved, deleted))
     return _tags_page(request, session, operator, saved=saved, deleted=deleted)
 
 

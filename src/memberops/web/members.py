@@ -140,7 +140,7 @@ ADJUST_MESSAGES = {
 
 def _profile_response(
     request: Request, context: Context, session: ConsoleSession, operator: Operator, member_id: str, *,
-    merged_from: str = "", ledger_before: int | None = None, adjusted: str = "",
+    merged_from: str = "", ledger_before: int | None = None, adjusted: int | None = None,
     adjust: AdjustForm | None = None, status_code: int = 200,
 ) -> Response:
     try:
@@ -169,7 +169,7 @@ def _profile_response(
 def profile_page(
     request: Request, context: ContextDep, session: ConsoleSession, member_id: str,
     operator: Annotated[Operator, Depends(require_role())], merged_from: str = "",
-    ledger_before: int | None = None, adjusted: str = "",
+    ledger_before: int | None = None, adjusted: int | None = None,
 ) -> Response:
     """The 360° profile with the points panel (``ledger_before`` pages the ledger back). An id a merge
     absorbed redirects to its survivor's page, which says so."""
@@ -208,4 +208,4 @@ def adjust_points(
         return _profile_response(request, context, session, operator, member_id, adjust=form,
                                  status_code=status_for(problem))
     moved = result.movement.available_delta - result.movement.debt_delta
-    return see_other(f"/members/{quote(member_id, safe='')}?adjusted={quote(f'{moved:+,d}')}#points")
+    return see_other(f"/members/{quote(member_id, safe='')}?adjusted={moved}#points")
