@@ -235,6 +235,10 @@ class TestPointsPanel:
         with context.store.read() as session:
             entries = [e for e in audit.recent(session, workspace.id, 20) if e.action == "loyalty.points.adjust"]
         assert len(entries) == 1 and entries[0].actor_type == "user"
+        reused = client.post(f"/members/{member}/points/adjust", data={**form, "points": "70"})  # same key, new change
+        assert reused.status_code == 409 and "already used" in reused.text
+        assert form["idempotency_key"] != form_value(reused.text, "idempotency_key")
+        assert ledger_kinds(context, workspace, member) == ["adjust", "earn"]
 
     def test_bad_input_is_explained_and_moves_nothing(self, console: TestClient, context: Context,
                                                       workspace: Workspace, member: str) -> None:

@@ -33,6 +33,7 @@ from memberops.identity.errors import MemberNotFound
 from memberops.insight.profile import member_profile
 from memberops.lake.engine import WarehouseError
 from memberops.loyalty import points
+from memberops.loyalty.errors import IdempotencyKeyReused
 from memberops.loyalty.profile import points_panel
 from memberops.loyalty.schemas import AdjustIn
 from memberops.runtime import Context
@@ -197,13 +198,9 @@ def adjust_points(
     try:
         result = points.adjust(session, operator.workspace, member_id, points=change.points, reason=change.reason,
                                idempotency_key=change.idempotency_key, actor=operator.actor)
-    except MemberNotFound:
-        return error_page(request, 404, "No such member",
-                          "No member has this id in this workspace. Search for the member instead.",
-                          operator=operator)
-    except DomainError as problem:
-        if problem.code == "idempotency_key_reused":  # this form was already used for another change
-            form = AdjustForm(points=form.points, reason=form.reason)
+    except DomainError as problem:  # an unknown member shows as the profile's 404 page
+        if isinstance(problem, IdempotencyKeyReused):  # this form was already used for another change
+            form = AdjustForm(points=form.points, reason=form.reason)  # a fresh key for the next try
         form.errors["form"] = problem.message
         return _profile_response(request, context, session, operator, member_id, adjust=form,
                                  status_code=status_for(problem))
