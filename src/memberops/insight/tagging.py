@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -163,9 +164,8 @@ def _path_label(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
-def _message(error: dict[str, Any]) -> str:
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+def _message(error: ErrorDetails) -> str:
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def parse_tag_text(name: str, description: str, rule_text: str) -> TagDefinition:
