@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from memberops.audit.service import Actor, record
 from memberops.documents import YamlSyntaxError, line_of, load_yaml
 from memberops.insight.errors import InvalidTag, TagExists, TagNotFound
-from memberops.insight.models import InsightRun, TagVersion
+from memberops.insight.models import TagVersion
+from memberops.insight.service import latest_run
 from memberops.insight.tags import TagDefinition, TagFile
 
 
@@ -134,18 +135,13 @@ class TagsOverview:
     computed_at: datetime | None  # the last computation the member counts come from
 
 
-def _latest_run(session: Session, workspace_id: str) -> InsightRun | None:
-    return session.scalars(select(InsightRun).where(InsightRun.workspace_id == workspace_id, InsightRun.status == "done")
-                           .order_by(InsightRun.finished_at.desc()).limit(1)).first()
-
-
 def tags_overview(session: Session, workspace_id: str) -> TagsOverview:
     """The workspace's current tags with their rules and member counts from the last insight computation.
 
     A tag created or changed after that computation has no count yet: the count would describe another
     rule.
     """
-    run = _latest_run(session, workspace_id)
+    run = latest_run(session, workspace_id)
     counts: dict[str, int] = dict((run.summary or {}).get("tags") or {}) if run is not None else {}
     finished = run.finished_at if run is not None else None
     summaries = []
