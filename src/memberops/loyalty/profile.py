@@ -1,20 +1,28 @@
-"""The loyalty part of a member's 360° profile: membership, points, coupons and benefits at a glance.
+"""The loyalty part of a member's 360° profile: membership, points, coupons and benefits.
 
-Display-ready and flat (one value per line of the profile card); the full detail is behind the loyalty
-endpoints (``/members/{id}/points``, ``…/coupons``, ``…/benefits``).
+:func:`loyalty_section` is display-ready and flat (one value per line of the profile card); the full
+detail is behind the loyalty endpoints (``/members/{id}/points``, ``…/coupons``, ``…/benefits``) and
+:func:`points_panel` (the console's points panel on the member page).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
-from memberops.loyalty import benefits, coupons, points
+from memberops.loyalty import benefits, coupons, points, tiers
+from memberops.loyalty.benefits import MemberBenefit
+from memberops.loyalty.coupon_schemas import CouponOut
 from memberops.loyalty.enrolment import membership_of
 from memberops.loyalty.errors import MemberNotEnrolled
+from memberops.loyalty.models import Membership, PointsMovement
+from memberops.loyalty.programmes import active_programme
 
 
 def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict[str, Any] | None:
@@ -48,3 +56,60 @@ def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict
     if granted:
         section["benefits"] = ", ".join(f"{b.benefit.name} ×{b.remaining}" for b in granted)
     return section
+
+
+LEDGER_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class PointsPanel:
+    """Everything the console's points panel shows for one member, read in one go.
+
+    ``summary`` is ``None`` for a person without a points account (not enrolled): no balance to show and
+    nothing to adjust. ``tier`` is ``None`` when the programme has no tiers. ``ledger`` is one page of
+    movements, newest first; ``next_cursor`` (a movement id) asks for the next, older page.
+    """
+
+    membership: Membership | None
+    summary: points.PointsSummary | None
+    tier: tiers.TierStatus | None
+    ledger: Sequence[PointsMovement]
+    next_cursor: int | None
+    coupons: list[CouponOut]
+    benefits: list[MemberBenefit]
+
+    @property
+    def has_account(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def tier_progress(self) -> int | None:
+        """How far the member is towards the next tier, in whole percent (``None``: no next tier)."""
+        if self.tier is None or not self.tier.next_threshold:
+            return None
+        share = self.tier.metric_value / self.tier.next_threshold * 100
+        return int(max(Decimal(0), min(Decimal(100), share)))
+
+
+def points_panel(session: Session, workspace: Workspace, member_id: str, *, before: int | None = None,
+                 limit: int = LEDGER_PAGE_SIZE) -> PointsPanel:
+    """The member's balance (available, pending, debt, what lapses when), tier and progress to the next,
+    a page of the ledger (newest first, older than the movement id ``before``), coupons and benefits.
+
+    Reads only: lots past their return window or lapsed show as the next movement will record them.
+    Raises :class:`~memberops.identity.errors.MemberNotFound` for an unknown member.
+    """
+    held = coupons.coupon_views(session, coupons.member_coupons(session, workspace.id, member_id))
+    granted = benefits.member_benefits(session, workspace.id, member_id)
+    membership = membership_of(session, workspace.id, member_id)
+    try:
+        summary: points.PointsSummary | None = points.points_summary(session, workspace, member_id)
+    except MemberNotEnrolled:
+        summary = None
+    status = None
+    if summary is not None and active_programme(session, workspace.id).programme.tiers:
+        status = tiers.tier_status(session, workspace, member_id, history_limit=10)
+    movements = points.ledger_page(session, workspace.id, member_id, limit=limit, before=before)
+    return PointsPanel(membership=membership, summary=summary, tier=status, ledger=movements,
+                       next_cursor=movements[-1].id if len(movements) == limit else None,
+                       coupons=held, benefits=granted)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from memberops.documents import YamlSyntaxError, line_of, load_yaml
 from memberops.loyalty.errors import InvalidProgramme
 
 Multiplier = Annotated[Decimal, Field(ge=0, le=100, max_digits=8, decimal_places=4)]
@@ -159,12 +160,21 @@ DEFAULT_PROGRAMME = Programme()
 
 def parse_programme(text: str) -> Programme:
     """A programme from YAML or JSON text (JSON is YAML), or :class:`InvalidProgramme` naming each bad
-    field."""
+    field and the line of ``text`` it is on (``line``, 1-based; ``None`` for the document as a whole)."""
     try:
-        document: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidProgramme([{"field": "", "message": f"not YAML or JSON: {exc}"}]) from None
-    return programme_from_dict(document)
+        document: Any = load_yaml(text)
+    except YamlSyntaxError as exc:
+        raise InvalidProgramme([{"field": "", "message": exc.message, "line": exc.line}]) from None
+    try:
+        return programme_from_dict(document)
+    except InvalidProgramme as exc:
+        raise InvalidProgramme([{**e, "line": line_of(text, _path(e["field"])) if e["field"] else None}
+                                for e in exc.errors]) from None
+
+
+def _path(field: str) -> list[str | int]:
+    """``tiers.1.threshold`` as the path ``["tiers", 1, "threshold"]``."""
+    return [int(part) if part.isdigit() else part for part in field.split(".") if part]
 
 
 def programme_from_dict(document: Any) -> Programme:
