@@ -80,12 +80,12 @@ def recorded_referrals(warehouse: Warehouse, workspace_id: str, rules: Referrals
                         ["channel", "customer_key"])
     owned = owned.select(buyer=owned.buyer, order_channel=owned.channel, order_id=owned.order_id,
                          ordered_at=owned.ordered_at, paid_amount=owned.paid_amount)
-    firsts = owned.group_by("buyer").aggregate(first_order_at=owned.ordered_at.min())
+    candidates = owned.join(first.select(buyer="member_id", bound_at="bound_at"), "buyer")  # referred buyers only
+    firsts = candidates.group_by("buyer").aggregate(first_order_at=candidates.ordered_at.min())
     refunds = warehouse.table("refunds")
     refunds = refunds.filter(refunds.workspace_id == workspace_id)
     refunded = refunds.group_by(order_channel=refunds.channel, order_id=refunds.order_id).aggregate(
         refunded=refunds.amount.sum(), last_refund_at=refunds.refunded_at.max())
-    candidates = owned.join(first.select(buyer="member_id", bound_at="bound_at"), "buyer")
     candidates = candidates.left_join(refunded, ["order_channel", "order_id"]).select(
         "buyer", "order_channel", "order_id", "ordered_at", "paid_amount", "bound_at", "refunded", "last_refund_at")
     clawed = (candidates.refunded.fill_null(0) >= candidates.paid_amount) & (
