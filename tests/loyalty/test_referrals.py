@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from memberops.accounts.models import Workspace
 from memberops.api.app import create_app
+from memberops.audit.service import Actor
 from memberops.db.base import utcnow
 from memberops.errors import DomainError
 from memberops.identity.models import Identifier
@@ -212,6 +213,20 @@ class TestRewards:
             post_order(session, workspace, "b-2", customer_key="bob", paid="60.00", ordered_at=NOW)
         assert binding(context, workspace, bound["bob"]).reward_order == "pos:b-2"
         assert balance(context, workspace, bound["alice"], NOW + timedelta(days=8)) == (200, 0)
+
+    def test_a_late_posted_refund_takes_spent_rewards_as_a_debt(self, context: Context, workspace: Workspace,
+                                                                bound: dict[str, str]) -> None:
+        with context.store.transaction() as session:  # the rewards passed their window and Alice spent most
+            post_order(session, workspace, "b-1", customer_key="bob", paid="120.00", ordered_at=NOW - timedelta(days=10))
+            points.redeem(session, workspace, bound["alice"], points=150, reason="", idempotency_key="spend",
+                          actor=Actor("api_key", "pos"))
+        with context.store.transaction() as session:  # a refund made inside the window, posted late
+            post_refund(session, workspace, "r-1", order_id="b-1", amount="120.00", refunded_at=NOW - timedelta(days=8))
+        with context.store.read() as session:
+            summary = points.points_summary(session, workspace, bound["alice"])
+            check_ledger(session, bound["alice"])
+        assert (summary.available, summary.debt) == (0, 150)
+        assert binding(context, workspace, bound["bob"]).clawbacks == 1
 
     def test_a_refund_after_the_window_leaves_the_rewards(self, context: Context, workspace: Workspace,
                                                           bound: dict[str, str]) -> None:

@@ -124,13 +124,15 @@ def _referrers_by_code(session: Session, workspace_id: str, codes: set[str]) -> 
     by_code = {code: by_referral_code.get(code.upper()) or by_card.get(code.strip()) for code in codes}
     merged: dict[str, str] = {absorbed: str(into) for absorbed, into in session.execute(select(
         Member.id, Member.merged_into_id).where(Member.workspace_id == workspace_id, Member.merged_into_id.is_not(None)))}
-    for code, member_id in list(by_code.items()):
-        seen = set()
-        while member_id in merged and member_id not in seen:
-            seen.add(member_id)
-            member_id = merged[member_id]
-        by_code[code] = member_id
-    return {code: member_id for code, member_id in by_code.items() if member_id is not None}
+    survivors: dict[str, str] = {}
+    for code, holder in by_code.items():
+        seen: set[str] = set()
+        while holder is not None and holder in merged and holder not in seen:
+            seen.add(holder)
+            holder = merged[holder]
+        if holder is not None:
+            survivors[code] = holder
+    return survivors
 
 
 def _sharing_pairs(session: Session, workspace_id: str, friends: list[str]) -> set[tuple[str, str]]:
@@ -182,9 +184,9 @@ def bind_recorded_referrals(context: Context, workspace: Workspace, *, now: date
                                    .where(ReferralBinding.workspace_id == ws.id)).all()
         referrer_of = {friend: referrer for friend, referrer, _, _ in existing}
         in_period: dict[tuple[str, datetime], int] = defaultdict(int)
-        for _, referrer, status, bound_at in existing:
+        for _, earlier_referrer, status, bound_at in existing:
             if status in REWARDED_STATUSES:
-                in_period[(referrer, period_window(rules, bound_at, zone)[0])] += 1
+                in_period[(earlier_referrer, period_window(rules, bound_at, zone)[0])] += 1
         sharing = _sharing_pairs(session, ws.id, sorted({row["member_id"] for row in rows}))
         new_rows = []
         for row in rows:  # in binding order: the first binding wins, the cap counts in time order
