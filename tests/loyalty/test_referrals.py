@@ -21,6 +21,7 @@ from memberops.errors import DomainError
 from memberops.identity.models import Identifier
 from memberops.ingest.models import LiveRefund
 from memberops.loyalty import enrolment, points, referrals
+from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.models import PointsMovement
 from memberops.loyalty.referral_errors import (
     AlreadyReferred,
@@ -31,6 +32,7 @@ from memberops.loyalty.referral_errors import (
 from memberops.loyalty.referral_models import ReferralBinding
 from memberops.runtime import Context
 from tests.factories import make_key
+from tests.loyalty.coupon_factories import make_template
 from tests.loyalty.factories import enrol, live_order, post_order, post_refund, set_programme
 from tests.loyalty.test_points import check_ledger
 
@@ -227,6 +229,23 @@ class TestRewards:
             check_ledger(session, bound["alice"])
         assert (summary.available, summary.debt) == (0, 150)
         assert binding(context, workspace, bound["bob"]).clawbacks == 1
+
+    def test_reward_coupons_are_issued_and_voided_by_the_clawback(self, context: Context, workspace: Workspace,
+                                                                  bound: dict[str, str]) -> None:
+        with context.store.transaction() as session:
+            make_template(session, workspace.id, "WELCOME-FRIEND")
+            set_programme(session, workspace, earn={"pending_days": 7},
+                          referrals={**RULES, "friend_coupon": "WELCOME-FRIEND", "referrer_coupon": "NO-SUCH"})
+            outcome = post_order(session, workspace, "b-1", customer_key="bob", paid="120.00", ordered_at=NOW)
+        assert [w.code for w in outcome.warnings] == ["referral_coupon_not_issued"]  # the points stand
+        with context.store.read() as session:
+            (coupon,) = session.scalars(select(Coupon).where(Coupon.member_id == bound["bob"])).all()
+            assert coupon.status == "issued"
+        with context.store.transaction() as session:
+            post_refund(session, workspace, "r-1", order_id="b-1", amount="120.00", refunded_at=NOW)
+        with context.store.read() as session:
+            assert session.scalars(select(Coupon.status).where(Coupon.member_id == bound["bob"])).all() == ["voided"]
+        assert balance(context, workspace, bound["alice"], NOW + timedelta(days=8)) == (0, 0)
 
     def test_a_refund_after_the_window_leaves_the_rewards(self, context: Context, workspace: Workspace,
                                                           bound: dict[str, str]) -> None:
