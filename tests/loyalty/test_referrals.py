@@ -20,7 +20,7 @@ from memberops.db.base import utcnow
 from memberops.errors import DomainError
 from memberops.identity.models import Identifier
 from memberops.ingest.models import LiveRefund
-from memberops.loyalty import enrolment, points, referrals
+from memberops.loyalty import enrolment, points, referral_reports, referrals
 from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.models import PointsMovement
 from memberops.loyalty.referral_errors import (
@@ -181,11 +181,11 @@ class TestRewards:
             post_order(session, workspace, "b-2", customer_key="bob", paid="120.00", ordered_at=NOW)
         done = binding(context, workspace, bound["bob"])
         assert (done.status, done.reward_order, done.referrer_points) == ("rewarded", "pos:b-1", 200)
-        assert referrals.shown_status(done, NOW) == "pending"
+        assert referral_reports.shown_status(done, NOW) == "pending"
         assert balance(context, workspace, bound["alice"], NOW + timedelta(days=6)) == (0, 200)
         assert balance(context, workspace, bound["bob"], NOW + timedelta(days=6)) == (0, 30 + 120 + 120 + 100)
         assert balance(context, workspace, bound["alice"], NOW + timedelta(days=8)) == (200, 0)
-        assert referrals.shown_status(done, NOW + timedelta(days=8)) == "rewarded"
+        assert referral_reports.shown_status(done, NOW + timedelta(days=8)) == "rewarded"
         with context.store.read() as session:  # the second order rewarded nothing more
             assert session.scalar(select(func.count()).select_from(PointsMovement).where(
                 PointsMovement.source_type == "referral")) == 2

@@ -12,14 +12,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
-from memberops.loyalty import benefits, coupons, points, referrals
+from memberops.loyalty import benefits, coupons, points, referral_reports
 from memberops.loyalty.enrolment import membership_of
 from memberops.loyalty.errors import MemberNotEnrolled
 
 
 def _referral_lines(session: Session, workspace: Workspace, member_id: str) -> dict[str, Any]:
     """The referral code, and what the member's referrals came to (when they made any, or were referred)."""
-    summary = referrals.referral_summary(session, workspace, member_id, limit=0)
+    summary = referral_reports.referral_summary(session, workspace, member_id, limit=0)
     lines: dict[str, Any] = {}
     if summary.code is not None:
         lines["referral_code"] = summary.code

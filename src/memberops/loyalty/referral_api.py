@@ -12,7 +12,7 @@ from memberops.api.errors import problem_responses
 from memberops.db.base import utcnow
 from memberops.identity.errors import MemberNotFound
 from memberops.ingest.api import IngestSlot
-from memberops.loyalty import referrals
+from memberops.loyalty import referral_reports, referrals
 from memberops.loyalty.api import _run
 from memberops.loyalty.errors import MemberNotEnrolled
 from memberops.loyalty.referral_errors import (
@@ -69,7 +69,7 @@ def get_referrals(
     """The member's referral code, who referred them, counts of the friends they referred by status
     (awaiting purchase, pending, rewarded, over the cap, ineligible) and those friends, newest first."""
     now = utcnow()
-    summary = referrals.referral_summary(session, caller.workspace, member_id, limit=limit, now=now)
+    summary = referral_reports.referral_summary(session, caller.workspace, member_id, limit=limit, now=now)
     return ReferralsOut(
         member_id=summary.member_id, code=summary.code,
         referred_by=None if summary.referred_by is None else binding_out(summary.referred_by, now),
@@ -84,4 +84,4 @@ def get_referrers(
 ) -> list[ReferrerOut]:
     """The referrers with the most friends bound, and what became of those bindings."""
     return [ReferrerOut.model_validate(line, from_attributes=True)
-            for line in referrals.referrers_report(session, caller.workspace.id, limit=limit)]
+            for line in referral_reports.referrers_report(session, caller.workspace.id, limit=limit)]

@@ -21,7 +21,7 @@ def report(
     """The referrers with the most friends bound, and what became of those bindings."""
     from memberops.accounts import service as accounts
     from memberops.cli import _context, out
-    from memberops.loyalty.referrals import referrers_report
+    from memberops.loyalty.referral_reports import referrers_report
 
     with _context() as context, context.store.read() as session:
         ws = accounts.get_workspace(session, workspace)
@@ -41,7 +41,7 @@ def show(member_id: Annotated[str, typer.Argument(help="the member id")], worksp
     from memberops.accounts import service as accounts
     from memberops.cli import _context, out
     from memberops.db.base import utcnow
-    from memberops.loyalty.referrals import referral_summary, shown_status
+    from memberops.loyalty.referral_reports import referral_summary, shown_status
 
     now = utcnow()
     with _context() as context, context.store.read() as session:

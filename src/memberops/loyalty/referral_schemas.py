@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from memberops.loyalty.referral_models import ReferralBinding
-from memberops.loyalty.referrals import shown_status
+from memberops.loyalty.referral_reports import shown_status
 
 STATUS_HELP = ("awaiting_purchase | pending (rewarded, inside the return window) | rewarded | over_cap (the "
                "referrer had reached the period's cap: recorded, not rewarded) | ineligible (the friend had "
