@@ -746,6 +746,7 @@ def demo(
         out.print(f"loyalty: {loyalty.members:,} members enrolled ({loyalty.enrolled:,} new), "
                   f"{loyalty.backfill.points_earned:,} points earned on {loyalty.backfill.orders:,} past orders, "
                   f"{loyalty.backfill.points_reversed:,} reversed on {loyalty.backfill.refunds:,} refunds; "
+                  f"{loyalty.referrals.bound:,} referrals bound ({loyalty.referrals.rewarded:,} rewarded); "
                   f"{loyalty.coupons_issued:,} coupons issued ({loyalty.coupons_redeemed:,} redeemed), "
                   f"{loyalty.benefits_granted:,} benefit grants in {loyalty.seconds:.1f} s")
         _run_insight(context, workspace, None, Actor.system())

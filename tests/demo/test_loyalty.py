@@ -22,6 +22,7 @@ from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.expiry import points_liability
 from memberops.loyalty.models import Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programmes import active_programme
+from memberops.loyalty.referral_models import ReferralBinding
 from memberops.runtime import Context
 from tests.factories import make_key
 
@@ -52,6 +53,9 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     assert summary.members == summary.enrolled > 0
     assert summary.backfill.orders > 0 and summary.backfill.points_earned > 0
     assert summary.coupons_issued > 0 and summary.coupons_redeemed > 0 and summary.benefits_granted > 0
+    # the referrals the channels recorded (referrer's member card) are bound, converted friends rewarded
+    assert summary.referrals.bound > 0 and summary.referrals.rewarded > 0
+    assert summary.referrals.points == summary.referrals.rewarded * 300
     with context.store.read() as session:
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
@@ -87,8 +91,16 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
         card = client.get(f"/api/v1/members/{holder}", headers=auth).json()["loyalty"]
     assert card["status"] == "active" and "points_available" in card and card["coupons"]
+    assert len(card["referral_code"]) == 8
+    with context.store.read() as session:
+        referrer = session.scalars(select(ReferralBinding.referrer_member_id).where(
+            ReferralBinding.workspace_id == workspace.id, ReferralBinding.status == "rewarded")).first()
+    with TestClient(create_app(context), raise_server_exceptions=False) as client:
+        mine = client.get(f"/api/v1/members/{referrer}/referrals", headers=auth).json()
+    assert mine["counts"]["rewarded"] + mine["counts"]["pending"] >= 1 and mine["points_earned"] >= 200
 
     before = _counts(context, workspace.id)
     again = setup_demo_loyalty(context, workspace, now=NOW)
     assert again.enrolled == 0 and again.backfill.orders == 0 and again.coupons_issued == 0
+    assert again.referrals.bound == again.referrals.rewarded == 0
     assert _counts(context, workspace.id) == before

@@ -28,6 +28,7 @@ from memberops.loyalty.models import (
     PointsMovement,
     ProgrammeVersion,
 )
+from memberops.loyalty.referral_models import ReferralBinding, ReferralCode
 from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
     "PointsMovement",
     "ProgrammeVersion",
     "QuarantinedRow",
+    "ReferralBinding",
+    "ReferralCode",
     "ReceivedKey",
     "ResolutionRun",
     "ReviewPair",

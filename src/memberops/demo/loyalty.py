@@ -4,7 +4,9 @@ The generator gives each channel record the moment its person joined the brand's
 (``joined_at``; prospects and buyers who never joined have none). :func:`setup_demo_loyalty` makes the
 demo programme the active one, enrols every member with a joined record as of their earliest join (birth
 month from their records), replays their imported orders and refunds through the points ledger
-(:mod:`memberops.loyalty.backfill`), then issues the demo coupons to a sample of members (some redeemed)
+(:mod:`memberops.loyalty.backfill`), binds the referrals the channels recorded (a record's
+``referrer_code``, the referrer's member card) and rewards the friends' first qualifying purchases
+(:mod:`memberops.loyalty.referral_import`), then issues the demo coupons to a sample of members (some redeemed)
 and grants the demo benefits. Every step is keyed, so running it again changes nothing.
 
 The programme leaves tiers out; a ``tiers`` block joins :data:`DEMO_PROGRAMME` when tiers exist.
@@ -34,6 +36,7 @@ from memberops.loyalty.coupon_schemas import CouponTemplateIn
 from memberops.loyalty.models import Membership
 from memberops.loyalty.programme import programme_from_dict
 from memberops.loyalty.programmes import save_programme
+from memberops.loyalty.referral_import import RecordedReferralsSummary, bind_recorded_referrals
 from memberops.runtime import Context
 
 # 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, 100
@@ -49,6 +52,10 @@ DEMO_PROGRAMME: dict[str, Any] = {
         "birthday_month_multiplier": "1.5", "stacking": "max",
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
+    # invite a friend: 200 points to the referrer, 100 to the friend on the friend's first purchase of 99
+    # or more (pending through the return window), at most 10 rewarded friends per referrer per month
+    "referrals": {"enabled": True, "referrer_points": 200, "friend_points": 100, "min_paid_amount": "99",
+                  "cap_per_period": 10, "cap_period": "month"},
 }
 
 DEMO_COUPONS: tuple[dict[str, Any], ...] = (
@@ -73,6 +80,7 @@ class DemoLoyaltySummary:
     enrolled: int  # memberships recorded by this run
     members: int  # memberships in all
     backfill: BackfillSummary
+    referrals: RecordedReferralsSummary
     coupons_issued: int
     coupons_redeemed: int
     benefits_granted: int
@@ -184,9 +192,10 @@ def setup_demo_loyalty(context: Context, workspace: Workspace, *, now: datetime 
     people = joined_members(context.warehouse(), workspace.id)
     enrolled = enrol_joined(context, workspace, people)
     backfill = backfill_points(context, workspace, now=now)
+    referred = bind_recorded_referrals(context, workspace, now=now)
     issued, redeemed = issue_demo_coupons(context, workspace, now=now)
     granted = grant_demo_benefits(context, workspace, now=now)
     with context.store.read() as session:
         members = len(session.scalars(select(Membership.member_id).where(Membership.workspace_id == workspace.id)).all())
-    return DemoLoyaltySummary(version, enrolled, members, backfill, issued, redeemed, granted,
+    return DemoLoyaltySummary(version, enrolled, members, backfill, referred, issued, redeemed, granted,
                               time.perf_counter() - started)

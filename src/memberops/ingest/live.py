@@ -81,12 +81,19 @@ NO_HOOKS = LiveHooks()
 
 def default_hooks() -> LiveHooks:
     """The hooks the HTTP API runs live orders and refunds through: coupons presented on an order are
-    redeemed (and restored on a full refund), enrolled members earn points (taken back on refunds)."""
+    redeemed (and restored on a full refund), enrolled members earn points (taken back on refunds), a
+    referred friend's first qualifying order rewards the referrer and the friend (clawed back on its full
+    refund)."""
     from memberops.loyalty.coupon_live import redeem_on_live_order, restore_on_full_refund
-    from memberops.loyalty.hooks import earn_on_order, reverse_on_refund
+    from memberops.loyalty.hooks import (
+        claw_back_referral_on_refund,
+        earn_on_order,
+        reverse_on_refund,
+        reward_referral_on_order,
+    )
 
-    return LiveHooks(on_order_accepted=(redeem_on_live_order, earn_on_order),
-                     on_refund_accepted=(restore_on_full_refund, reverse_on_refund))
+    return LiveHooks(on_order_accepted=(redeem_on_live_order, earn_on_order, reward_referral_on_order),
+                     on_refund_accepted=(restore_on_full_refund, reverse_on_refund, claw_back_referral_on_refund))
 
 
 def _report(outcome: Outcome, results: Iterable[HookResult | None]) -> None:

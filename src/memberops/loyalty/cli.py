@@ -171,3 +171,8 @@ def backfill(
         table.add_row(label, f"{value:,}")
     table.add_row("time", f"{summary.seconds:.1f} s")
     out.print(table)
+
+
+from memberops.loyalty.referral_cli import referrals_app  # noqa: E402  (registered after the commands above)
+
+loyalty_app.add_typer(referrals_app, name="referrals")

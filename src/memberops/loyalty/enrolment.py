@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
+from memberops.errors import DomainError
 from memberops.identity.models import Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
 from memberops.identity.service import resolve_customer
@@ -25,6 +26,7 @@ from memberops.loyalty import points
 from memberops.loyalty.errors import EnrolmentNeedsIdentifier
 from memberops.loyalty.models import LoyaltyEvent, Membership
 from memberops.loyalty.programmes import active_programme
+from memberops.loyalty.referrals import Bound, bind_referral, ensure_referral_code
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Enrolled:
     is_new_member: bool
     is_new_record: bool
     is_new_enrolment: bool
+    referral: Bound | None = None  # the friend's binding to ``referrer_code``, when one was given
+    referral_problem: DomainError | None = None  # why ``referrer_code`` was not bound (the enrolment stands)
 
 
 def enrolment_source_id(identifiers: Mapping[str, str | None]) -> str:
@@ -51,9 +55,13 @@ def enrolment_source_id(identifiers: Mapping[str, str | None]) -> str:
 def enrol(
     session: Session, workspace: Workspace, *, channel: str, source_id: str | None,
     identifiers: Mapping[str, str | None], attributes: Mapping[str, Any] | None = None,
-    birthday: date | None = None, now: datetime | None = None,
+    birthday: date | None = None, referrer_code: str | None = None, now: datetime | None = None,
 ) -> Enrolled:
-    """Enrol the person these identifiers (or this channel record) belong to; idempotent per person."""
+    """Enrol the person these identifiers (or this channel record) belong to; idempotent per person.
+
+    With ``referrer_code`` the member is then bound to that referrer (:func:`referrals.bind_referral`); a
+    code refused (unknown, self-referral, already referred, referrals off) leaves the enrolment made and
+    says why in ``referral_problem``."""
     now = now or utcnow()
     resolution = resolve_customer(
         session, workspace, channel=channel, source_id=source_id or enrolment_source_id(identifiers),
@@ -65,7 +73,13 @@ def enrol(
     if membership is None:
         membership = ensure_membership(session, workspace, member, channel=channel, now=now,
                                        birth_month=birthday.month if birthday else None)
-    return Enrolled(member, membership, resolution.is_new_member, resolution.is_new_record, is_new)
+    referral = problem = None
+    if referrer_code:
+        try:
+            referral = bind_referral(session, workspace, member.id, referrer_code, source="enrolment", now=now)
+        except DomainError as exc:  # decided before anything was written
+            problem = exc
+    return Enrolled(member, membership, resolution.is_new_member, resolution.is_new_record, is_new, referral, problem)
 
 
 def membership_of(session: Session, workspace_id: str, member_id: str) -> Membership | None:
@@ -77,7 +91,8 @@ def ensure_membership(
     session: Session, workspace: Workspace, member: Member, *, channel: str, now: datetime,
     birth_month: int | None = None,
 ) -> Membership:
-    """The member's membership, recorded (with the points account and the welcome points) if missing."""
+    """The member's membership, recorded (with the points account, a personal referral code and the welcome
+    points) if missing."""
     existing = membership_of(session, workspace.id, member.id)
     if existing is not None:
         return existing
@@ -89,6 +104,7 @@ def ensure_membership(
         member.is_enrolled = True
         member.enrolled_at = now
     account = points.open_account(session, workspace.id, member.id)
+    ensure_referral_code(session, workspace.id, member.id, now=now)
     session.add(LoyaltyEvent(workspace_id=workspace.id, member_id=member.id, type="member_enrolled",
                              occurred_at=now, payload={"channel": channel, "programme_version": programme.version}))
     welcome = programme.programme.enrolment.welcome_points

@@ -1,4 +1,5 @@
-"""Loyalty on the live path: orders earn points and refunds take them back, in the ingest request's
+"""Loyalty on the live path: orders earn points and refunds take them back, a referred friend's first
+qualifying order rewards both members and its full refund claws that back, in the ingest request's
 transaction (registered in :func:`memberops.ingest.live.default_hooks`)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from memberops.identity.models import Member
 from memberops.ingest.live import HookResult
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.ingest.schemas import Issue
-from memberops.loyalty import enrolment, points, tiers
+from memberops.loyalty import enrolment, points, referrals, tiers
 
 
 def _workspace(session: Session, workspace_id: str) -> Workspace:
@@ -57,3 +58,23 @@ def reverse_on_refund(session: Session, refund: LiveRefund, order: LiveOrder) ->
     """The points the refund took back, or ``None`` when its order earned none."""
     reversed_points = points.reverse_for_refund(session, _workspace(session, order.workspace_id), refund, order)
     return None if reversed_points is None else HookResult(points=reversed_points)
+
+
+def reward_referral_on_order(session: Session, order: LiveOrder) -> HookResult | None:
+    """Referral rewards when the order is a referred friend's first qualifying purchase (see
+    :func:`memberops.loyalty.referrals.reward_on_order`); a reward coupon not issued is a warning. The
+    order's ``points_earned`` stays the buyer's purchase points."""
+    if order.member_id is None:
+        return None
+    outcome = referrals.reward_on_order(session, _workspace(session, order.workspace_id), order)
+    if outcome is None or not outcome.warnings:
+        return None
+    return HookResult(warnings=[Issue(field="", code="referral_coupon_not_issued", message=warning)
+                                for warning in outcome.warnings])
+
+
+def claw_back_referral_on_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> HookResult | None:
+    """Referral rewards taken back when the refund fully refunds the rewarded order within its window."""
+    if order.member_id is not None:
+        referrals.claw_back_on_refund(session, _workspace(session, order.workspace_id), refund, order)
+    return None

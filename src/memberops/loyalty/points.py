@@ -333,6 +333,21 @@ def reverse_for_refund(
     points = ledger.reversal_target(earned.points, order.paid_amount, order.refunded_amount) - already
     if points <= 0:
         return 0
+    take_back(session, account, programme, earned, points, key=key, source_type="refund",
+              source_id=f"{refund.channel}:{refund.refund_id}", occurred_at=refund.refunded_at, now=now)
+    return points
+
+
+def take_back(
+    session: Session, account: PointsAccount, programme: ActiveProgramme, earned: PointsMovement, points: int, *,
+    key: str, source_type: str, source_id: str, occurred_at: datetime, now: datetime,
+) -> PointsMovement:
+    """Reverse ``points`` of the movement ``earned`` (a refund's share of an order's points, a clawed-back
+    reward) for the member of ``account``, which the caller has locked and caught up with ``now``.
+
+    Points still unspent leave the earning's own lot; points already spent come from the member's other
+    available points, and what those cannot cover becomes a debt (a negative balance when the programme
+    allows one)."""
     own = session.scalar(select(PointsLot).where(PointsLot.movement_id == earned.id))
     assert own is not None
     others = [lot for lot in _spendable(session, account.member_id, now) if lot.id != own.id]
@@ -344,11 +359,11 @@ def reverse_for_refund(
     movement = _record(
         session, account, kind="reverse", points=points, key=key, available=-(own_available + from_others),
         pending=-own_pending, debt=split.shortfall, taken=[*taken, *_take(others, split.from_other_lots)],
-        source_type="refund", source_id=f"{refund.channel}:{refund.refund_id}",
-        reverses_id=earned.id, version=programme.version, occurred_at=refund.refunded_at, now=now,
+        source_type=source_type, source_id=source_id,
+        reverses_id=earned.id, version=programme.version, occurred_at=occurred_at, now=now,
     )
     _finish(session, movement, account, programme)
-    return points
+    return movement
 
 
 # --- redemptions and adjustments -------------------------------------------------------------------------

@@ -16,13 +16,33 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
-from memberops.loyalty import benefits, coupons, points, tiers
+from memberops.loyalty import benefits, coupons, points, referral_reports, tiers
 from memberops.loyalty.benefits import MemberBenefit
 from memberops.loyalty.coupon_schemas import CouponOut
 from memberops.loyalty.enrolment import membership_of
 from memberops.loyalty.errors import MemberNotEnrolled
 from memberops.loyalty.models import Membership, PointsMovement
 from memberops.loyalty.programmes import active_programme
+
+
+def _referral_lines(session: Session, workspace: Workspace, member_id: str) -> dict[str, Any]:
+    """The referral code, and what the member's referrals came to (when they made any, or were referred)."""
+    summary = referral_reports.referral_summary(session, workspace, member_id, limit=0)
+    lines: dict[str, Any] = {}
+    if summary.code is not None:
+        lines["referral_code"] = summary.code
+    counts = summary.counts
+    if counts["bindings"]:
+        parts = [f"{counts['bindings']} referred"] + [
+            f"{counts[status]} {label}" for status, label in (
+                ("rewarded", "rewarded"), ("pending", "pending"), ("awaiting_purchase", "awaiting a purchase"),
+                ("over_cap", "over the cap"), ("ineligible", "ineligible")) if counts[status]]
+        lines["referrals"] = ", ".join(parts)
+        if summary.points_earned:
+            lines["referral_points"] = summary.points_earned
+    if summary.referred_by is not None:
+        lines["referred_by"] = summary.referred_by.referrer_member_id
+    return lines
 
 
 def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict[str, Any] | None:
@@ -50,6 +70,7 @@ def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict
         if summary.expiring:
             soonest = summary.expiring[0]
             section["next_expiry"] = f"{soonest['points']} points on {soonest['expires_at'][:10]}"
+        section.update(_referral_lines(session, workspace, member_id))
     if held:
         by_status = Counter(c.status for c in held)
         section["coupons"] = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items()))

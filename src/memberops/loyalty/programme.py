@@ -127,6 +127,31 @@ class TierRules(_Strict):
     growth_events: dict[str, Annotated[int, Field(ge=0, le=1_000_000)]] = {}
 
 
+class Referrals(_Strict):
+    """Member-get-member: every member has a personal code; a friend binds one (first binding wins), and on
+    the friend's first qualifying purchase after binding (``paid`` at least ``min_paid_amount``) both are
+    rewarded: ``referrer_points`` / ``friend_points`` as points (pending for ``pending_days``, by default
+    the programme's return window ``earn.pending_days``; a full refund within it claws them back) and/or a
+    coupon of the templates ``referrer_coupon`` / ``friend_coupon``. A referrer whose bindings in the
+    period (calendar ``month`` or ``year``, workspace time zone) reach ``cap_per_period`` keeps the further
+    bindings recorded but unrewarded.
+    """
+
+    enabled: bool = False
+    referrer_points: int = Field(default=0, ge=0, le=1_000_000)
+    friend_points: int = Field(default=0, ge=0, le=1_000_000)
+    referrer_coupon: str | None = Field(default=None, min_length=1, max_length=64,
+                                        description="a coupon template code issued to the referrer")
+    friend_coupon: str | None = Field(default=None, min_length=1, max_length=64,
+                                      description="a coupon template code issued to the friend")
+    min_paid_amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)] = Decimal(0)
+    cap_per_period: int | None = Field(default=None, ge=0, le=1_000_000,
+                                       description="rewarded bindings per referrer per period; null: no cap")
+    cap_period: Literal["month", "year"] = "month"
+    pending_days: int | None = Field(default=None, ge=0, le=365,
+                                     description="null: the programme's return window (earn.pending_days)")
+
+
 class Programme(_Strict):
     """A loyalty programme's rules. ``point_value`` (in the programme's currency) prices the liability.
 
@@ -143,6 +168,7 @@ class Programme(_Strict):
     expiry: Expiry = Expiry()
     tiers: list[Tier] = []
     tier_rules: TierRules = TierRules()
+    referrals: Referrals = Referrals()
 
     @model_validator(mode="after")
     def _ordered_tiers(self) -> Programme:
