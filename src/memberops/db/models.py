@@ -28,6 +28,7 @@ from memberops.loyalty.models import (
     PointsMovement,
     ProgrammeVersion,
 )
+from memberops.loyalty.reward_models import Reward, RewardRedemption, RewardVersion
 from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
 
 __all__ = [
@@ -61,6 +62,9 @@ __all__ = [
     "ProgrammeVersion",
     "QuarantinedRow",
     "ReceivedKey",
+    "Reward",
+    "RewardRedemption",
+    "RewardVersion",
     "ResolutionRun",
     "ReviewPair",
     "TagVersion",
