@@ -749,7 +749,8 @@ def demo(
                   f"{loyalty.backfill.points_earned:,} points earned on {loyalty.backfill.orders:,} past orders, "
                   f"{loyalty.backfill.points_reversed:,} reversed on {loyalty.backfill.refunds:,} refunds; "
                   f"{loyalty.coupons_issued:,} coupons issued ({loyalty.coupons_redeemed:,} redeemed), "
-                  f"{loyalty.benefits_granted:,} benefit grants in {loyalty.seconds:.1f} s")
+                  f"{loyalty.benefits_granted:,} benefit grants, {loyalty.rewards_redeemed:,} rewards redeemed "
+                  f"in {loyalty.seconds:.1f} s")
         _run_insight(context, workspace, None, Actor.system())
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")

@@ -22,6 +22,7 @@ from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.expiry import points_liability
 from memberops.loyalty.models import Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programmes import active_programme
+from memberops.loyalty.reward_models import Reward, RewardRedemption
 from memberops.runtime import Context
 from tests.factories import make_key
 
@@ -52,6 +53,7 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     assert summary.members == summary.enrolled > 0
     assert summary.backfill.orders > 0 and summary.backfill.points_earned > 0
     assert summary.coupons_issued > 0 and summary.coupons_redeemed > 0 and summary.benefits_granted > 0
+    assert summary.rewards_redeemed > 0
     with context.store.read() as session:
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
@@ -73,6 +75,9 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         earned = [points.points_summary(session, ws, member_id, now=NOW) for member_id in sorted(buyers)]
         assert sum(1 for balance in earned if balance.available + balance.pending > 0) > len(buyers) // 2
         assert any(balance.expiring for balance in earned)
+        kinds = set(session.scalars(select(Reward.kind).join(RewardRedemption, RewardRedemption.reward_id == Reward.id)
+                                    .where(Reward.workspace_id == ws.id)).all())
+        assert len(kinds) >= 2  # members redeemed more than one kind of reward
         statuses = set(session.scalars(select(Coupon.status).where(Coupon.workspace_id == ws.id)).all())
         assert {"issued", "redeemed"} <= statuses
         liability = points_liability(session, ws, as_of=NOW)
@@ -91,4 +96,5 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     before = _counts(context, workspace.id)
     again = setup_demo_loyalty(context, workspace, now=NOW)
     assert again.enrolled == 0 and again.backfill.orders == 0 and again.coupons_issued == 0
+    assert again.rewards_redeemed == 0
     assert _counts(context, workspace.id) == before

@@ -21,6 +21,7 @@ from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
 from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints
 from memberops.loyalty.models import PointsAllocation, PointsLot, PointsMovement
+from memberops.loyalty.profile import loyalty_section
 from memberops.loyalty.reward_errors import (
     FulfilmentNotAllowed,
     InvalidReward,
@@ -237,6 +238,10 @@ class TestCancel:
         assert actions == ["reward_redemption.cancel"]
         # cancelled units count no more against the member's limit: they may redeem again
         assert not redeem(context, workspace, member, "SHIP", "k2").is_replay
+        with context.store.read() as session:
+            card = loyalty_section(session, workspace.id, member)
+        assert card is not None and card["recent_rewards"] == ("SHIP reward ×1 on 2026-06-10 (redeemed); "
+                                                               "SHIP reward ×1 on 2026-06-10 (cancelled)")
 
     def test_what_was_used_or_sent_cannot_be_cancelled(self, context: Context, workspace: Workspace) -> None:
         with context.store.transaction() as session:

@@ -1,7 +1,8 @@
-"""The loyalty part of a member's 360° profile: membership, points, coupons and benefits at a glance.
+"""The loyalty part of a member's 360° profile: membership, points, coupons, benefits and recent reward
+redemptions at a glance.
 
 Display-ready and flat (one value per line of the profile card); the full detail is behind the loyalty
-endpoints (``/members/{id}/points``, ``…/coupons``, ``…/benefits``).
+endpoints (``/members/{id}/points``, ``…/coupons``, ``…/benefits``, ``…/rewards``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
-from memberops.loyalty import benefits, coupons, points
+from memberops.loyalty import benefits, coupons, points, rewards
 from memberops.loyalty.enrolment import membership_of
 from memberops.loyalty.errors import MemberNotEnrolled
+
+RECENT_REWARDS = 3  # reward redemptions on the card; the rest are behind /members/{id}/rewards
 
 
 def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict[str, Any] | None:
@@ -47,4 +50,10 @@ def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict
         section["coupons"] = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items()))
     if granted:
         section["benefits"] = ", ".join(f"{b.benefit.name} ×{b.remaining}" for b in granted)
+    redeemed = rewards.redemption_views(session, rewards.member_redemptions(session, workspace_id, member_id,
+                                                                           limit=RECENT_REWARDS))
+    if redeemed:
+        section["recent_rewards"] = "; ".join(
+            f"{r.reward_name} ×{r.quantity} on {r.redeemed_at.date().isoformat()} "
+            f"({'cancelled' if r.status == 'cancelled' else r.fulfilment_status or 'redeemed'})" for r in redeemed)
     return section
