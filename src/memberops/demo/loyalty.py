@@ -79,7 +79,7 @@ DEMO_REWARDS: tuple[dict[str, Any], ...] = (
      "coupon_template": "FREE-SHIPPING", "period_limit": {"count": 1, "period": "month"}},
     {"code": "QUEUE-SKIP", "name": "Queue-skip pass", "kind": "benefit", "points": 500, "benefit_code": "queue-skip"},
 )
-DEMO_REDEMPTIONS = 40  # members who redeem a reward: enough to fill the pages, few enough to keep `demo` quick
+DEMO_MALL_VISITORS = 100  # members who try a reward (about a quarter have the points): a few seconds of `demo`
 
 
 @dataclass(frozen=True)
@@ -205,22 +205,28 @@ def open_demo_mall(context: Context, workspace: Workspace, *, now: datetime) -> 
         # so a second run finds each redemption by its key and makes none.
         accounts = session.scalars(select(PointsAccount.member_id).where(PointsAccount.workspace_id == ws.id)
                                    .order_by(PointsAccount.member_id)).all()
-        chosen = [member_id for member_id in accounts if _sampled(member_id, "mall", 3)][:DEMO_REDEMPTIONS]
+        chosen = [member_id for member_id in accounts if _sampled(member_id, "mall", 3)][:DEMO_MALL_VISITORS]
         for member_id in chosen:
             # A coupon only for members the demo gave no free-shipping coupon (the template allows one each).
             offered = [spec for spec in DEMO_REWARDS
                        if spec["kind"] != "coupon" or not _sampled(member_id, "shipping", 6)]
-            spec = offered[int(hashlib.sha256(member_id.encode()).hexdigest()[:4], 16) % len(offered)]
-            try:
-                done = rewards.redeem_reward(session, ws, member_id, spec["code"], quantity=1,
-                                             idempotency_key=f"demo:reward:{spec['code']}:{member_id}", actor=actor,
-                                             now=now)
-            except DomainError:  # too few points (or the stock is gone): this member only looks
-                continue
-            redeemed += not done.is_replay
-            if spec["kind"] == "item" and _sampled(member_id, "fulfil", 2):
-                status: Literal["shipped", "collected"] = "collected" if _sampled(member_id, "collect", 2) else "shipped"
-                rewards.set_fulfilment(session, ws.id, done.redemption.id, status, actor=actor, now=now)
+            first = offered[int(hashlib.sha256(member_id.encode()).hexdigest()[:4], 16) % len(offered)]
+            # Their pick, else the dearest cheaper one they can afford: balances only fall between runs, so a
+            # second run stops at the same reward, now a replay.
+            for spec in [first, *sorted((o for o in offered if o["points"] < first["points"]),
+                                        key=lambda o: -o["points"])]:
+                try:
+                    done = rewards.redeem_reward(session, ws, member_id, spec["code"], quantity=1,
+                                                 idempotency_key=f"demo:reward:{spec['code']}:{member_id}",
+                                                 actor=actor, now=now)
+                except DomainError:  # too few points for this one (or its stock is gone)
+                    continue
+                redeemed += not done.is_replay
+                if spec["kind"] == "item" and _sampled(member_id, "fulfil", 2):
+                    status: Literal["shipped", "collected"] = \
+                        "collected" if _sampled(member_id, "collect", 2) else "shipped"
+                    rewards.set_fulfilment(session, ws.id, done.redemption.id, status, actor=actor, now=now)
+                break
     return redeemed
 
 
