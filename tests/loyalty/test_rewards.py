@@ -237,10 +237,14 @@ class TestCancel:
         assert original is not None and lot.expires_at == original.expires_at  # the points keep their lapse date
         assert actions == ["reward_redemption.cancel"]
         # cancelled units count no more against the member's limit: they may redeem again
-        assert not redeem(context, workspace, member, "SHIP", "k2").is_replay
+        second = redeem(context, workspace, member, "SHIP", "k2").redemption
+        with context.store.transaction() as session:  # a coupon an operator voided first is no obstacle
+            coupons.void_coupon_by_id(session, workspace.id, second.coupon_ids[0], "misissued", actor=OPERATOR)
+            assert rewards.cancel_redemption(session, workspace, second.id, reason="void", actor=OPERATOR,
+                                             now=NOW).points_returned == 80
         with context.store.read() as session:
             card = loyalty_section(session, workspace.id, member)
-        assert card is not None and card["recent_rewards"] == ("SHIP reward ×1 on 2026-06-10 (redeemed); "
+        assert card is not None and card["recent_rewards"] == ("SHIP reward ×1 on 2026-06-10 (cancelled); "
                                                                "SHIP reward ×1 on 2026-06-10 (cancelled)")
 
     def test_what_was_used_or_sent_cannot_be_cancelled(self, context: Context, workspace: Workspace) -> None:

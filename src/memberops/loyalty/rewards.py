@@ -393,8 +393,8 @@ def cancel_redemption(session: Session, workspace: Workspace, redemption_id: str
     (:func:`~memberops.loyalty.points.return_redeemed`), its units back to the stock, its unused coupons
     are voided and its unused benefit grant ended. Cancelling again changes nothing and answers the same.
 
-    Raises :class:`RewardRedemptionNotCancellable` when an issued coupon was redeemed, the benefit was
-    used, or the item was shipped or collected.
+    Raises :class:`RewardRedemptionNotCancellable` when an issued coupon was redeemed (or lapsed unused),
+    the benefit was used, or the item was shipped or collected.
     """
     now = now or utcnow()
     found = get_redemption(session, workspace.id, redemption_id)
@@ -414,6 +414,8 @@ def cancel_redemption(session: Session, workspace: Workspace, redemption_id: str
                 coupons.void_coupon_by_id(session, workspace.id, coupon_id, "reward redemption cancelled",
                                           actor=actor, now=now)
             except CouponNotVoidable as exc:
+                if exc.facts["status"] == "voided":  # withdrawn already (by an operator): nothing to take back
+                    continue
                 raise RewardRedemptionNotCancellable(redemption.id, f"its coupon is {exc.facts['status']}") from None
         if redemption.benefit_grant_id is not None:
             grant = session.scalar(locked(select(BenefitGrant).where(BenefitGrant.id == redemption.benefit_grant_id))
