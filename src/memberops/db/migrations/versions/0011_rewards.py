@@ -1,7 +1,7 @@
 """rewards: the rewards catalogue (points mall), reward versions, members' reward redemptions
 
 Revision ID: 0011
-Revises: 0009 (to be 0010 once 0010 is on main; the lead re-chains at merge)
+Revises: 0010 (written by another engineer; until it is on main this tree has a gap — chain onto 0009 to test alone)
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import memberops.db.base
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
