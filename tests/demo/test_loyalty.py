@@ -23,6 +23,7 @@ from memberops.loyalty.expiry import points_liability
 from memberops.loyalty.models import Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programmes import active_programme
 from memberops.loyalty.referral_models import ReferralBinding
+from memberops.loyalty.reward_models import Reward, RewardRedemption
 from memberops.runtime import Context
 from tests.factories import make_key
 
@@ -56,6 +57,7 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     # the referrals the channels recorded (referrer's member card) are bound, converted friends rewarded
     assert summary.referrals.bound > 0 and summary.referrals.rewarded > 0
     assert summary.referrals.points == summary.referrals.rewarded * 300
+    assert summary.rewards_redeemed > 0
     with context.store.read() as session:
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
@@ -77,6 +79,9 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         earned = [points.points_summary(session, ws, member_id, now=NOW) for member_id in sorted(buyers)]
         assert sum(1 for balance in earned if balance.available + balance.pending > 0) > len(buyers) // 2
         assert any(balance.expiring for balance in earned)
+        kinds = set(session.scalars(select(Reward.kind).join(RewardRedemption, RewardRedemption.reward_id == Reward.id)
+                                    .where(Reward.workspace_id == ws.id)).all())
+        assert len(kinds) >= 2  # members redeemed more than one kind of reward
         statuses = set(session.scalars(select(Coupon.status).where(Coupon.workspace_id == ws.id)).all())
         assert {"issued", "redeemed"} <= statuses
         liability = points_liability(session, ws, as_of=NOW)
@@ -103,4 +108,5 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     again = setup_demo_loyalty(context, workspace, now=NOW)
     assert again.enrolled == 0 and again.backfill.orders == 0 and again.coupons_issued == 0
     assert again.referrals.bound == again.referrals.rewarded == 0
+    assert again.rewards_redeemed == 0
     assert _counts(context, workspace.id) == before

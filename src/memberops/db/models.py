@@ -29,6 +29,7 @@ from memberops.loyalty.models import (
     ProgrammeVersion,
 )
 from memberops.loyalty.referral_models import ReferralBinding, ReferralCode
+from memberops.loyalty.reward_models import Reward, RewardRedemption, RewardVersion
 from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
 
 __all__ = [
@@ -64,6 +65,9 @@ __all__ = [
     "ReferralBinding",
     "ReferralCode",
     "ReceivedKey",
+    "Reward",
+    "RewardRedemption",
+    "RewardVersion",
     "ResolutionRun",
     "ReviewPair",
     "TagVersion",

@@ -381,13 +381,14 @@ def _replayed(session: Session, workspace_id: str, key: str, *, member_id: str, 
 
 def redeem(
     session: Session, workspace: Workspace, member_id: str, *, points: int, reason: str, idempotency_key: str,
-    actor: Actor, now: datetime | None = None,
+    actor: Actor, now: datetime | None = None, source_type: str = "api", source_id: str = "",
 ) -> MovementResult:
     """Spend ``points`` of the member's available balance, nearest-expiring lots first.
 
     Raises :class:`InsufficientPoints` (and moves nothing) when the available balance is smaller; never
     drives it below zero, however many redemptions run at once: the balance is re-read under the member's
-    lock. A replayed ``idempotency_key`` returns the first outcome.
+    lock. A replayed ``idempotency_key`` returns the first outcome. ``source_type``/``source_id`` say what
+    the points paid for (``reward`` and the reward redemption's id; ``api`` for a plain redeem).
     """
     now = now or utcnow()
     account = lock_account(session, workspace.id, member_id)
@@ -402,8 +403,50 @@ def redeem(
     lots = _spendable(session, member_id, now)
     allocation = ledger.allocate(_views(lots), points)
     movement = _record(session, account, kind="redeem", points=points, key=idempotency_key, available=-points,
-                       taken=_take(lots, allocation), source_type="api", reason=reason,
+                       taken=_take(lots, allocation), source_type=source_type, source_id=source_id, reason=reason,
                        actor=f"{actor.type}:{actor.id}"[:100], version=programme.version, now=now)
+    return MovementResult(movement, _finish(session, movement, account, programme), False)
+
+
+def return_redeemed(
+    session: Session, workspace: Workspace, redeemed: PointsMovement, *, idempotency_key: str, reason: str,
+    actor: Actor, source_type: str = "api", source_id: str = "", now: datetime | None = None,
+) -> MovementResult:
+    """Give back the points of a redemption that was cancelled: a ``reverse`` movement naming the redeem
+    (``reverses_id``) that puts the points back as new available lots, each keeping the expiry and earning
+    date of the lot it was taken from, so a cancelled redemption neither lengthens nor shortens the life
+    of the points. Points whose lot has lapsed since are not returned: left unspent they would have
+    expired. A debt the member owes is settled from the returned points first. A replayed
+    ``idempotency_key`` returns the first outcome.
+    """
+    if redeemed.kind != "redeem":
+        raise ValueError(f"movement {redeemed.id} is a {redeemed.kind}, not a redeem")
+    now = now or utcnow()
+    account = lock_account(session, workspace.id, redeemed.member_id)
+    programme = active_programme(session, workspace.id)
+    previous = _existing(session, workspace.id, idempotency_key)
+    if previous is not None:
+        if previous.reverses_id != redeemed.id:
+            raise IdempotencyKeyReused(idempotency_key)
+        return MovementResult(previous, shown(previous.outcome, programme), True)
+    catch_up(session, account, programme, now)
+    taken = session.execute(select(PointsAllocation.points, PointsLot.earned_at, PointsLot.expires_at)
+                            .join(PointsLot, PointsLot.id == PointsAllocation.lot_id)
+                            .where(PointsAllocation.movement_id == redeemed.id).order_by(PointsLot.id)).all()
+    alive = [(count, earned_at, expires_at) for count, earned_at, expires_at in taken
+             if expires_at is None or expires_at > now]
+    returned = sum(count for count, _, _ in alive)
+    movement = _record(session, account, kind="reverse", points=returned, key=idempotency_key, available=returned,
+                       source_type=source_type, source_id=source_id, reason=reason,
+                       actor=f"{actor.type}:{actor.id}"[:100], version=programme.version, reverses_id=redeemed.id,
+                       now=now)
+    session.flush()  # the lots refer to the movement's id
+    for count, earned_at, expires_at in alive:
+        session.add(PointsLot(workspace_id=account.workspace_id, member_id=account.member_id, movement_id=movement.id,
+                              points=count, remaining=count, state="available", earned_at=earned_at,
+                              available_at=now, expires_at=expires_at))
+    session.flush()
+    settle_debt(session, account, programme, after=movement, now=now)
     return MovementResult(movement, _finish(session, movement, account, programme), False)
 
 

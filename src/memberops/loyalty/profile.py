@@ -1,8 +1,9 @@
-"""The loyalty part of a member's 360° profile: membership, points, coupons and benefits.
+"""The loyalty part of a member's 360° profile: membership, points, coupons, benefits, referrals and recent
+reward redemptions.
 
 :func:`loyalty_section` is display-ready and flat (one value per line of the profile card); the full
-detail is behind the loyalty endpoints (``/members/{id}/points``, ``…/coupons``, ``…/benefits``) and
-:func:`points_panel` (the console's points panel on the member page).
+detail is behind the loyalty endpoints (``/members/{id}/points``, ``…/coupons``, ``…/benefits``,
+``…/referrals``, ``…/rewards``) and :func:`points_panel` (the console's points panel on the member page).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
-from memberops.loyalty import benefits, coupons, points, referral_reports, tiers
+from memberops.loyalty import benefits, coupons, points, referral_reports, rewards, tiers
 from memberops.loyalty.benefits import MemberBenefit
 from memberops.loyalty.coupon_schemas import CouponOut
 from memberops.loyalty.enrolment import membership_of
@@ -43,6 +44,8 @@ def _referral_lines(session: Session, workspace: Workspace, member_id: str) -> d
     if summary.referred_by is not None:
         lines["referred_by"] = summary.referred_by.referrer_member_id
     return lines
+
+RECENT_REWARDS = 3  # reward redemptions on the card; the rest are behind /members/{id}/rewards
 
 
 def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict[str, Any] | None:
@@ -76,6 +79,12 @@ def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict
         section["coupons"] = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items()))
     if granted:
         section["benefits"] = ", ".join(f"{b.benefit.name} ×{b.remaining}" for b in granted)
+    redeemed = rewards.redemption_views(session, rewards.member_redemptions(session, workspace_id, member_id,
+                                                                           limit=RECENT_REWARDS))
+    if redeemed:
+        section["recent_rewards"] = "; ".join(
+            f"{r.reward_name} ×{r.quantity} on {r.redeemed_at.date().isoformat()} "
+            f"({'cancelled' if r.status == 'cancelled' else r.fulfilment_status or 'redeemed'})" for r in redeemed)
     return section
 
 
