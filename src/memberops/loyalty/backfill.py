@@ -13,8 +13,9 @@ joining earn nothing, the usual programme rule. Every movement carries the same 
 live path (``order:{channel}:{order_id}``, ``refund:{channel}:{refund_id}``), so a rerun, or a later live
 post of the same order, never earns or reverses twice.
 
-Reading is one query per table; the loop over orders is the ledger's own (one member's movements at a
-time, committed in chunks of members).
+Reading is one query per table (order lines too, only when the programme has category or SKU rules);
+the loop over orders is the ledger's own (one member's movements at a time, committed in chunks of
+members).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.insight.config import InsightConfig
 from memberops.lake.engine import Warehouse
-from memberops.loyalty import enrolment, points
+from memberops.loyalty import enrolment, ledger, points
 from memberops.loyalty.models import Membership, PointsMovement
 from memberops.runtime import Context
 
@@ -65,6 +66,7 @@ class _Order:
     gross: Decimal | None
     shipping: Decimal | None
     paid: Decimal
+    lines: tuple[ledger.OrderLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,19 +103,49 @@ def read_history(warehouse: Warehouse, workspace_id: str, *, since: datetime | N
     return warehouse.to_pyarrow(owned), warehouse.to_pyarrow(refunded)
 
 
-def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime]) -> tuple[
-        dict[str, list[tuple[datetime, int, _Order | _Refund]]], int]:
-    """Each enrolled member's orders (from enrolment on) and refunds, in time order; and how many orders
-    were placed before their buyer enrolled."""
+def read_lines(warehouse: Warehouse, workspace_id: str, *, since: datetime | None = None) -> pa.Table:
+    """The lines of the workspace's orders bought by a known person (one query, joined set-based to the
+    orders the backfill reads), for category and SKU earn rules."""
+    identity_map = warehouse.table("identity_map")
+    links = identity_map.filter(identity_map.workspace_id == workspace_id).select(
+        "channel", customer_key="source_id")
+    orders = warehouse.table("orders")
+    orders = orders.filter(orders.workspace_id == workspace_id)
+    if since is not None:
+        orders = orders.filter(orders.ordered_at >= ibis.literal(_utc(since), type="timestamp('UTC')"))
+    owned = orders.join(links, ["channel", "customer_key"]).select("channel", "order_id").distinct()
+    items = warehouse.table("order_items")
+    items = items.filter(items.workspace_id == workspace_id).join(owned, ["channel", "order_id"])
+    return warehouse.to_pyarrow(items.select("channel", "order_id", "line_no", "sku", "category", "quantity",
+                                             "amount").order_by(["channel", "order_id", "line_no"]))
+
+
+def _lines_by_order(lines: pa.Table | None) -> dict[tuple[str, str], tuple[ledger.OrderLine, ...]]:
+    grouped: dict[tuple[str, str], list[ledger.OrderLine]] = defaultdict(list)
+    if lines is not None:
+        for row in lines.to_pylist():
+            if row["sku"] is None or row["amount"] is None:
+                continue
+            grouped[(row["channel"], row["order_id"])].append(
+                ledger.OrderLine(row["sku"], row["category"], row["quantity"] or 0, row["amount"]))
+    return {key: tuple(found) for key, found in grouped.items()}
+
+
+def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime],
+               lines: pa.Table | None = None) -> tuple[dict[str, list[tuple[datetime, int, _Order | _Refund]]], int]:
+    """Each enrolled member's orders (from enrolment on, with their ``lines`` when given) and refunds, in
+    time order; and how many orders were placed before their buyer enrolled."""
     by_order: dict[tuple[str, str], _Order] = {}
     timelines: dict[str, list[tuple[datetime, int, _Order | _Refund]]] = defaultdict(list)
+    order_lines = _lines_by_order(lines)
     before = 0
     for row in orders.to_pylist():
         joined = enrolled.get(row["member_id"])
         if joined is None or row["paid_amount"] is None:
             continue
         order = _Order(row["member_id"], row["channel"], row["order_id"], _utc(row["ordered_at"]),
-                       row["gross_amount"], row["shipping_amount"], row["paid_amount"])
+                       row["gross_amount"], row["shipping_amount"], row["paid_amount"],
+                       order_lines.get((row["channel"], row["order_id"]), ()))
         if order.ordered_at < joined:
             before += 1
             continue
@@ -162,8 +194,12 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
         assert ws is not None
         enrolled = _enrolled_members(session, ws, now)
         posted = _posted_keys(session, ws.id)
-    orders, refunds = read_history(context.warehouse(), workspace.id, since=since)
-    timelines, before = _timelines(orders, refunds, enrolled)
+        earn = points.active_programme(session, ws.id).programme.earn
+    warehouse = context.warehouse()
+    orders, refunds = read_history(warehouse, workspace.id, since=since)
+    has_line_rules = bool(earn.category_rules or earn.sku_rules)
+    lines = read_lines(warehouse, workspace.id, since=since) if has_line_rules else None
+    timelines, before = _timelines(orders, refunds, enrolled, lines)
     totals: dict[str, int] = defaultdict(int)
     members = sorted(timelines)
     for start in range(0, len(members), MEMBERS_PER_TRANSACTION):
@@ -191,7 +227,8 @@ def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime,
             if points.order_key(event.channel, event.order_id) in posted:
                 totals["posted"] += 1
                 continue
-            earned = points.earn_for_order(session, workspace, _live_order(event, Decimal(0)), now=at)
+            earned = points.earn_for_order(session, workspace, _live_order(event, Decimal(0)), now=at,
+                                           lines=event.lines)
             if earned:
                 totals["orders"] += 1
                 totals["earned"] += earned

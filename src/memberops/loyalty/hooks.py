@@ -87,6 +87,7 @@ def earn_on_events(session: Session, workspace: Workspace, events: Sequence[Even
     wanted = [index for index, event in enumerate(events) if event.type in rewarded and event.customer_key]
     if not wanted:
         return results
+    workspace = _workspace(session, workspace.id)  # this session's copy, as the order hooks read it
     members = members_by_customer_key(session, workspace.id,
                                       {(events[i].channel, str(events[i].customer_key)) for i in wanted})
     for index in wanted:
