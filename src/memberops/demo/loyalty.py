@@ -3,7 +3,8 @@
 The generator gives each channel record the moment its person joined the brand's membership
 (``joined_at``; prospects and buyers who never joined have none). :func:`setup_demo_loyalty` makes the
 demo programme the active one, enrols every member with a joined record as of their earliest join (birth
-month from their records), replays their imported orders and refunds through the points ledger
+month from their records), replays their imported orders (with their lines, for the category rule),
+refunds and app sign-ins and shares through the points ledger
 (:mod:`memberops.loyalty.backfill`), then issues the demo coupons to a sample of members (some redeemed)
 and grants the demo benefits. Every step is keyed, so running it again changes nothing.
 
@@ -36,8 +37,10 @@ from memberops.loyalty.programme import programme_from_dict
 from memberops.loyalty.programmes import save_programme
 from memberops.runtime import Context
 
-# 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, 100
-# welcome points, 12 months rolling expiry, points pending through a 7-day return window.
+# 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, newborn
+# gift boxes ×2 (the brand's recruiting category), 100 welcome points, 12 months rolling expiry, points
+# pending through a 7-day return window; 1 point for the day's first app sign-in and 20 more on every
+# 7th day in a row, 2 points for a share (at most 3 a day).
 DEMO_PROGRAMME: dict[str, Any] = {
     "name": "Demo brand club",
     "currency": "CNY",
@@ -47,6 +50,11 @@ DEMO_PROGRAMME: dict[str, Any] = {
         "points_per_unit": "1", "basis": "paid", "rounding": "floor", "pending_days": 7,
         "member_days": [{"day_of_month": 8, "multiplier": "2"}],
         "birthday_month_multiplier": "1.5", "stacking": "max",
+        "category_rules": {"newborn_gift": {"multiplier": "2"}},
+    },
+    "events": {
+        "sign_in": {"points": 1, "max_per_day": 1, "streak": {"days": 7, "bonus": 20}},
+        "share": {"points": 2, "max_per_day": 3},
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
 }
