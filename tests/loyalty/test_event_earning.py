@@ -158,3 +158,27 @@ def test_invalid_event_rules_name_the_field(bad: dict[str, Any]) -> None:
     (error,) = caught.value.errors
     assert error["field"].startswith(f"events.{next(iter(bad))}")
     assert any(word in error["message"] for word in ("welcome_points", "points, a streak", "letters", "'phone'"))
+
+
+def test_the_backfill_replays_rewarded_events_once(context: Context, workspace: Workspace) -> None:
+    from memberops.loyalty.backfill import backfill_points
+    from tests.insight.lake import AS_OF, Brand, at
+
+    with context.store.transaction() as session:
+        set_programme(session, workspace, events={"sign_in": {"points": 1, "max_per_day": 1,
+                                                              "streak": {"days": 3, "bonus": 10}}})
+        member = enrol(session, workspace, "c1", now=at(30))
+    brand = Brand(workspace_id=workspace.id)
+    customer = brand.person(member, channel="pos", source_id="c1")
+    for days_before in (40, 5, 4, 3.5, 3, 1):  # before enrolment; a 3-day run (one day twice); a gap
+        brand.event(customer, "sign_in", days_before, channel="pos")
+    brand.event(customer, "page_view", 2, channel="pos")
+    brand.write(context.settings.lake_path)
+    first = backfill_points(context, workspace, now=AS_OF)
+    assert (first.events, first.points_for_events) == (4, 1 + 1 + 11 + 1)
+    again = backfill_points(context, workspace, now=AS_OF)
+    assert (again.events, again.already_posted) == (0, 5)
+    # the same event posted live later earns nothing more: it answers what it earned
+    movements = count(context, PointsMovement)
+    assert post(context, workspace, event("e1", "sign_in", at(5))) == [1]
+    assert count(context, PointsMovement) == movements and count(context, EventEarning) == 5
