@@ -56,15 +56,20 @@ def programme(context: Context, workspace: Workspace, **events: Any) -> str:
 class TestEventEarning:
     def test_an_event_earns_once_per_event_id(self, context: Context, workspace: Workspace) -> None:
         member = programme(context, workspace, review={"points": 20})
-        assert post(context, workspace, event("e1", "review"), event("e1", "review")) == [20, None]
+        long_id = "x" * 200  # with its channel, longer than a ledger key: kept as a digest
+        assert post(context, workspace, event("e1", "review"), event("e1", "review"), event(long_id, "review")) == [
+            20, None, 20]
         assert post(context, workspace, event("e1", "review")) == [None]  # a replayed request
         with context.store.transaction() as session:  # the service itself refuses the key twice
             ws = session.get(Workspace, workspace.id)
             assert ws is not None
             assert event_earning.earn_for_event(session, ws, member, "review", "pos:e1", DAY1) == 20
             check_ledger(session, member)
-            movement = session.scalars(select(PointsMovement)).one()
+            movement = session.scalars(select(PointsMovement).order_by(PointsMovement.id)).first()
+            assert movement is not None
             assert (movement.points, movement.source_type, movement.idempotency_key) == (20, "event", "event:pos:e1")
+            assert event_earning.earn_for_event(session, ws, member, "review", f"pos:{long_id}", DAY1) == 20
+            assert session.scalar(select(func.count()).select_from(PointsMovement)) == 2
 
     def test_caps_per_day_and_month_and_once_per_member(self, context: Context, workspace: Workspace) -> None:
         programme(context, workspace, review={"points": 20, "max_per_day": 2, "max_per_month": 3},

@@ -11,6 +11,7 @@ Joining is not an event rule: welcome points (``enrolment.welcome_points``) are 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import exists, func, select
@@ -35,9 +36,19 @@ def rewarded_event_types(programme: Programme) -> frozenset[str]:
     return frozenset(types)
 
 
+KEY_LENGTH = 180  # "event:" or "growth:event:" + the key fits the ledgers' 200-character idempotency keys
+
+
+def stored_key(event_id: str) -> str:
+    """``event_id`` as it is kept: a key too long for the ledger's keys becomes its SHA-256 digest."""
+    if len(event_id) <= KEY_LENGTH:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
 def event_key(channel: str, event_id: str) -> str:
     """The key a live event earns under: unique within the workspace as ``(channel, event_id)`` is."""
-    return f"{channel}:{event_id}"
+    return stored_key(f"{channel}:{event_id}")
 
 
 def earn_for_event(
@@ -45,7 +56,8 @@ def earn_for_event(
     *, now: datetime | None = None,
 ) -> int | None:
     """Points the event earns the member under the programme's rule for ``event_type``, recorded once per
-    ``event_id`` (unique in the workspace: the live path passes ``{channel}:{event_id}``); a replay earns
+    ``event_id`` (unique in the workspace: the live path passes ``{channel}:{event_id}``; one longer than
+    180 characters is kept as its digest); a replay earns
     nothing more and answers what the first earned. ``None`` when the member is not enrolled; 0 when the
     type earns no points or a rule says no (a cap reached, once per member already earned, a profile field
     missing). Growth value for the type (``tier_rules.growth_events``) is recorded too, once per event.
@@ -56,6 +68,7 @@ def earn_for_event(
     streaks already counted).
     """
     now = now or utcnow()
+    event_id = stored_key(event_id)
     membership = session.scalar(select(Membership).where(Membership.workspace_id == workspace.id,
                                                          Membership.member_id == member_id))
     if membership is None:
@@ -79,15 +92,15 @@ def earn_for_event(
     base = rule.points if _may_earn(session, member_id, event_type, rule, day, membership) else 0
     streak, bonus = _streak(session, member_id, event_type, rule, day)
     earned = base + bonus
-    row = EventEarning(workspace_id=workspace.id, member_id=member_id, event_type=event_type, event_key=event_id,
-                       occurred_at=occurred_at, local_day=day.isoformat(), points=earned, streak=streak, created_at=now)
-    session.add(row)
+    movement_id: int | None = None
     if earned > 0:
         reason = f"{event_type}, {streak} days in a row" if bonus else event_type
-        movement = points.grant(session, account, programme, points=earned, key=f"event:{event_id}", kind="earn",
-                                earned_at=occurred_at, available_at=occurred_at, source_type="event",
-                                source_id=event_id, zone=zone, reason=reason[:200], now=now)
-        row.movement_id = movement.id
+        movement_id = points.grant(session, account, programme, points=earned, key=f"event:{event_id}", kind="earn",
+                                   earned_at=occurred_at, available_at=occurred_at, source_type="event",
+                                   source_id=event_id, zone=zone, reason=reason[:200], now=now).id
+    session.add(EventEarning(workspace_id=workspace.id, member_id=member_id, event_type=event_type,
+                             event_key=event_id, occurred_at=occurred_at, local_day=day.isoformat(), points=earned,
+                             streak=streak, movement_id=movement_id, created_at=now))
     session.flush()
     return earned
 
