@@ -19,6 +19,7 @@ from memberops.demo.loyalty import setup_demo_loyalty
 from memberops.identity.resolve import resolve_identities
 from memberops.loyalty import points
 from memberops.loyalty.coupon_models import Coupon
+from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.expiry import points_liability
 from memberops.loyalty.models import Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programmes import active_programme
@@ -53,6 +54,7 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
 
     assert summary.members == summary.enrolled > 0
     assert summary.backfill.orders > 0 and summary.backfill.points_earned > 0
+    assert summary.backfill.events > 0 and summary.backfill.points_for_events > 0  # app sign-ins and shares
     assert summary.coupons_issued > 0 and summary.coupons_redeemed > 0 and summary.benefits_granted > 0
     # the referrals the channels recorded (referrer's member card) are bound, converted friends rewarded
     assert summary.referrals.bound > 0 and summary.referrals.rewarded > 0
@@ -63,6 +65,10 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         assert ws is not None
         programme = active_programme(session, ws.id).programme
         assert programme.earn.member_days[0].day_of_month == 8 and programme.expiry.months == 12
+        assert programme.earn.category_rules["newborn_gift"].multiplier == 2 and "sign_in" in programme.events
+        assert session.scalar(select(func.count()).select_from(EventEarning).where(
+            EventEarning.workspace_id == ws.id, EventEarning.event_type == "sign_in", EventEarning.streak >= 1,
+            EventEarning.movement_id.is_not(None)))
         # members who bought since they joined have points; every balance is its ledger's sum
         buyers = set(session.scalars(select(PointsMovement.member_id).where(
             PointsMovement.workspace_id == ws.id, PointsMovement.source_type == "order")).all())
@@ -109,4 +115,5 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     assert again.enrolled == 0 and again.backfill.orders == 0 and again.coupons_issued == 0
     assert again.referrals.bound == again.referrals.rewarded == 0
     assert again.rewards_redeemed == 0
+    assert again.backfill.events == 0
     assert _counts(context, workspace.id) == before

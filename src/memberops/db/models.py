@@ -19,6 +19,7 @@ from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, Quarantine
 from memberops.insight.models import InsightRun, MemberTrait, TagVersion, TraitChange
 from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
 from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
+from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.models import (
     LoyaltyEvent,
     Membership,
@@ -44,6 +45,7 @@ __all__ = [
     "CouponRedemption",
     "CouponTemplate",
     "CouponTemplateVersion",
+    "EventEarning",
     "FlaggedIdentifier",
     "GrowthMovement",
     "Identifier",

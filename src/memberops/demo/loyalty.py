@@ -3,12 +3,13 @@
 The generator gives each channel record the moment its person joined the brand's membership
 (``joined_at``; prospects and buyers who never joined have none). :func:`setup_demo_loyalty` makes the
 demo programme the active one, enrols every member with a joined record as of their earliest join (birth
-month from their records), replays their imported orders and refunds through the points ledger
-(:mod:`memberops.loyalty.backfill`), binds the referrals the channels recorded (a record's
-``referrer_code``, the referrer's member card) and rewards the friends' first qualifying purchases
-(:mod:`memberops.loyalty.referral_import`), then issues the demo coupons to a sample of members (some redeemed),
-grants the demo benefits, and opens the rewards catalogue (points mall) where a few members redeem their
-points. Every step is keyed, so running it again changes nothing.
+month from their records), replays their imported orders (with their lines, for the category rule),
+refunds and app sign-ins and shares through the points ledger (:mod:`memberops.loyalty.backfill`), binds
+the referrals the channels recorded (a record's ``referrer_code``, the referrer's member card) and rewards
+the friends' first qualifying purchases (:mod:`memberops.loyalty.referral_import`), then issues the demo
+coupons to a sample of members (some redeemed), grants the demo benefits, and opens the rewards catalogue
+(points mall) where a few members redeem their points. Every step is keyed, so running it again changes
+nothing.
 
 The programme leaves tiers out; a ``tiers`` block joins :data:`DEMO_PROGRAMME` when tiers exist.
 """
@@ -42,8 +43,10 @@ from memberops.loyalty.referral_import import RecordedReferralsSummary, bind_rec
 from memberops.loyalty.reward_schemas import RewardIn
 from memberops.runtime import Context
 
-# 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, 100
-# welcome points, 12 months rolling expiry, points pending through a 7-day return window.
+# 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, newborn
+# gift boxes ×2 (the brand's recruiting category), 100 welcome points, 12 months rolling expiry, points
+# pending through a 7-day return window; 1 point for the day's first app sign-in and 20 more on every
+# 7th day in a row, 2 points for a share (at most 3 a day).
 DEMO_PROGRAMME: dict[str, Any] = {
     "name": "Demo brand club",
     "currency": "CNY",
@@ -53,6 +56,11 @@ DEMO_PROGRAMME: dict[str, Any] = {
         "points_per_unit": "1", "basis": "paid", "rounding": "floor", "pending_days": 7,
         "member_days": [{"day_of_month": 8, "multiplier": "2"}],
         "birthday_month_multiplier": "1.5", "stacking": "max",
+        "category_rules": {"newborn_gift": {"multiplier": "2"}},
+    },
+    "events": {
+        "sign_in": {"points": 1, "max_per_day": 1, "streak": {"days": 7, "bonus": 20}},
+        "share": {"points": 2, "max_per_day": 3},
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
     # invite a friend: 200 points to the referrer, 100 to the friend on the friend's first purchase of 99

@@ -240,10 +240,13 @@ def tier_multiplier(session: Session, programme: ActiveProgramme, workspace_id: 
     return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
 
 
-def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> int | None:
+def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None,
+                   lines: Sequence[ledger.OrderLine] = ()) -> int | None:
     """Points the order earns its buyer, recorded as a lot (pending through the return window); ``None``
     when the buyer is unknown or not enrolled. Idempotent on the order: a retried order earns nothing
-    more and answers what it earned the first time."""
+    more and answers what it earned the first time. ``lines`` (the order's items) let category and SKU
+    rules apply (:func:`memberops.loyalty.ledger.purchase_points`); without them the order earns as a
+    whole."""
     if order.member_id is None:
         return None
     now = now or utcnow()
@@ -263,7 +266,7 @@ def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, 
     points = ledger.purchase_points(rules, ledger.Purchase(
         paid_amount=order.paid_amount, gross_amount=order.gross_amount, shipping_amount=order.shipping_amount,
         channel=order.channel, local_date=local_day, birthday_month=membership.birth_month,
-        tier_multiplier=tier_multiplier(session, programme, workspace.id, order.member_id),
+        tier_multiplier=tier_multiplier(session, programme, workspace.id, order.member_id), lines=lines,
     ))
     if points and (rules.daily_cap is not None or rules.monthly_cap is not None):
         points = ledger.capped(

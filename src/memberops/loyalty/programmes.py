@@ -80,6 +80,21 @@ def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
     return known[workspace_id]
 
 
+def programme_in_force(session: Session, workspace_id: str) -> Programme:
+    """The programme in force, read without writing anything: the default when the workspace has no
+    version yet. For paths that only need to know whether loyalty cares (the live event path asks on every
+    request and must not write a programme for a workspace that never uses loyalty). Kept for the
+    transaction like :func:`active_programme`."""
+    known = _known(session)
+    if workspace_id in known:
+        return known[workspace_id].programme
+    row = _newest(session, workspace_id)
+    if row is None:
+        return DEFAULT_PROGRAMME
+    known[workspace_id] = _parsed(row)
+    return known[workspace_id].programme
+
+
 def _known(session: Session) -> dict[str, ActiveProgramme]:
     """The active programmes this session's current transaction has read (by workspace id)."""
     transaction = session.get_transaction()
