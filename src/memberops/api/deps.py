@@ -84,7 +84,7 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def _authenticate(store: Store, session: Session, token: str, scopes: tuple[str, ...]) -> Caller:
+def authenticate(store: Store, session: Session, token: str, scopes: tuple[str, ...]) -> Caller:
     """The caller holding ``token`` if it is granted one of ``scopes`` (or ``admin``; ``()``: any key).
 
     The key's ``last_used_at`` is written at most once a minute: a write per request would lock the
@@ -111,7 +111,7 @@ def require_scope(scope: str | None, *alternatives: str) -> Callable[..., Caller
     scopes = () if scope is None else (scope, *alternatives)
 
     def dependency(request: Request, context: ContextDep, session: SessionDep) -> Caller:
-        return _authenticate(context.store, session, _bearer(request), scopes)
+        return authenticate(context.store, session, _bearer(request), scopes)
 
     return dependency
 
@@ -166,7 +166,7 @@ class Writer:
 
     def _in_transaction(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.store.transaction() as session:
-            caller = _authenticate(self.store, session, self.token, self.scopes)
+            caller = authenticate(self.store, session, self.token, self.scopes)
             return work(session, caller, *args, **kwargs)
 
 

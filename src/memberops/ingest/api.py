@@ -11,7 +11,8 @@ answered or written before authentication succeeds. The work runs through :class
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 import pydantic_core
@@ -23,6 +24,8 @@ from sqlalchemy.orm import Session
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, ContextDep, Writer, write_slot, writer
 from memberops.api.errors import problem_responses
+from memberops.api.group_commit import GroupCommit, GroupWork
+from memberops.errors import DomainError
 from memberops.ingest import live
 from memberops.ingest.errors import BatchTooLarge, ConcurrentIngest, OrderNotFound, RefundExceedsOrder
 from memberops.ingest.lake_facts import LakeOrders, lake_orders
@@ -35,6 +38,7 @@ from memberops.ingest.schemas import (
     ItemResult,
     OrderIn,
     ParsedBody,
+    ParsedItem,
     RefundIn,
     parse_body,
     request_errors,
@@ -136,6 +140,59 @@ def _ingest(
                    kind)
 
 
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    """A single-item request waiting to be committed with others of its kind (see :mod:`memberops.api.group_commit`)."""
+
+    body: ParsedBody
+    hooks: LiveHooks
+
+
+def _ingest_together(kind: str) -> GroupWork[_Posted, list[ItemOutcome]]:
+    """Ingest several requests' items in one call per workspace (and hooks), as one batch would, and hand
+    each request back its own items' outcomes with their own indices."""
+
+    def work(session: Session, requests: Sequence[tuple[Caller, _Posted]]) -> list[Any]:
+        results: list[Any] = [None] * len(requests)
+        together: dict[tuple[str, LiveHooks], list[int]] = {}
+        for position, (caller, posted) in enumerate(requests):
+            try:
+                _checked(posted.body)
+            except (DomainError, RequestValidationError) as exc:
+                results[position] = exc
+                continue
+            together.setdefault((caller.workspace.id, posted.hooks), []).append(position)
+        for (_, hooks), positions in together.items():
+            items: list[ParsedItem] = []
+            owners: list[tuple[int, int]] = []
+            for position in positions:
+                for item in requests[position][1].body.items:
+                    owners.append((position, item.index))
+                    items.append(replace(item, index=len(items)))
+            outcomes = live.ingest(session, requests[positions[0]][0].workspace, kind, items, hooks=hooks)
+            for position in positions:
+                results[position] = []
+            for (position, index), outcome in zip(owners, outcomes, strict=True):
+                outcome.index = index
+                results[position].append(outcome)
+        return results
+
+    return work
+
+
+# Single items posted to these endpoints are committed in groups on SQLite; refunds are not (they read the
+# lake's orders per request, and are rare next to orders).
+_GROUPS = {kind: GroupCommit(("ingest",), _ingest_together(kind)) for kind in ("customers", "orders", "events")}
+
+
+async def _single_or_batch(write: Writer, kind: str, body: ParsedBody, hooks: LiveHooks) -> Response:
+    """A single item on SQLite is committed with the others waiting for the writer (group commit); a
+    batch, or any request on PostgreSQL, in a transaction of its own."""
+    if body.is_batch or write.store.dialect != "sqlite":
+        return await write(_ingest, kind, body, hooks)
+    return _answer(body, await _GROUPS[kind].submit(write.store, write.token, _Posted(body, hooks)), kind)
+
+
 def _checked(body: ParsedBody) -> ParsedBody:
     if body.body_errors:
         raise RequestValidationError(body.body_errors)
@@ -153,7 +210,7 @@ async def post_customers(
     A bad optional field (a malformed e-mail, an impossible birthday) is dropped with a warning and the
     record kept; a replay of a known ``(channel, source_id)`` changes nothing.
     """
-    return await write(_ingest, "customers", body, hooks)
+    return await _single_or_batch(write, "customers", body, hooks)
 
 
 @router.post("/orders", **_spec(OrderIn))
@@ -161,7 +218,7 @@ async def post_orders(
     body: Annotated[ParsedBody, Depends(_body("orders"))], write: IngestWriter, hooks: HooksDep,
 ) -> Response:
     """Orders (with their lines in ``items``): kept live for loyalty and sent to the lake."""
-    return await write(_ingest, "orders", body, hooks)
+    return await _single_or_batch(write, "orders", body, hooks)
 
 
 @router.post("/refunds", **_spec(RefundIn, OrderNotFound, RefundExceedsOrder))
@@ -179,4 +236,4 @@ async def post_events(
     body: Annotated[ParsedBody, Depends(_body("events"))], write: IngestWriter, hooks: HooksDep,
 ) -> Response:
     """Behavioural events (page views, scans, coupon claims…), by a customer or an anonymous visitor."""
-    return await write(_ingest, "events", body, hooks)
+    return await _single_or_batch(write, "events", body, hooks)
