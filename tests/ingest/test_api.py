@@ -254,6 +254,40 @@ class TestConcurrentPosts:
         assert counts(context)["live_order"] == 30 and counts(context)["outbox"] == 60
 
 
+    def test_each_request_of_a_group_gets_its_own_answer(
+        self, app: FastAPI, auth: dict[str, str], context: Context
+    ) -> None:
+        """Single posts waiting for SQLite's writer are committed together (group commit): each is still
+        answered with its own outcome, and a request that fails — a hook raising, a bad key, a bad body —
+        fails alone."""
+
+        def fail_on_boom(_session: Any, order_row: LiveOrder, *_args: Any) -> None:
+            if order_row.order_id == "boom":
+                raise RuntimeError("loyalty is down")
+
+        app.dependency_overrides[get_live_hooks] = lambda: LiveHooks(on_order_accepted=(fail_on_boom,))
+        requests = [(order(f"g{i}"), auth) for i in range(8)] + [
+            (order("boom"), auth), (order("g0"), auth), (order("x1"), {"Authorization": "Bearer mo_nope_nope"}),
+            (order("x2", paid_amount="-1"), auth)]
+
+        async def post_all() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return list(await asyncio.gather(*(client.post("/api/v1/orders", json=body, headers=headers)
+                                                   for body, headers in requests)))
+
+        responses = asyncio.run(asyncio.wait_for(post_all(), timeout=60))
+        app.dependency_overrides.clear()
+        assert [r.status_code for r in responses[:8]] == [201] * 8
+        assert [r.json()["key"] for r in responses[:8]] == [f"g{i}" for i in range(8)]
+        assert all(r.json()["index"] == 0 for r in responses[:8])
+        assert [r.status_code for r in responses[8:]] == [500, 200, 401, 422]
+        assert responses[9].json()["status"] == "duplicate"
+        with context.store.read() as session:
+            kept = set(session.scalars(select(LiveOrder.order_id)))
+        assert kept == {f"g{i}" for i in range(8)}
+
+
 class TestCrashSafety:
     def test_a_failure_after_writes_rolls_back_the_request(
         self, app: FastAPI, client: TestClient, auth: dict[str, str], context: Context

@@ -12,12 +12,12 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from memberops.accounts.errors import (
@@ -240,6 +240,11 @@ def authenticate_api_key(session: Session, key: str) -> ApiKey:
     if not api_key.is_active:
         raise AuthenticationFailed("this API key was revoked")
     return api_key
+
+
+def mark_api_key_used(session: Session, key_id: str, when: datetime) -> None:
+    """Record that the key was used at ``when`` (callers write this at most once a minute)."""
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
 
 
 def has_scope(api_key: ApiKey, scope: str) -> bool:

@@ -63,6 +63,9 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+READING = "memberops.reading"  # marks sessions opened by Store.read
+
+
 class Store:
     """The state store: one engine and the transactions opened on it.
 
@@ -74,7 +77,8 @@ class Store:
         self.engine = create_store_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
-            self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
+            self.engine.execution_options(sqlite_begin="DEFERRED", postgresql_readonly=True),
+            expire_on_commit=False, info={READING: True},
         )
 
     @property
@@ -89,12 +93,18 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A reading transaction; on SQLite it takes no write lock, so it never waits for writers.
+        """A reading transaction; on SQLite it takes no write lock, so it never waits for writers; on
+        PostgreSQL it is ``READ ONLY``, so a write in it fails instead of happening.
 
         Objects read stay usable after the block (nothing is expired on its end).
         """
         with self._read_sessions() as session, session.begin():
             yield session
+
+    @staticmethod
+    def is_reading(session: Session) -> bool:
+        """Whether ``session`` was opened by :meth:`read`."""
+        return bool(session.info.get(READING))
 
     def dispose(self) -> None:
         self.engine.dispose()

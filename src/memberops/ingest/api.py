@@ -4,28 +4,28 @@ Each takes one item (answered ``201`` when accepted, ``200`` when already receiv
 field, or the problem a rule raised) or a batch ``{"items": [...]}`` of up to 1,000, answered ``200`` with
 one result per item in order and totals; a batch's good items are kept whatever its bad ones are.
 
-The body is read and validated before the caller is authenticated (authentication opens the write
+The body is read and validated before the caller is authenticated (authentication happens in the write
 transaction, and on SQLite nothing should hold the write lock while a body is parsed); nothing is
-answered or written before authentication succeeds.
+answered or written before authentication succeeds. The work runs through :class:`memberops.api.deps.Writer`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
-from weakref import WeakKeyDictionary
 
 import pydantic_core
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
-from memberops.api.deps import Caller, ContextDep, SessionDep, require_scope
+from memberops.api.deps import Caller, ContextDep, Writer, write_slot, writer
 from memberops.api.errors import problem_responses
-from memberops.db.engine import Store
+from memberops.api.group_commit import GroupCommit, GroupWork
+from memberops.errors import DomainError
 from memberops.ingest import live
 from memberops.ingest.errors import BatchTooLarge, ConcurrentIngest, OrderNotFound, RefundExceedsOrder
 from memberops.ingest.lake_facts import LakeOrders, lake_orders
@@ -38,6 +38,7 @@ from memberops.ingest.schemas import (
     ItemResult,
     OrderIn,
     ParsedBody,
+    ParsedItem,
     RefundIn,
     parse_body,
     request_errors,
@@ -45,7 +46,7 @@ from memberops.ingest.schemas import (
 
 router = APIRouter(tags=["ingest"])
 
-IngestCaller = Annotated[Caller, Depends(require_scope("ingest"))]
+IngestWriter = Annotated[Writer, Depends(writer("ingest"))]
 
 
 async def get_live_hooks() -> LiveHooks:
@@ -56,32 +57,11 @@ async def get_live_hooks() -> LiveHooks:
 HooksDep = Annotated[LiveHooks, Depends(get_live_hooks)]
 
 
-POSTGRESQL_SLOTS = 8  # well under the connection pool (15) and the threadpool (40); see _ingest_slot
-
-
-_SLOTS: WeakKeyDictionary[Store, asyncio.Semaphore] = WeakKeyDictionary()
-
-
 async def _ingest_slot(context: ContextDep) -> AsyncIterator[bool]:
-    """Admit a bounded number of ingest requests into the store at once, queued in arrival order; yields
-    whether this request is the store's only writer (SQLite).
-
-    Held from before the session opens until after its commit. Why:
-
-    - SQLite admits one writer. A second ``BEGIN IMMEDIATE`` waits in SQLite's busy handler, which polls
-      with growing sleeps (up to 100 ms each): under concurrent posts the lock sits free while waiters
-      sleep and latencies reach seconds. One slot, woken at once when the previous request commits,
-      keeps the write lock busy and the wait short.
-    - PostgreSQL runs writers concurrently, but a request blocked on a row lock (every request of one API
-      key updates its ``last_used_at``) keeps its worker thread and pooled connection while the request
-      holding the lock needs a thread to commit: with more requests than threads or connections, they
-      all wait for each other. A few slots leave threads and connections free for commits.
-    """
-    slots = _SLOTS.get(context.store)
-    if slots is None:
-        slots = _SLOTS[context.store] = asyncio.Semaphore(1 if context.store.dialect == "sqlite" else POSTGRESQL_SLOTS)
-    async with slots:
-        yield context.store.dialect == "sqlite"
+    """The store's write slot (see :func:`memberops.api.deps.write_slot`) for endpoints that run with a
+    request-scoped session; yields whether this request is the store's only writer (SQLite)."""
+    async with write_slot(context.store) as is_only_writer:
+        yield is_only_writer
 
 
 IngestSlot = Annotated[bool, Depends(_ingest_slot, scope="function")]
@@ -149,17 +129,68 @@ def _result(result: ItemOutcome, kind: str) -> dict[str, Any]:
             "points_reversed": result.points if kind == "refunds" else None}
 
 
-async def _ingest(
-    is_only_writer: bool, session: SessionDep, caller: Caller, kind: str, body: ParsedBody, hooks: LiveHooks,
+def _ingest(
+    session: Session, caller: Caller, kind: str, body: ParsedBody, hooks: LiveHooks,
     lake_orders: LakeOrders | None = None,
-) -> list[ItemOutcome]:
-    """Run the service. As the only writer (SQLite), in the event loop's thread: ingest requests are
-    serialised already, so a worker thread would add a hand-off and no concurrency. Otherwise
-    (PostgreSQL), in the threadpool, so concurrent requests overlap their waits on the database."""
-    if is_only_writer:
-        return live.ingest(session, caller.workspace, kind, body.items, hooks=hooks, lake_orders=lake_orders)
-    return await run_in_threadpool(live.ingest, session, caller.workspace, kind, body.items, hooks=hooks,
-                                   lake_orders=lake_orders)
+) -> Response:
+    """Run the service on a checked body and answer, inside the write transaction (a single item the
+    service rejects raises here, so nothing of it is committed)."""
+    items = _checked(body).items
+    return _answer(body, live.ingest(session, caller.workspace, kind, items, hooks=hooks, lake_orders=lake_orders),
+                   kind)
+
+
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    """A single-item request waiting to be committed with others of its kind (see :mod:`memberops.api.group_commit`)."""
+
+    body: ParsedBody
+    hooks: LiveHooks
+
+
+def _ingest_together(kind: str) -> GroupWork[_Posted, list[ItemOutcome]]:
+    """Ingest several requests' items in one call per workspace (and hooks), as one batch would, and hand
+    each request back its own items' outcomes with their own indices."""
+
+    def work(session: Session, requests: Sequence[tuple[Caller, _Posted]]) -> list[Any]:
+        results: list[Any] = [None] * len(requests)
+        together: dict[tuple[str, LiveHooks], list[int]] = {}
+        for position, (caller, posted) in enumerate(requests):
+            try:
+                _checked(posted.body)
+            except (DomainError, RequestValidationError) as exc:
+                results[position] = exc
+                continue
+            together.setdefault((caller.workspace.id, posted.hooks), []).append(position)
+        for (_, hooks), positions in together.items():
+            items: list[ParsedItem] = []
+            owners: list[tuple[int, int]] = []
+            for position in positions:
+                for item in requests[position][1].body.items:
+                    owners.append((position, item.index))
+                    items.append(replace(item, index=len(items)))
+            outcomes = live.ingest(session, requests[positions[0]][0].workspace, kind, items, hooks=hooks)
+            for position in positions:
+                results[position] = []
+            for (position, index), outcome in zip(owners, outcomes, strict=True):
+                outcome.index = index
+                results[position].append(outcome)
+        return results
+
+    return work
+
+
+# Single items posted to these endpoints are committed in groups on SQLite; refunds are not (they read the
+# lake's orders per request, and are rare next to orders).
+_GROUPS = {kind: GroupCommit(("ingest",), _ingest_together(kind)) for kind in ("customers", "orders", "events")}
+
+
+async def _single_or_batch(write: Writer, kind: str, body: ParsedBody, hooks: LiveHooks) -> Response:
+    """A single item on SQLite is committed with the others waiting for the writer (group commit); a
+    batch, or any request on PostgreSQL, in a transaction of its own."""
+    if body.is_batch or write.store.dialect != "sqlite":
+        return await write(_ingest, kind, body, hooks)
+    return _answer(body, await _GROUPS[kind].submit(write.store, write.token, _Posted(body, hooks)), kind)
 
 
 def _checked(body: ParsedBody) -> ParsedBody:
@@ -172,41 +203,37 @@ def _checked(body: ParsedBody) -> ParsedBody:
 
 @router.post("/customers", **_spec(CustomerIn))
 async def post_customers(
-    body: Annotated[ParsedBody, Depends(_body("customers"))], is_only_writer: IngestSlot, session: SessionDep,
-    caller: IngestCaller, hooks: HooksDep,
+    body: Annotated[ParsedBody, Depends(_body("customers"))], write: IngestWriter, hooks: HooksDep,
 ) -> Response:
     """Customer records: each resolved to a member at once and sent to the lake's identity records.
 
     A bad optional field (a malformed e-mail, an impossible birthday) is dropped with a warning and the
     record kept; a replay of a known ``(channel, source_id)`` changes nothing.
     """
-    return _answer(body, await _ingest(is_only_writer, session, caller, "customers", _checked(body), hooks), "customers")
+    return await _single_or_batch(write, "customers", body, hooks)
 
 
 @router.post("/orders", **_spec(OrderIn))
 async def post_orders(
-    body: Annotated[ParsedBody, Depends(_body("orders"))], is_only_writer: IngestSlot, session: SessionDep,
-    caller: IngestCaller, hooks: HooksDep,
+    body: Annotated[ParsedBody, Depends(_body("orders"))], write: IngestWriter, hooks: HooksDep,
 ) -> Response:
     """Orders (with their lines in ``items``): kept live for loyalty and sent to the lake."""
-    return _answer(body, await _ingest(is_only_writer, session, caller, "orders", _checked(body), hooks), "orders")
+    return await _single_or_batch(write, "orders", body, hooks)
 
 
 @router.post("/refunds", **_spec(RefundIn, OrderNotFound, RefundExceedsOrder))
 async def post_refunds(
-    body: Annotated[ParsedBody, Depends(_body("refunds"))], is_only_writer: IngestSlot, session: SessionDep,
-    caller: IngestCaller, hooks: HooksDep, context: ContextDep,
+    body: Annotated[ParsedBody, Depends(_body("refunds"))], write: IngestWriter, hooks: HooksDep,
+    context: ContextDep,
 ) -> Response:
     """Refunds of orders posted live or imported in bulk; never more than the order's paid amount in all
     (refunds imported in bulk count too)."""
-    return _answer(body, await _ingest(is_only_writer, session, caller, "refunds", _checked(body), hooks,
-                                       lake_orders(context.warehouse)), "refunds")
+    return await write(_ingest, "refunds", body, hooks, lake_orders(context.warehouse))
 
 
 @router.post("/events", **_spec(EventIn))
 async def post_events(
-    body: Annotated[ParsedBody, Depends(_body("events"))], is_only_writer: IngestSlot, session: SessionDep,
-    caller: IngestCaller, hooks: HooksDep,
+    body: Annotated[ParsedBody, Depends(_body("events"))], write: IngestWriter, hooks: HooksDep,
 ) -> Response:
     """Behavioural events (page views, scans, coupon claims…), by a customer or an anonymous visitor."""
-    return _answer(body, await _ingest(is_only_writer, session, caller, "events", _checked(body), hooks), "events")
+    return await _single_or_batch(write, "events", body, hooks)

@@ -12,8 +12,9 @@ from memberops.errors import DomainError
 from memberops.ingest.live import HookResult
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.ingest.schemas import Issue, OrderItemIn
-from memberops.loyalty.coupon_errors import CouponNotRedeemable
-from memberops.loyalty.coupons import OrderContext, redeem_coupons, restore_order_coupons
+from memberops.loyalty.coupon_errors import CouponNotFound, CouponNotRedeemable
+from memberops.loyalty.coupon_rules import normalise_code
+from memberops.loyalty.coupons import OrderContext, known_codes, redeem_coupons, restore_order_coupons
 
 
 def redeem_on_live_order(session: Session, order: LiveOrder, lines: Sequence[OrderItemIn] = ()) -> HookResult | None:
@@ -36,6 +37,10 @@ def _redeem(session: Session, order: LiveOrder) -> list[Issue]:
         return []
     if order.member_id is None:
         return [_warning(i, code, "unknown_member", "the order's customer is not a known member")
+                for i, code in enumerate(order.coupon_codes)]
+    known = known_codes(session, order.workspace_id, order.coupon_codes)
+    if not known:  # nothing to redeem: no member, savepoint or redemption lookup needed
+        return [_warning(i, normalise_code(code), CouponNotFound.code, "no coupon with this code")
                 for i, code in enumerate(order.coupon_codes)]
     amount = order.gross_amount if order.gross_amount is not None else \
         order.paid_amount + (order.discount_amount or Decimal("0"))

@@ -325,6 +325,16 @@ def quote_coupons(
     return quoted
 
 
+def known_codes(session: Session, workspace_id: str, codes: Sequence[str]) -> set[str]:
+    """Which of ``codes`` (normalised) name a coupon or a template's shared code: one statement, so an
+    order carrying only codes nobody issued costs no more."""
+    wanted = sorted({rules.normalise_code(code) for code in codes})
+    return set(session.scalars(
+        select(Coupon.unique_code).where(Coupon.workspace_id == workspace_id, Coupon.unique_code.in_(wanted))
+        .union(select(CouponTemplate.shared_code).where(CouponTemplate.workspace_id == workspace_id,
+                                                        CouponTemplate.shared_code.in_(wanted)))))
+
+
 def _redemption_on(session: Session, coupon_id: str, order_key: str) -> CouponRedemption | None:
     """The coupon's redemption on the order, as committed now (a fresh read, not the session's memory)."""
     return session.scalar(select(CouponRedemption).where(CouponRedemption.coupon_id == coupon_id,

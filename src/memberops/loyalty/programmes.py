@@ -19,6 +19,7 @@ from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
 from memberops.db.dialect import insert_ignoring_conflicts
+from memberops.db.engine import Store
 from memberops.loyalty.errors import ProgrammeChanged, ProgrammeVersionNotFound
 from memberops.loyalty.models import ProgrammeVersion
 from memberops.loyalty.programme import (
@@ -58,7 +59,8 @@ def _newest(session: Session, workspace_id: str) -> ProgrammeVersion | None:
 
 
 def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
-    """The programme in force: the newest version, or the default written as version 1 when there is none.
+    """The programme in force: the newest version, or the default written as version 1 when there is none
+(in a reading transaction the default is answered as version 1 and written by the first write).
 
     The default is inserted with ``ON CONFLICT DO NOTHING``, so two first requests racing both end up
     reading the one version 1. The answer is kept for the rest of the transaction (a ledger replay asks for
@@ -68,6 +70,8 @@ def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
     if workspace_id in known:
         return known[workspace_id]
     row = _newest(session, workspace_id)
+    if row is None and Store.is_reading(session):
+        return ActiveProgramme(1, DEFAULT_PROGRAMME)  # what the first write will record; a read writes nothing
     if row is None:
         session.execute(
             insert_ignoring_conflicts(session, _VERSIONS, ("workspace_id", "version")),

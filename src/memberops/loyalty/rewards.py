@@ -162,8 +162,8 @@ def list_rewards(session: Session, workspace_id: str, *, active_only: bool = Fal
 def reward_view(session: Session, reward: Reward) -> RewardOut:
     template = session.get(CouponTemplate, reward.coupon_template_id) if reward.coupon_template_id else None
     benefit = session.get(BenefitDefinition, reward.benefit_id) if reward.benefit_id else None
-    period = PeriodLimit(count=reward.period_limit, period=reward.limit_period) \
-        if reward.period_limit and reward.limit_period else None  # type: ignore[arg-type]
+    period = PeriodLimit.model_validate({"count": reward.period_limit, "period": reward.limit_period}) \
+        if reward.period_limit and reward.limit_period else None
     return RewardOut(
         id=reward.id, code=reward.code, name=reward.name, description=reward.description,
         kind=reward.kind, points=reward.points, cash_amount=reward.cash_amount,  # type: ignore[arg-type]
