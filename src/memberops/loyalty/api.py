@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
-from memberops.api.deps import Caller, SessionDep, require_scope
+from memberops.api.deps import Caller, SessionDep, Writer, require_scope, writer
 from memberops.api.errors import problem_responses
 from memberops.db.base import utcnow
 from memberops.identity import service as identity
@@ -162,7 +163,7 @@ def _movement(result: points.MovementResult) -> MovementResultOut:
                              balance=BalanceOut(**result.balance), is_replay=result.is_replay)
 
 
-def _redeem(session: SessionDep, caller: Caller, member_id: str, body: RedeemIn) -> MovementResultOut:
+def _redeem(session: Session, caller: Caller, member_id: str, body: RedeemIn) -> MovementResultOut:
     return _movement(points.redeem(session, caller.workspace, _member_id(session, caller, member_id),
                                    points=body.points, reason=body.reason, idempotency_key=body.idempotency_key,
                                    actor=caller.actor))
@@ -171,14 +172,14 @@ def _redeem(session: SessionDep, caller: Caller, member_id: str, body: RedeemIn)
 @router.post("/members/{member_id}/points/redeem", response_model=MovementResultOut,
              responses=problem_responses(*MEMBER_ERRORS, InsufficientPoints, IdempotencyKeyReused))
 async def redeem_points(
-    member_id: str, body: RedeemIn, is_only_writer: IngestSlot, session: SessionDep, caller: LoyaltyCaller,
+    member_id: str, body: RedeemIn, write: Annotated[Writer, Depends(writer("loyalty"))],
 ) -> MovementResultOut:
     """Spend points (nearest to lapsing first). ``409 insufficient_points`` when the available balance is
     smaller; a replayed ``idempotency_key`` answers the first outcome and moves nothing."""
-    return await _run(is_only_writer, _redeem, session, caller, member_id, body)
+    return await write(_redeem, member_id, body)
 
 
-def _adjust(session: SessionDep, caller: Caller, member_id: str, body: AdjustIn) -> MovementResultOut:
+def _adjust(session: Session, caller: Caller, member_id: str, body: AdjustIn) -> MovementResultOut:
     return _movement(points.adjust(session, caller.workspace, _member_id(session, caller, member_id),
                                    points=body.points, reason=body.reason, idempotency_key=body.idempotency_key,
                                    actor=caller.actor))
@@ -187,11 +188,11 @@ def _adjust(session: SessionDep, caller: Caller, member_id: str, body: AdjustIn)
 @router.post("/members/{member_id}/points/adjust", response_model=MovementResultOut,
              responses=problem_responses(*MEMBER_ERRORS, InsufficientPoints, IdempotencyKeyReused))
 async def adjust_points(
-    member_id: str, body: AdjustIn, is_only_writer: IngestSlot, session: SessionDep, caller: AdminCaller,
+    member_id: str, body: AdjustIn, write: Annotated[Writer, Depends(writer("admin"))],
 ) -> MovementResultOut:
     """An operator's correction (scope ``admin``): ``+N`` is available at once, ``-N`` takes points away.
     Audited with its reason."""
-    return await _run(is_only_writer, _adjust, session, caller, member_id, body)
+    return await write(_adjust, member_id, body)
 
 
 @router.get("/loyalty/programme", responses=problem_responses(*AUTH_ERRORS))
