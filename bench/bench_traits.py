@@ -41,10 +41,14 @@ def _nulls(name: str, *present: str) -> str:
 
 
 def _setup(quick: bool) -> dict[str, Any]:
-    members = 100_000 if quick else 1_000_000
+    return make_lake(100_000 if quick else 1_000_000)
+
+
+def make_lake(members: int, root: Path | None = None) -> dict[str, Any]:
+    """The benchmark's lake for ``members`` members (10 orders each) in ``root`` (default: a new temp folder)."""
     records = members * 6 // 5
     orders = members * 10
-    root = Path(tempfile.mkdtemp(prefix="memberops-bench-traits-"))
+    root = root or Path(tempfile.mkdtemp(prefix="memberops-bench-traits-"))
     lake = root / "lake"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")

@@ -18,14 +18,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from memberops.insight.config import InsightConfig
-from memberops.insight.facts import MemberFacts, member_facts, order_lines
+from memberops.insight.facts import STABLE_ID, member_facts
 from memberops.insight.koc import influence, koc_score
 from memberops.insight.lifecycle import aipl_stage, lifecycle_stage
 from memberops.insight.lifetime_value import ValueFit, member_value
 from memberops.insight.next_purchase import brand_rhythm, next_purchase_days
-from memberops.insight.rfm import rfm_scores
+from memberops.insight.rfm import rfm_measures, rfm_scores
 from memberops.insight.tags import TagDefinition, compile_tags
-from memberops.insight.traits import attach, purchase_days, purchase_gaps, purchase_statistics
+from memberops.insight.traits import (
+    attach,
+    category_units,
+    order_mix,
+    purchase_days,
+    purchase_gaps,
+    purchase_statistics,
+)
 from memberops.lake.engine import Warehouse
 from memberops.lake.registry import MEMBER_TRAIT_FIELDS
 
@@ -87,35 +94,33 @@ def compute_traits(warehouse: Warehouse, workspace_id: str, *, as_of: datetime |
         clock = now
         report(name, fraction)
 
+    # every fact is read from the lake once, keyed by a member number (see facts.py)
     facts = member_facts(warehouse, workspace_id, as_of, config)
-    # each fact table is read by several traits: read it once. The order lines join the materialised
-    # orders (not the orders' own query: that would read orders, refunds and the identity map again)
-    orders = warehouse.materialise(facts.orders)
-    facts = MemberFacts(facts.as_of, warehouse.materialise(facts.members), orders,
-                        warehouse.materialise(order_lines(warehouse, workspace_id, orders)),
-                        warehouse.materialise(facts.events), warehouse.materialise(facts.records))
+    step("reading facts", 0.2)
     days = warehouse.materialise(purchase_days(facts))
+    loyal = days.day > facts.as_of_day - config.lifecycle.loyal_window_days
+    # one pass over the purchase days: statistics, the RFM measures and the loyal window's orders
     gaps = warehouse.materialise(purchase_gaps(days))
-    stats = warehouse.materialise(purchase_statistics(facts, gaps, days))
+    stats = warehouse.materialise(purchase_statistics(
+        facts, days, gaps=gaps, mix=warehouse.materialise(order_mix(facts)),
+        categories=warehouse.materialise(category_units(facts)),
+        **rfm_measures(days, facts.as_of_day, config.rfm),
+        loyal_window_orders=days.orders.sum(where=loyal).cast("int64")))
     step("purchase statistics", 0.35)
 
     values, value_fit = _value_table(warehouse, stats, config)
     step("customer lifetime value", 0.5)
 
-    orders = facts.orders
-    recent = orders.filter(orders.day > facts.as_of_day - config.lifecycle.loyal_window_days)
-    loyal_window = recent.group_by(MEMBER).aggregate(loyal_window_orders=recent.count().cast("int64"))
     events = facts.events
     interest = events.filter(events.type.isin(list(config.lifecycle.interest_events))
                              & (events.day > facts.as_of_day - config.lifecycle.interest_days))
     interested = interest.group_by(MEMBER).aggregate(interest_events=interest.count().cast("int64"))
-    totals = warehouse.to_pyarrow(orders.aggregate(net=orders.net.sum(), n=orders.count())).to_pylist()[0]
+    totals = warehouse.to_pyarrow(stats.aggregate(net=stats.net_spend.sum(), n=stats.orders.sum())).to_pylist()[0]
     brand_order_value = float(totals["net"] or 0) / totals["n"] if totals["n"] else 0.0
     rhythm = brand_rhythm(warehouse, gaps)
 
     table = stats
-    for part in (values, rfm_scores(facts, config.rfm), loyal_window, interested,
-                 influence(facts, stats, config.koc)):
+    for part in (values, rfm_scores(stats, config.rfm), interested, influence(facts, stats, config.koc)):
         table = attach(table, part)
     table = table.mutate(loyal_window_orders=table.loyal_window_orders.fill_null(0),
                          interest_events=table.interest_events.fill_null(0))
@@ -130,11 +135,12 @@ def compute_traits(warehouse: Warehouse, workspace_id: str, *, as_of: datetime |
     table = warehouse.materialise(table)
     step("RFM, lifecycle, next purchase, influence", 0.75)
 
-    flags = compile_tags(tags, table, facts) if tags else None
-    ordered = table.order_by(MEMBER)
-    if flags is not None:
-        ordered = ordered.join(flags, MEMBER).order_by(MEMBER)
-    result = warehouse.to_pyarrow(ordered)
+    if tags:
+        table = table.join(compile_tags(tags, table, facts), MEMBER)
+    # the member number back to its stable id; numbered in the ids' order, so this orders by member_id
+    named = table.join(facts.members, MEMBER)
+    result = warehouse.to_pyarrow(
+        named.mutate(_key=named[MEMBER], member_id=named[STABLE_ID]).drop(STABLE_ID).order_by("_key"))
     step("tags", 0.95)
     return ComputedTraits(_assemble(result, tags, as_of, computed_at), value_fit, timings)
 

@@ -58,7 +58,8 @@ def _empty(member_ids: pa.Array) -> pa.Table:
 def member_value(summary: pa.Table, config: ValueConfig) -> tuple[pa.Table, ValueFit]:
     """``member_id`` and the value columns for each buyer of ``summary`` (columns ``member_id, frequency,
     recency, tenure_days, repeat_value``); see the module docstring."""
-    member_ids = summary["member_id"].combine_chunks() if summary.num_rows else pa.array([], pa.string())
+    member_ids = (summary["member_id"].combine_chunks() if summary.num_rows
+                  else pa.array([], summary.schema.field("member_id").type))
     fit = ValueFit()
     x = summary["frequency"].to_numpy(zero_copy_only=False).astype(np.float64)
     t_x = summary["recency"].to_numpy(zero_copy_only=False).astype(np.float64)

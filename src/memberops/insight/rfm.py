@@ -14,7 +14,6 @@ import ibis
 from ibis.expr.types import Table
 
 from memberops.insight.config import RfmConfig
-from memberops.insight.facts import MemberFacts
 
 QUINTILES = 5
 
@@ -28,16 +27,23 @@ def quintile(value: ibis.Value, *, smaller_is_better: bool = False) -> ibis.Valu
     return ((QUINTILES * no_better + n - 1) // n).cast("int32")
 
 
-def rfm_scores(facts: MemberFacts, config: RfmConfig) -> Table:
-    """``member_id, rfm_recency_days, rfm_frequency, rfm_monetary, rfm_r, rfm_f, rfm_m, rfm_fm, rfm_score,
-    rfm_segment`` for every buyer in the window."""
-    orders = facts.orders
-    window = orders.filter(orders.day > facts.as_of_day - config.window_days)
-    measures = window.group_by("member_id").aggregate(
-        rfm_recency_days=(facts.as_of_day - window.day.max()).cast("int64"),
-        rfm_frequency=window.count().cast("int64"),
-        rfm_monetary=window.net.sum().cast("decimal(18, 2)"),
-    )
+def rfm_measures(days: Table, as_of_day: int, config: RfmConfig) -> dict[str, ibis.Value]:
+    """``rfm_recency_days, rfm_frequency, rfm_monetary`` as aggregates over a member's purchase days
+    (``traits.purchase_days``), so they are computed in the purchase statistics' pass; null outside the
+    window."""
+    inside = days.day > as_of_day - config.window_days
+    return {
+        "rfm_recency_days": (as_of_day - days.day.max(where=inside)).cast("int64"),
+        "rfm_frequency": days.orders.sum(where=inside).cast("int64"),
+        "rfm_monetary": days.value.sum(where=inside).cast("decimal(18, 2)"),
+    }
+
+
+def rfm_scores(measures: Table, config: RfmConfig) -> Table:
+    """``member_id, rfm_r, rfm_f, rfm_m, rfm_fm, rfm_score, rfm_segment`` for every buyer in the window
+    (the rows of ``measures`` with an ``rfm_frequency``; columns of :func:`rfm_measures`)."""
+    measures = measures.filter(measures.rfm_frequency > 0).select(
+        "member_id", "rfm_recency_days", "rfm_frequency", "rfm_monetary")
     scored = measures.mutate(
         rfm_r=quintile(measures.rfm_recency_days, smaller_is_better=True),
         rfm_f=quintile(measures.rfm_frequency),
@@ -46,7 +52,8 @@ def rfm_scores(facts: MemberFacts, config: RfmConfig) -> Table:
     fm = ((scored.rfm_f + scored.rfm_m + 1) // 2).cast("int32")
     cell = scored.rfm_r * 10 + fm
     mapping = {r * 10 + f: config.segment(r, f) for r in range(1, 6) for f in range(1, 6)}
-    return scored.mutate(
+    return scored.select(
+        "member_id", "rfm_r", "rfm_f", "rfm_m",
         rfm_fm=fm,
         rfm_score=scored.rfm_r.cast("string").concat(scored.rfm_f.cast("string"), scored.rfm_m.cast("string")),
         rfm_segment=cell.cases(*mapping.items(), else_=ibis.null().cast("string")),

@@ -186,7 +186,8 @@ def behaviour_features(facts: MemberFacts, leaves: list[Bought | EventCount]) ->
     counted = {i: leaf for i, leaf in enumerate(leaves) if isinstance(leaf, EventCount)}
     parts: list[Table] = []
     if bought:
-        order_key = items.channel.concat("\x1f", items.order_id)
+        # an order is (channel, order_id); facts that number their orders give that as one integer
+        order_key = items.order_key if "order_key" in items.columns else items.channel.concat("\x1f", items.order_id)
         columns = {}
         for i, leaf in bought.items():
             spec = leaf.bought

@@ -51,63 +51,93 @@ def most_frequent(table: Table, value: str, weight: str | None = None, *, name: 
 
 
 def purchase_days(facts: MemberFacts) -> Table:
-    """``member_id, day, value``: one row per member and UTC day with a purchase, and its net spend."""
-    return facts.orders.group_by([MEMBER, "day"]).aggregate(value=facts.orders.net.sum())
+    """One row per member and UTC day with a purchase: the day's sums over its orders.
+
+    Columns: ``member_id, day, orders, paid, refunded, value`` (net spend), ``first_at, last_at`` (the
+    day's first and last order), ``discounted, refund_orders, online`` (order counts). Every per-member
+    statistic, RFM measure and window count sums these rows, so the orders are grouped once.
+    """
+    orders = facts.orders
+    money = "decimal(18, 2)"
+    return orders.group_by([MEMBER, "day"]).aggregate(
+        orders=orders.count().cast("int64"),
+        paid=orders.paid.sum().cast(money),
+        refunded=orders.refunded.sum().cast(money),
+        value=orders.net.sum().cast(money),
+        first_at=orders.ordered_at.min(),
+        last_at=orders.ordered_at.max(),
+        discounted=orders.has_discount.cast("int64").sum().cast("int64"),
+        refund_orders=(orders.refunded > 0).cast("int64").sum().cast("int64"),
+        online=(~orders.is_offline).cast("int64").sum().cast("int64"),
+    )
 
 
 def purchase_gaps(days: Table) -> Table:
-    """``member_id, gap, gap_number``: the gaps between a member's purchase days (gap 1 = first → second)."""
-    numbered = days.mutate(
-        gap=days.day - days.day.lag().over(group_by=days[MEMBER], order_by=days.day),
-        gap_number=ibis.row_number().over(group_by=days[MEMBER], order_by=days.day),
-    )
+    """``member_id, gap, gap_number``: the gaps between a member's purchase days (gap 1 = first → second).
+
+    One window over the member's days, on the two columns it needs (a window sorts every column it carries).
+    """
+    days = days.select(MEMBER, "day")
+    by_member = ibis.window(group_by=days[MEMBER], order_by=days.day)
+    numbered = days.mutate(gap=days.day - days.day.lag().over(by_member),
+                           gap_number=ibis.row_number().over(by_member).cast("int64"))
     return numbered.filter(numbered.gap.notnull()).select(MEMBER, "gap", "gap_number")
 
 
-def interval_statistics(gaps: Table) -> Table:
-    """``member_id, mean_interpurchase_days, median_interpurchase_days`` for members with ≥ 2 purchase days."""
-    ordered = gaps.mutate(
-        _position=ibis.row_number().over(group_by=gaps[MEMBER], order_by=gaps.gap),
-        _count=gaps.gap.count().over(group_by=gaps[MEMBER]),
-    )
-    lower = (ordered._count - 1) // 2
-    upper = ordered._count // 2
-    middle = ordered.filter((ordered._position == lower) | (ordered._position == upper))
-    medians = middle.group_by(MEMBER).aggregate(median_interpurchase_days=middle.gap.cast("float64").mean())
-    means = gaps.group_by(MEMBER).aggregate(mean_interpurchase_days=gaps.gap.cast("float64").mean())
-    return means.join(medians, MEMBER)
-
-
-def purchase_statistics(facts: MemberFacts, gaps: Table | None = None, days: Table | None = None) -> Table:
-    """One row per member with the purchase statistics of the module docstring (``days``: the
-    :func:`purchase_days`, ``gaps``: their :func:`purchase_gaps`, when the caller has them materialised)."""
+def order_mix(facts: MemberFacts) -> Table:
+    """``member_id, channel, store_id, orders``: each member's orders per channel and store."""
     orders = facts.orders
-    per_member = orders.group_by(MEMBER).aggregate(
-        orders=orders.count().cast("int64"),
-        gross_spend=orders.paid.sum().cast("decimal(18, 2)"),
-        refunded=orders.refunded.sum().cast("decimal(18, 2)"),
-        net_spend=orders.net.sum().cast("decimal(18, 2)"),
-        first_purchase_at=orders.ordered_at.min(),
-        last_purchase_at=orders.ordered_at.max(),
-        _discounted=orders.has_discount.cast("int64").sum(),
-        _refund_orders=(orders.refunded > 0).cast("int64").sum(),
-        _online=(~orders.is_offline).cast("int64").sum(),
-    )
-    units = facts.items.group_by(MEMBER).aggregate(units=facts.items.quantity.sum().cast("int64"))
+    return orders.group_by([MEMBER, "channel", "store_id"]).aggregate(orders=orders.count().cast("int64"))
 
+
+def category_units(facts: MemberFacts) -> Table:
+    """``member_id, category, units``: each member's units per category (a null category included)."""
+    items = facts.items
+    return items.group_by([MEMBER, "category"]).aggregate(units=items.quantity.sum().cast("int64"))
+
+
+def purchase_statistics(facts: MemberFacts, days: Table | None = None, *, gaps: Table | None = None,
+                        mix: Table | None = None, categories: Table | None = None,
+                        **measures: ibis.Value) -> Table:
+    """One row per member with the purchase statistics of the module docstring.
+
+    ``days`` (:func:`purchase_days`), ``gaps`` (:func:`purchase_gaps`), ``mix`` (:func:`order_mix`) and
+    ``categories`` (:func:`category_units`) are computed here unless the caller has them materialised; ``measures`` are
+    more aggregates over ``days`` (RFM, window counts) computed in the same pass and kept as columns.
+    """
     days = days if days is not None else purchase_days(facts)
-    first_day = days.group_by(MEMBER).aggregate(
-        _days=days.count().cast("int64"), _first_day=days.day.min(), _last_day=days.day.max())
-    with_first = days.join(first_day, MEMBER)
-    repeat_value = with_first.filter(with_first.day > with_first._first_day).group_by(MEMBER).aggregate(
-        _repeat_value=with_first.value.sum())
+    gaps = gaps if gaps is not None else purchase_gaps(days)
+    mix = mix if mix is not None else order_mix(facts)
+    categories = categories if categories is not None else category_units(facts)
+    per_member = days.group_by(MEMBER).aggregate(
+        orders=days.orders.sum().cast("int64"),
+        gross_spend=days.paid.sum().cast("decimal(18, 2)"),
+        refunded=days.refunded.sum().cast("decimal(18, 2)"),
+        net_spend=days.value.sum().cast("decimal(18, 2)"),
+        first_purchase_at=days.first_at.min(),
+        last_purchase_at=days.last_at.max(),
+        _discounted=days.discounted.sum(),
+        _refund_orders=days.refund_orders.sum(),
+        _online=days.online.sum(),
+        _days=days.count().cast("int64"),
+        _first_day=days.day.min(),
+        _last_day=days.day.max(),
+        # the repeat days' spend is all but the first purchase day's (one row of days per member and day)
+        _first_day_value=days.value.argmin(days.day),
+        **measures,
+    )
+    intervals = gaps.group_by(MEMBER).aggregate(
+        mean_interpurchase_days=gaps.gap.cast("float64").mean(),
+        # the exact median (mean of the two middle gaps when their number is even) on every engine
+        median_interpurchase_days=gaps.gap.median().cast("float64"),
+    )
+    units = categories.group_by(MEMBER).aggregate(units=categories.units.sum().cast("int64"))
 
-    table = facts.members
-    for part in (per_member, units, first_day, repeat_value,
-                 interval_statistics(gaps if gaps is not None else purchase_gaps(days)),
-                 most_frequent(orders, "channel", name="preferred_channel"),
-                 most_frequent(orders, "store_id", name="preferred_store"),
-                 most_frequent(facts.items, "category", "quantity", name="preferred_category"),
+    table = facts.members.select(MEMBER)
+    for part in (per_member, intervals, units,
+                 most_frequent(mix, "channel", "orders", name="preferred_channel"),
+                 most_frequent(mix, "store_id", "orders", name="preferred_store"),
+                 most_frequent(categories, "category", "units", name="preferred_category"),
                  most_frequent(facts.records, "associate_id", name="associate_id")):
         table = attach(table, part)
 
@@ -145,5 +175,6 @@ def purchase_statistics(facts: MemberFacts, gaps: Table | None = None, days: Tab
         recency=(table._last_day - table._first_day),
         tenure_days=facts.as_of_day - table._first_day,
         repeat_value=ibis.ifelse(frequency > 0,
-                                 table._repeat_value.fill_null(0).cast("float64") / frequency, ibis.null()),
+                                 (table.net_spend - table._first_day_value).cast("float64") / frequency, ibis.null()),
+        **{name: table[name] for name in measures},
     )
