@@ -43,7 +43,7 @@ from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.errors import MemberNotEnrolled
 from memberops.loyalty.models import LoyaltyEvent, Membership, PointsMovement
 from memberops.loyalty.programme import Referrals
-from memberops.loyalty.programmes import ActiveProgramme, active_programme
+from memberops.loyalty.programmes import ActiveProgramme, active_programme, programme_in_force
 from memberops.loyalty.referral_errors import (
     AlreadyReferred,
     ReferralsDisabled,
@@ -303,8 +303,8 @@ def reward_on_order(session: Session, workspace: Workspace, order: LiveOrder, *,
     binding; ``None`` when it is not (no binding awaiting a purchase, an order from before the binding or
     under the minimum, referrals switched off). Points are pending until the return window has passed;
     a reward coupon that cannot be issued (template missing, sold out) is reported as a warning."""
-    if order.member_id is None:
-        return None
+    if order.member_id is None or not programme_in_force(session, workspace.id).referrals.enabled:
+        return None  # read first: every live order asks, and most programmes run no referrals
     candidate = binding_of(session, workspace.id, order.member_id)
     if candidate is None or candidate.status != "awaiting_purchase":
         return None
