@@ -11,6 +11,7 @@ from memberops.ingest.live import HookResult
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.ingest.schemas import Issue
 from memberops.loyalty import enrolment, points, tiers
+from memberops.loyalty.programmes import active_programme
 
 
 def _workspace(session: Session, workspace_id: str) -> Workspace:
@@ -36,10 +37,13 @@ def earn_on_order(session: Session, order: LiveOrder) -> HookResult | None:
 
 
 def _earn(session: Session, order: LiveOrder) -> int | None:
-    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not enrolled.
+    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not earning (not
+    enrolled, or their membership expired or was cancelled).
 
     A member marked enrolled elsewhere (a customer record posted with ``is_enrolled``, an import) gets
-    their membership recorded here, on their first order."""
+    their membership recorded here, on their first order. In a spend-threshold programme a buyer who never
+    joined is enrolled by the order that brings their spend to the threshold, and that order earns unless
+    the programme says ``crossing_order_earns: false``."""
     if order.member_id is None:
         return None
     workspace = _workspace(session, order.workspace_id)
@@ -47,10 +51,17 @@ def _earn(session: Session, order: LiveOrder) -> int | None:
     if earned is not None:
         return earned
     member = session.get(Member, order.member_id)
-    if member is None or not member.is_enrolled:
+    if member is None:
         return None
-    enrolment.ensure_membership(session, workspace, member, channel=order.channel, now=points.utcnow())
-    return points.earn_for_order(session, workspace, order)
+    if member.is_enrolled and enrolment.membership_of(session, workspace.id, member.id) is None:
+        enrolment.ensure_membership(session, workspace, member, channel=order.channel, now=points.utcnow())
+        return points.earn_for_order(session, workspace, order)
+    if enrolment.join_by_spend(session, workspace, order):
+        threshold = active_programme(session, workspace.id).programme.enrolment.spend_threshold
+        if threshold is not None and threshold.crossing_order_earns:
+            return points.earn_for_order(session, workspace, order)
+        return 0
+    return None
 
 
 def reverse_on_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> HookResult | None:
