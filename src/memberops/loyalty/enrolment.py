@@ -207,8 +207,9 @@ def counted_spend(session: Session, workspace_id: str, member_id: str, rules: Sp
 
 def join_by_spend(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> bool:
     """Enrol the order's buyer when the programme joins by spending and this order brings their counted
-    spend to the threshold; ``True`` when it did. A member with any membership (one who left included) is
-    left as they are: spending enrols only people who never joined.
+    spend (in the ``window_days`` up to their newest order) to the threshold; ``True`` when it did. A
+    member with any membership (one who left included) is left as they are: spending enrols only people
+    who never joined.
 
     Under the member's lock the membership is read again: of two orders crossing the threshold at once, the
     second finds the membership the first recorded (PostgreSQL reads what committed while it waited), so
@@ -220,7 +221,12 @@ def join_by_spend(session: Session, workspace: Workspace, order: LiveOrder, *, n
     member = _lock_member(session, order.member_id)
     if membership_of(session, workspace.id, member.id) is not None:
         return False
-    spend = counted_spend(session, workspace.id, member.id, rules.spend_threshold, until=order.ordered_at)
+    # the window ends at the buyer's newest order: an order placed earlier but recorded later (two
+    # terminals at once, an offline till) still sees the orders recorded before it
+    newest = session.scalar(select(func.max(LiveOrder.ordered_at)).where(
+        LiveOrder.workspace_id == workspace.id, LiveOrder.member_id == member.id))
+    until = max(order.ordered_at, newest) if newest is not None else order.ordered_at
+    spend = counted_spend(session, workspace.id, member.id, rules.spend_threshold, until=until)
     if spend < rules.spend_threshold.amount:
         return False
     now = now or utcnow()
