@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
-from memberops.db.dialect import locked
+from memberops.db.dialect import locked_parent
 from memberops.errors import DomainError
 from memberops.identity.models import Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
@@ -71,7 +71,7 @@ def enrolment_source_id(identifiers: Mapping[str, str | None]) -> str:
 
 
 def _lock_member(session: Session, member_id: str) -> Member:
-    member = session.scalar(locked(select(Member).where(Member.id == member_id))
+    member = session.scalar(locked_parent(select(Member).where(Member.id == member_id))
                             .execution_options(populate_existing=True))
     assert member is not None
     return member

@@ -56,12 +56,13 @@ def _earn(session: Session, order: LiveOrder) -> int | None:
     if member.is_enrolled and enrolment.membership_of(session, workspace.id, member.id) is None:
         enrolment.ensure_membership(session, workspace, member, channel=order.channel, now=points.utcnow())
         return points.earn_for_order(session, workspace, order)
+    rules = active_programme(session, workspace.id).programme.enrolment
+    if rules.mode != "spend_threshold" or rules.spend_threshold is None:
+        return None
     if enrolment.join_by_spend(session, workspace, order):
-        threshold = active_programme(session, workspace.id).programme.enrolment.spend_threshold
-        if threshold is not None and threshold.crossing_order_earns:
-            return points.earn_for_order(session, workspace, order)
-        return 0
-    return None
+        return points.earn_for_order(session, workspace, order) if rules.spend_threshold.crossing_order_earns else 0
+    # a concurrent order may have enrolled the buyer while this one waited for the member's lock
+    return points.earn_for_order(session, workspace, order)
 
 
 def reverse_on_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> HookResult | None:

@@ -34,7 +34,14 @@ from memberops.identity.service import survivors
 from memberops.loyalty import memberships, points
 from memberops.loyalty.benefit_models import BenefitGrant
 from memberops.loyalty.coupon_models import Coupon
-from memberops.loyalty.models import LoyaltyEvent, Membership, MembershipTerm, PointsAccount, PointsLot, PointsMovement
+from memberops.loyalty.models import (
+    LoyaltyEvent,
+    Membership,
+    MembershipTerm,
+    PointsAccount,
+    PointsLot,
+    PointsMovement,
+)
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
 from memberops.loyalty.tier_models import MemberTier
 
