@@ -200,6 +200,25 @@ class TestWelcomeGift:
 
 
 class TestEnrolledFlag:
+    def test_a_channel_record_flagged_enrolled_records_the_membership(self, context: Context,
+                                                                       workspace: Workspace) -> None:
+        from memberops.ingest import live
+        from memberops.ingest.schemas import CustomerIn
+
+        with context.store.transaction() as session:
+            set_programme(session, workspace, enrolment={"welcome_points": 5})
+            (joined,) = live.ingest_customers(session, workspace, [CustomerIn(
+                channel="tmall", source_id="t1", is_enrolled=True, joined_at=WHEN, phone="13800138001")])
+            assert joined.member_id is not None
+            membership = memberships.get_membership(session, workspace.id, joined.member_id)
+            assert membership.enrolled_at == WHEN and agrees(session, joined.member_id)
+            memberships.cancel(session, workspace, joined.member_id)
+            # the same person's record in another channel says "member": the cancelled membership decides
+            (again,) = live.ingest_customers(session, workspace, [CustomerIn(
+                channel="jd", source_id="j1", is_enrolled=True, phone="13800138001")])
+            assert again.member_id == joined.member_id and again.status == "accepted"
+            assert agrees(session, joined.member_id) and not session.get(Member, joined.member_id).is_enrolled  # type: ignore[union-attr]
+
     def test_sync_records_flagged_members_and_fixes_flags(self, context: Context, workspace: Workspace) -> None:
         from memberops.identity.service import resolve_customer
 

@@ -45,7 +45,8 @@ from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount, Po
 from memberops.loyalty.programme import SpendThreshold
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
 
-__all__ = ["Enrolled", "enrol", "ensure_membership", "join_by_spend", "membership_of", "sync_enrolment"]
+__all__ = ["Enrolled", "enrol", "ensure_membership", "join_by_spend", "membership_of", "record_channel_enrolment",
+           "sync_enrolment"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,18 @@ def ensure_membership(
         return existing
     membership, _ = _join(session, workspace, member, active_programme(session, workspace.id), existing=None,
                           channel=channel, now=now, birth_month=birth_month, payment=None)
+    return membership
+
+
+def record_channel_enrolment(session: Session, workspace: Workspace, member: Member, *, channel: str,
+                             joined_at: datetime | None = None) -> Membership:
+    """A channel's customer record says the person is a member (``is_enrolled``): their membership is
+    recorded now (see :func:`ensure_membership`), and the member's flag set to what the membership says — a
+    member whose membership expired stays not enrolled until they renew."""
+    now = utcnow()
+    membership = ensure_membership(session, workspace, member, channel=channel,
+                                   now=min(joined_at, now) if joined_at is not None else now)
+    memberships.keep_in_step(session, membership)
     return membership
 
 
