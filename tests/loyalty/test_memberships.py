@@ -272,6 +272,9 @@ def test_paid_membership_over_http(context: Context, workspace: Workspace, clien
     assert client.get(f"/api/v1/members/{member}", headers=auth).json()["is_enrolled"] is False
     stranger = client.post("/api/v1/members", json={"phone": "13900000000"}, headers=auth).json()
     assert stranger["code"] == "payment_required"
+    renew = client.get("/openapi.json").json()["paths"]["/api/v1/members/{member_id}/membership/renew"]["post"]
+    assert "payment_required" in renew["responses"]["422"]["description"]
+    assert "membership_not_renewable" in renew["responses"]["409"]["description"]
 
 
 def test_memberships_cli(context: Context, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -230,9 +230,9 @@ def renew(session: Session, workspace: Workspace, member_id: str, payment: Payme
         raise MembershipNotRenewable(member_id, programme.enrolment.mode)
     check_payment(programme, payment)
     end = lapses_at(programme, membership)
-    running = membership.status == ACTIVE and membership.ends_at is not None and end is not None and now < end
-    assert not running or membership.ends_at is not None
-    starts_at = membership.ends_at if running and membership.ends_at is not None else now
+    # still running (or in its grace days): the new term follows on, so renewing early loses nothing
+    starts_at = membership.ends_at if (membership.status == ACTIVE and membership.ends_at is not None
+                                       and end is not None and now < end) else now
     term = add_term(session, programme, membership, kind="renewal", starts_at=starts_at, payment=payment, now=now)
     membership.status = ACTIVE
     membership.cancelled_at = None
