@@ -299,3 +299,19 @@ def test_memberships_cli(context: Context, workspace: Workspace, monkeypatch: py
     with context.store.read() as session:
         assert session.scalars(select(Membership.status)).one() == "expired"
         assert session.scalar(select(func.count()).select_from(MembershipTerm)) == 1
+
+
+def test_the_daily_job_expires_lapsed_memberships(context: Context, workspace: Workspace) -> None:
+    from memberops.jobs.queue import build_queue, tasks_of
+
+    huey = build_queue(context)
+    assert "loyalty.memberships.periodic" in {task.__name__ for task in huey._registry._periodic_tasks}
+    with context.store.transaction() as session:
+        set_programme(session, workspace, enrolment=PAID)
+        member = join(session, workspace, payment=Payment(Decimal("99.00"), "pay-1"), now=JOINED).member.id
+    huey.immediate = True
+    assert tasks_of(huey).run_memberships()() == 1  # ended 2026-06-01, grace 10 days: long lapsed
+    assert tasks_of(huey).run_memberships()() == 0
+    with context.store.read() as session:
+        assert memberships.get_membership(session, workspace.id, member).status == "expired"
+        assert agrees(session, member)

@@ -45,6 +45,7 @@ class Tasks:
     export_outbox: Any
     compute_insight: Any
     expire_points: Any
+    run_memberships: Any = None
 
 
 def build_queue(context: Context) -> Huey:
@@ -149,7 +150,9 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     huey.periodic_task(crontab(minute="40", hour="0"), name="loyalty.tiers.periodic")(run_tier_evaluation)
     # daily, after midnight UTC: a term's grace days end at a day boundary
     huey.periodic_task(crontab(minute="50", hour="0"), name="loyalty.memberships.periodic")(run_memberships)
-    return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task)
+    memberships_task = huey.task(name="loyalty.memberships", retries=3, retry_delay=30)(run_memberships)
+    return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task,
+                 run_memberships=memberships_task)
 
 
 def compact(context: Context) -> int:
