@@ -45,6 +45,8 @@ from memberops.loyalty.models import (
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
 from memberops.loyalty.tier_models import MemberTier
 
+CHUNK = 5_000
+
 
 @dataclass
 class MergeTransfer:
@@ -196,19 +198,21 @@ def absorb_merged_members(session: Session, workspace: Workspace, absorbed: Mapp
     membership job's repair). Idempotent."""
     summary = MergeTransfer()
     ws = session.get(Workspace, workspace.id) or workspace
+    holders = or_(  # only absorbed members holding something cost a transfer (most merged people never joined)
+        Member.id.in_(select(Membership.member_id).where(Membership.workspace_id == ws.id)),
+        Member.id.in_(select(PointsAccount.member_id).where(
+            PointsAccount.workspace_id == ws.id,
+            (PointsAccount.available != 0) | (PointsAccount.pending != 0) | (PointsAccount.debt != 0))),
+        Member.id.in_(select(Coupon.member_id).where(Coupon.workspace_id == ws.id)),
+        Member.id.in_(select(BenefitGrant.member_id).where(BenefitGrant.workspace_id == ws.id)),
+    )
+    absorbed_members = select(Member.id).where(Member.workspace_id == ws.id, Member.merged_into_id.is_not(None), holders)
     if absorbed is None:
-        holders = or_(
-            Member.id.in_(select(Membership.member_id).where(Membership.workspace_id == ws.id)),
-            Member.id.in_(select(PointsAccount.member_id).where(
-                PointsAccount.workspace_id == ws.id,
-                (PointsAccount.available != 0) | (PointsAccount.pending != 0) | (PointsAccount.debt != 0))),
-            Member.id.in_(select(Coupon.member_id).where(Coupon.workspace_id == ws.id)),
-            Member.id.in_(select(BenefitGrant.member_id).where(BenefitGrant.workspace_id == ws.id)),
-        )
-        ids = session.scalars(select(Member.id).where(Member.workspace_id == ws.id, Member.merged_into_id.is_not(None),
-                                                      holders).order_by(Member.id)).all()
+        ids = list(session.scalars(absorbed_members.order_by(Member.id)).all())
     else:
-        ids = sorted(absorbed)
+        named = sorted(absorbed)
+        ids = sorted(member_id for start in range(0, len(named), CHUNK) for member_id in session.scalars(
+            absorbed_members.where(Member.id.in_(named[start:start + CHUNK]))))
     if not ids:
         return summary
     final = survivors(session, ws.id, ids)
