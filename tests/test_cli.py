@@ -25,6 +25,7 @@ COMMANDS = [
     ["identity", "config"], ["identity", "config", "show"], ["identity", "config", "set"],
     ["loyalty"], ["loyalty", "programme"], ["loyalty", "programme", "export"], ["loyalty", "programme", "import"],
     ["loyalty", "expire"], ["loyalty", "evaluate-tiers"], ["loyalty", "liability"],
+    ["loyalty", "referrals"], ["loyalty", "referrals", "import"],
     ["lake"], ["lake", "compact"],
     ["clv"], ["clv", "fit"], ["insight"], ["insight", "compute"], ["tags"], ["tags", "list"], ["tags", "apply"],
     ["tags", "delete"], ["coupons"], ["coupons", "templates"], ["coupons", "issue"], ["coupons", "show"],

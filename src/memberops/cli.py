@@ -21,6 +21,7 @@ from memberops.config import Settings
 from memberops.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from memberops.insight.clv_cli import clv_app
 from memberops.loyalty.coupon_cli import coupons_app
+from memberops.loyalty.reward_cli import rewards_app
 from memberops.runtime import Context
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ identity_app = typer.Typer(help="OneID: resolve identity records to members, exp
                            no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
 app.add_typer(coupons_app, name="coupons")
+app.add_typer(rewards_app, name="rewards")
 app.add_typer(clv_app, name="clv")
 insight_app = typer.Typer(help="Member insight: traits, RFM, lifecycle, CLV, tags, KOC.", no_args_is_help=True)
 tags_app = typer.Typer(help="Tags: operator-defined rules over traits and behaviour.", no_args_is_help=True)
@@ -746,8 +748,10 @@ def demo(
         out.print(f"loyalty: {loyalty.members:,} members enrolled ({loyalty.enrolled:,} new), "
                   f"{loyalty.backfill.points_earned:,} points earned on {loyalty.backfill.orders:,} past orders, "
                   f"{loyalty.backfill.points_reversed:,} reversed on {loyalty.backfill.refunds:,} refunds; "
+                  f"{loyalty.referrals.bound:,} referrals bound ({loyalty.referrals.rewarded:,} rewarded); "
                   f"{loyalty.coupons_issued:,} coupons issued ({loyalty.coupons_redeemed:,} redeemed), "
-                  f"{loyalty.benefits_granted:,} benefit grants in {loyalty.seconds:.1f} s")
+                  f"{loyalty.benefits_granted:,} benefit grants, {loyalty.rewards_redeemed:,} rewards redeemed "
+                  f"in {loyalty.seconds:.1f} s")
         _run_insight(context, workspace, None, Actor.system())
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")

@@ -19,9 +19,12 @@ from memberops.demo.loyalty import setup_demo_loyalty
 from memberops.identity.resolve import resolve_identities
 from memberops.loyalty import points
 from memberops.loyalty.coupon_models import Coupon
+from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.expiry import points_liability
 from memberops.loyalty.models import Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programmes import active_programme
+from memberops.loyalty.referral_models import ReferralBinding
+from memberops.loyalty.reward_models import Reward, RewardRedemption
 from memberops.runtime import Context
 from tests.factories import make_key
 
@@ -51,12 +54,21 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
 
     assert summary.members == summary.enrolled > 0
     assert summary.backfill.orders > 0 and summary.backfill.points_earned > 0
+    assert summary.backfill.events > 0 and summary.backfill.points_for_events > 0  # app sign-ins and shares
     assert summary.coupons_issued > 0 and summary.coupons_redeemed > 0 and summary.benefits_granted > 0
+    # the referrals the channels recorded (referrer's member card) are bound, converted friends rewarded
+    assert summary.referrals.bound > 0 and summary.referrals.rewarded > 0
+    assert summary.referrals.points == summary.referrals.rewarded * 300
+    assert summary.rewards_redeemed > 0
     with context.store.read() as session:
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
         programme = active_programme(session, ws.id).programme
         assert programme.earn.member_days[0].day_of_month == 8 and programme.expiry.months == 12
+        assert programme.earn.category_rules["newborn_gift"].multiplier == 2 and "sign_in" in programme.events
+        assert session.scalar(select(func.count()).select_from(EventEarning).where(
+            EventEarning.workspace_id == ws.id, EventEarning.event_type == "sign_in", EventEarning.streak >= 1,
+            EventEarning.movement_id.is_not(None)))
         # members who bought since they joined have points; every balance is its ledger's sum
         buyers = set(session.scalars(select(PointsMovement.member_id).where(
             PointsMovement.workspace_id == ws.id, PointsMovement.source_type == "order")).all())
@@ -73,6 +85,9 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         earned = [points.points_summary(session, ws, member_id, now=NOW) for member_id in sorted(buyers)]
         assert sum(1 for balance in earned if balance.available + balance.pending > 0) > len(buyers) // 2
         assert any(balance.expiring for balance in earned)
+        kinds = set(session.scalars(select(Reward.kind).join(RewardRedemption, RewardRedemption.reward_id == Reward.id)
+                                    .where(Reward.workspace_id == ws.id)).all())
+        assert len(kinds) >= 2  # members redeemed more than one kind of reward
         statuses = set(session.scalars(select(Coupon.status).where(Coupon.workspace_id == ws.id)).all())
         assert {"issued", "redeemed"} <= statuses
         liability = points_liability(session, ws, as_of=NOW)
@@ -87,8 +102,18 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
         card = client.get(f"/api/v1/members/{holder}", headers=auth).json()["loyalty"]
     assert card["status"] == "active" and "points_available" in card and card["coupons"]
+    assert len(card["referral_code"]) == 8
+    with context.store.read() as session:
+        referrer = session.scalars(select(ReferralBinding.referrer_member_id).where(
+            ReferralBinding.workspace_id == workspace.id, ReferralBinding.status == "rewarded")).first()
+    with TestClient(create_app(context), raise_server_exceptions=False) as client:
+        mine = client.get(f"/api/v1/members/{referrer}/referrals", headers=auth).json()
+    assert mine["counts"]["rewarded"] + mine["counts"]["pending"] >= 1 and mine["points_earned"] >= 200
 
     before = _counts(context, workspace.id)
     again = setup_demo_loyalty(context, workspace, now=NOW)
     assert again.enrolled == 0 and again.backfill.orders == 0 and again.coupons_issued == 0
+    assert again.referrals.bound == again.referrals.rewarded == 0
+    assert again.rewards_redeemed == 0
+    assert again.backfill.events == 0
     assert _counts(context, workspace.id) == before

@@ -171,6 +171,11 @@ class TestScorePairs:
         assert rows.num_rows > 0  # strangers sharing a block are still scored
         left, right = rows["node_l"].to_numpy(), rows["node_r"].to_numpy()
         assert (person[left] != person[right]).all()
+        # stitched pairs are left out of the scores, not out of training: they are matches m learns from
+        alone = score_pairs(warehouse, ibis.memtable(table), settings=everything)
+        assert result.model.prior == pytest.approx(alone.model.prior, rel=1e-9)
+        for excluding, plain in zip(result.model.comparisons, alone.model.comparisons, strict=True):
+            assert excluding.m == pytest.approx(plain.m, rel=1e-9)
 
     def test_same_result_on_every_engine(self, warehouse: Warehouse, tmp_path: Path) -> None:
         table, _ = people(120, seed=11)

@@ -224,7 +224,7 @@ class TestOrders:
 
     def test_hooks_run_for_accepted_orders_only(self, context: Context, workspace: Workspace) -> None:
         seen: list[str] = []
-        hooks = LiveHooks(on_order_accepted=(lambda _session, o: seen.append(o.order_id),))
+        hooks = LiveHooks(on_order_accepted=(lambda _session, o, _lines: seen.append(o.order_id),))
         with context.store.transaction() as session:
             live.ingest_orders(session, workspace, [order("o1"), order("o2")], hooks=hooks)
             live.ingest_orders(session, workspace, [order("o1"), order("o3")], hooks=hooks)
@@ -313,7 +313,7 @@ class TestCrashSafety:
     """A failure after some writes of a request leaves nothing of it behind."""
 
     def test_a_failing_hook_rolls_back_the_whole_request(self, context: Context, workspace: Workspace) -> None:
-        def fail(_session: Session, _order: LiveOrder) -> None:
+        def fail(_session: Session, _order: LiveOrder, _lines: object) -> None:
             raise RuntimeError("loyalty is down")
 
         before = counts(context)

@@ -7,7 +7,7 @@ from pathlib import Path
 from memberops.config import Settings
 from memberops.loyalty import expiry
 from memberops.runtime import Context
-from tests.loyalty.factories import enrol, post_order
+from tests.loyalty.factories import enrol, post_order, set_programme
 from tests.test_cli import run
 
 
@@ -48,5 +48,32 @@ def test_programme_round_trip_expiry_and_liability(tmp_path: Path) -> None:
         with context.store.read() as session:
             assert expiry.points_liability(session, workspace).points == 0
         assert run(data, "loyalty", "expire", "--as-of", "yesterday").returncode == 2
+    finally:
+        context.close()
+
+
+def test_referrals_bind_show_and_report(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert run(data, "init").returncode == 0
+    context = Context.from_settings(Settings(data_dir=data))
+    try:
+        with context.store.transaction() as session:
+            from memberops.accounts.service import get_workspace
+            from memberops.loyalty.referrals import referral_code_of
+
+            workspace = get_workspace(session, "default")
+            set_programme(session, workspace, referrals={"enabled": True, "referrer_points": 50})
+            alice, bob = enrol(session, workspace, "alice"), enrol(session, workspace, "bob")
+            code = referral_code_of(session, workspace.id, alice)
+        assert code is not None
+        done = run(data, "loyalty", "referrals", "bind", bob, code)
+        assert done.returncode == 0, done.stderr
+        assert f"bound to {alice}: awaiting purchase" in done.stdout
+        assert run(data, "loyalty", "referrals", "bind", alice, code).returncode == 4  # self-referral: a conflict
+        shown = run(data, "loyalty", "referrals", "show", alice)
+        assert shown.returncode == 0, shown.stderr
+        assert f"referral code: {code}" in shown.stdout and bob in shown.stdout
+        report = run(data, "loyalty", "referrals", "report")
+        assert report.returncode == 0 and alice in report.stdout
     finally:
         context.close()

@@ -141,3 +141,21 @@ class TestReviewPageLinks:
 
         links = re.findall(r'href="/members/([^"]+)"[^>]*data-testid="review-member-link"', page.text)
         assert links == [brand["ana"], brand["bo"]]
+
+    def test_analyst_sees_contact_details_masked(self, console: TestClient, context: Context, workspace: Workspace,
+                                                 brand: dict[str, str]) -> None:
+        from memberops.identity import review
+
+        with context.store.transaction() as session:
+            review.queue_pairs(session, workspace.id, "run-1", [
+                {"channel_a": "crm", "source_id_a": "r1", "channel_b": "crm", "source_id_b": "r2",
+                 "match_probability": 0.8}])
+
+        analyst = signed_in(console, context, workspace, "analyst").get("/identity/review").text
+        assert "+86138****8001" in analyst and "a***@example.com" in analyst  # as the profile masks them
+        assert "8613800138001" not in analyst and "13900139000" not in analyst and "ana@example.com" not in analyst
+        assert "Ana Lima" in analyst  # names are what the analyst compares
+
+        console.cookies.clear()
+        marketer = signed_in(console, context, workspace, "marketer").get("/identity/review").text
+        assert "+8613800138001" in marketer and "ana@example.com" in marketer

@@ -26,10 +26,12 @@ def api_router() -> APIRouter:
     from memberops.insight.api import router as insight_router
     from memberops.loyalty.api import router as loyalty_router
     from memberops.loyalty.coupon_api import router as coupon_router
+    from memberops.loyalty.referral_api import router as referral_router
+    from memberops.loyalty.reward_api import router as reward_router
 
     router = APIRouter(prefix="/api/v1")
     for domain_router in (accounts_router, ingest_router, identity_router, insight_router, loyalty_router,
-                          analytics_router, audit_router, coupon_router):
+                          analytics_router, audit_router, coupon_router, referral_router, reward_router):
         router.include_router(domain_router)
     return router
 

@@ -19,6 +19,7 @@ from memberops.ingest.models import ImportRun, LiveOrder, LiveRefund, Quarantine
 from memberops.insight.models import InsightRun, MemberTrait, TagVersion, TraitChange
 from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
 from memberops.loyalty.coupon_models import Coupon, CouponRedemption, CouponTemplate, CouponTemplateVersion
+from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.models import (
     LoyaltyEvent,
     Membership,
@@ -28,6 +29,8 @@ from memberops.loyalty.models import (
     PointsMovement,
     ProgrammeVersion,
 )
+from memberops.loyalty.referral_models import ReferralBinding, ReferralCode
+from memberops.loyalty.reward_models import Reward, RewardRedemption, RewardVersion
 from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "CouponRedemption",
     "CouponTemplate",
     "CouponTemplateVersion",
+    "EventEarning",
     "FlaggedIdentifier",
     "GrowthMovement",
     "Identifier",
@@ -60,7 +64,12 @@ __all__ = [
     "PointsMovement",
     "ProgrammeVersion",
     "QuarantinedRow",
+    "ReferralBinding",
+    "ReferralCode",
     "ReceivedKey",
+    "Reward",
+    "RewardRedemption",
+    "RewardVersion",
     "ResolutionRun",
     "ReviewPair",
     "TagVersion",

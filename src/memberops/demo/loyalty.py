@@ -3,9 +3,13 @@
 The generator gives each channel record the moment its person joined the brand's membership
 (``joined_at``; prospects and buyers who never joined have none). :func:`setup_demo_loyalty` makes the
 demo programme the active one, enrols every member with a joined record as of their earliest join (birth
-month from their records), replays their imported orders and refunds through the points ledger
-(:mod:`memberops.loyalty.backfill`), then issues the demo coupons to a sample of members (some redeemed)
-and grants the demo benefits. Every step is keyed, so running it again changes nothing.
+month from their records), replays their imported orders (with their lines, for the category rule),
+refunds and app sign-ins and shares through the points ledger (:mod:`memberops.loyalty.backfill`), binds
+the referrals the channels recorded (a record's ``referrer_code``, the referrer's member card) and rewards
+the friends' first qualifying purchases (:mod:`memberops.loyalty.referral_import`), then issues the demo
+coupons to a sample of members (some redeemed), grants the demo benefits, and opens the rewards catalogue
+(points mall) where a few members redeem their points. Every step is keyed, so running it again changes
+nothing.
 
 The programme leaves tiers out; a ``tiers`` block joins :data:`DEMO_PROGRAMME` when tiers exist.
 """
@@ -18,26 +22,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
+from memberops.errors import DomainError
 from memberops.identity.models import Member
 from memberops.lake.engine import Warehouse
-from memberops.loyalty import benefits, coupon_templates, coupons, enrolment
+from memberops.loyalty import benefits, coupon_templates, coupons, enrolment, rewards
 from memberops.loyalty.backfill import BackfillSummary, backfill_points
 from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
 from memberops.loyalty.coupon_schemas import CouponTemplateIn
-from memberops.loyalty.models import Membership
+from memberops.loyalty.models import Membership, PointsAccount
 from memberops.loyalty.programme import programme_from_dict
 from memberops.loyalty.programmes import save_programme
+from memberops.loyalty.referral_import import RecordedReferralsSummary, bind_recorded_referrals
+from memberops.loyalty.reward_schemas import RewardIn
 from memberops.runtime import Context
 
-# 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, 100
-# welcome points, 12 months rolling expiry, points pending through a 7-day return window.
+# 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, newborn
+# gift boxes ×2 (the brand's recruiting category), 100 welcome points, 12 months rolling expiry, points
+# pending through a 7-day return window; 1 point for the day's first app sign-in and 20 more on every
+# 7th day in a row, 2 points for a share (at most 3 a day).
 DEMO_PROGRAMME: dict[str, Any] = {
     "name": "Demo brand club",
     "currency": "CNY",
@@ -47,8 +56,17 @@ DEMO_PROGRAMME: dict[str, Any] = {
         "points_per_unit": "1", "basis": "paid", "rounding": "floor", "pending_days": 7,
         "member_days": [{"day_of_month": 8, "multiplier": "2"}],
         "birthday_month_multiplier": "1.5", "stacking": "max",
+        "category_rules": {"newborn_gift": {"multiplier": "2"}},
+    },
+    "events": {
+        "sign_in": {"points": 1, "max_per_day": 1, "streak": {"days": 7, "bonus": 20}},
+        "share": {"points": 2, "max_per_day": 3},
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
+    # invite a friend: 200 points to the referrer, 100 to the friend on the friend's first purchase of 99
+    # or more (pending through the return window), at most 10 rewarded friends per referrer per month
+    "referrals": {"enabled": True, "referrer_points": 200, "friend_points": 100, "min_paid_amount": "99",
+                  "cap_per_period": 10, "cap_period": "month"},
 }
 
 DEMO_COUPONS: tuple[dict[str, Any], ...] = (
@@ -66,6 +84,18 @@ DEMO_BENEFITS: tuple[dict[str, Any], ...] = (
      "valid_days": 180},
 )
 
+# The points mall: two gifts (one with a cash part), a coupon from a demo template, a benefit.
+DEMO_REWARDS: tuple[dict[str, Any], ...] = (
+    {"code": "TOTE-BAG", "name": "Canvas tote bag", "kind": "item", "points": 800, "stock": 500,
+     "per_member_limit": 2},
+    {"code": "BABY-BLANKET", "name": "Organic cotton baby blanket", "kind": "item", "points": 2000,
+     "cash_amount": "39.00", "stock": 100, "per_member_limit": 1},
+    {"code": "SHIPPING-COUPON", "name": "Free shipping coupon", "kind": "coupon", "points": 300,
+     "coupon_template": "FREE-SHIPPING", "period_limit": {"count": 1, "period": "month"}},
+    {"code": "QUEUE-SKIP", "name": "Queue-skip pass", "kind": "benefit", "points": 500, "benefit_code": "queue-skip"},
+)
+DEMO_MALL_VISITORS = 100  # members who try a reward (about a quarter have the points): a few seconds of `demo`
+
 
 @dataclass(frozen=True)
 class DemoLoyaltySummary:
@@ -73,9 +103,11 @@ class DemoLoyaltySummary:
     enrolled: int  # memberships recorded by this run
     members: int  # memberships in all
     backfill: BackfillSummary
+    referrals: RecordedReferralsSummary
     coupons_issued: int
     coupons_redeemed: int
     benefits_granted: int
+    rewards_redeemed: int
     seconds: float
 
 
@@ -173,6 +205,47 @@ def grant_demo_benefits(context: Context, workspace: Workspace, *, now: datetime
     return granted
 
 
+def open_demo_mall(context: Context, workspace: Workspace, *, now: datetime) -> int:
+    """The demo rewards, and a sample of members each trying one: those with the points redeem it (some
+    gifts already shipped or collected); returns the redemptions made by this run."""
+    actor = Actor.system()
+    redeemed = 0
+    with context.store.transaction() as session:
+        ws = session.get(Workspace, workspace.id)
+        assert ws is not None
+        have = {reward.code for reward in rewards.list_rewards(session, ws.id)}
+        for spec in DEMO_REWARDS:
+            if spec["code"] not in have:
+                rewards.create_reward(session, ws, RewardIn.model_validate(spec), actor=actor)
+        # The same members and rewards on every run (chosen without looking at balances that redeeming moves),
+        # so a second run finds each redemption by its key and makes none.
+        accounts = session.scalars(select(PointsAccount.member_id).where(PointsAccount.workspace_id == ws.id)
+                                   .order_by(PointsAccount.member_id)).all()
+        chosen = [member_id for member_id in accounts if _sampled(member_id, "mall", 3)][:DEMO_MALL_VISITORS]
+        for member_id in chosen:
+            # A coupon only for members the demo gave no free-shipping coupon (the template allows one each).
+            offered = [spec for spec in DEMO_REWARDS
+                       if spec["kind"] != "coupon" or not _sampled(member_id, "shipping", 6)]
+            first = offered[int(hashlib.sha256(member_id.encode()).hexdigest()[:4], 16) % len(offered)]
+            # Their pick, else the dearest cheaper one they can afford: balances only fall between runs, so a
+            # second run stops at the same reward, now a replay.
+            for spec in [first, *sorted((o for o in offered if o["points"] < first["points"]),
+                                        key=lambda o: -o["points"])]:
+                try:
+                    done = rewards.redeem_reward(session, ws, member_id, spec["code"], quantity=1,
+                                                 idempotency_key=f"demo:reward:{spec['code']}:{member_id}",
+                                                 actor=actor, now=now)
+                except DomainError:  # too few points for this one (or its stock is gone)
+                    continue
+                redeemed += not done.is_replay
+                if spec["kind"] == "item" and _sampled(member_id, "fulfil", 2):
+                    status: Literal["shipped", "collected"] = \
+                        "collected" if _sampled(member_id, "collect", 2) else "shipped"
+                    rewards.set_fulfilment(session, ws.id, done.redemption.id, status, actor=actor, now=now)
+                break
+    return redeemed
+
+
 def setup_demo_loyalty(context: Context, workspace: Workspace, *, now: datetime | None = None) -> DemoLoyaltySummary:
     """The demo programme, its members, their points for past orders, coupons and benefits (see the module)."""
     started = time.perf_counter()
@@ -184,9 +257,11 @@ def setup_demo_loyalty(context: Context, workspace: Workspace, *, now: datetime 
     people = joined_members(context.warehouse(), workspace.id)
     enrolled = enrol_joined(context, workspace, people)
     backfill = backfill_points(context, workspace, now=now)
+    referred = bind_recorded_referrals(context, workspace, now=now)
     issued, redeemed = issue_demo_coupons(context, workspace, now=now)
     granted = grant_demo_benefits(context, workspace, now=now)
+    mall = open_demo_mall(context, workspace, now=now)
     with context.store.read() as session:
         members = len(session.scalars(select(Membership.member_id).where(Membership.workspace_id == workspace.id)).all())
-    return DemoLoyaltySummary(version, enrolled, members, backfill, issued, redeemed, granted,
+    return DemoLoyaltySummary(version, enrolled, members, backfill, referred, issued, redeemed, granted, mall,
                               time.perf_counter() - started)

@@ -6,7 +6,7 @@
 - **comparison levels** (``compare_pairs``): each ``matching.Comparison`` becomes a ``gamma_*`` column;
   edit distances count characters on every engine (``edit_distance``);
 - **blocking** (``blocked_pairs``, ``rule_mask``) and the pseudo-random sample for u (``random_pairs``);
-- **term frequencies** and the **match weight** of a fitted model (``match_weight_expression``).
+- **term frequencies** per record and the **match weight** of a fitted model (``match_weight_expression``).
 
 Nothing here runs a query: ``probabilistic.py`` decides what to materialise and execute.
 """
@@ -43,6 +43,7 @@ _MODULUS = 2_147_483_647  # the sample's pseudo-random order: two Lehmer steps, 
 # per-record helper columns (see ``with_text_helpers``): the text edit distances read, and whether it is ASCII
 TEXT_HELPER, LATIN_FLAG, CHAR_HELPER, DROP_HELPER = "_text_", "_latin_", "_char", "_drop"
 _HELPERS = (TEXT_HELPER, LATIN_FLAG, CHAR_HELPER, DROP_HELPER)
+_TF = "_tf_"  # a record's term frequencies (``with_term_frequencies``); a pair carries its left record's
 
 # The record fields each prepared column is read from: a column with none of them is left out, and so
 # are the comparisons and blocking rules that read it.
@@ -286,9 +287,11 @@ def compare_pairs(pairs: Table, prepared: Table, comparisons: tuple[Comparison, 
     What the records hold, when known (``probabilistic.profile_records``), keeps edit distances small:
     ``latin_columns`` hold ASCII only; only ``positional_columns`` (``None``: any) hold values short and
     non-Latin enough for the positional comparison. ``prepared`` may carry its ``with_text_helpers``
-    already (materialised once, rather than computed again on each side of the join).
+    already (materialised once, rather than computed again on each side of the join), and its
+    ``with_term_frequencies``: each pair then has its left record's ``_tf_<comparison>``.
     """
-    columns = [c for c in prepared.columns if c != "node" and not c.startswith(_HELPERS)]
+    frequencies = [c for c in prepared.columns if c.startswith(_TF)]
+    columns = [c for c in prepared.columns if c != "node" and not c.startswith((*_HELPERS, _TF))]
     if positional_columns is None:
         positional_columns = frozenset(c.column for c in comparisons if c.column not in latin_columns)
     has_helpers = any(c.startswith(_HELPERS) for c in prepared.columns)  # materialised by the caller
@@ -312,7 +315,8 @@ def compare_pairs(pairs: Table, prepared: Table, comparisons: tuple[Comparison, 
     sides = _Sides(with_distances)
     gammas = {c.gamma_column: gamma_expression(c, sides) for c in comparisons}
     kept = [*pairs.columns, *(f"{c}_l" for c in columns), *(f"{c}_r" for c in columns)]
-    return with_distances.select(*kept, **gammas)
+    left_frequencies = {tf: with_distances[f"{tf}_l"] for tf in frequencies}
+    return with_distances.select(*kept, **left_frequencies, **gammas)
 
 
 # --- blocking ------------------------------------------------------------------------------------------
@@ -344,33 +348,24 @@ def blocked_pairs(prepared: Table, rules: tuple[BlockingRule, ...], *, keys: Tab
     """``(node_l, node_r, mask)`` once per pair any rule produces (``node_l < node_r``); bit ``r`` of
     ``mask`` is set when the pair satisfies rule ``r`` (the training sessions it belongs to).
 
-    A rule's pairs skip those an earlier rule produced (``NOT coalesce(earlier, false)``, as Splink does),
-    so no pair is generated twice. ``keys``: ``blocking_keys`` already materialised.
+    Each rule's join reads only its own keys and yields its bit; one hash aggregation over all of them
+    makes each pair one row and sums its bits (a rule yields a pair at most once, so the sum is the
+    union). Splink instead filters each rule's pairs with every earlier rule's condition, which needs
+    every key on both sides of every join; pairs two rules share are few next to the join's width.
+    ``keys``: ``blocking_keys`` already materialised.
     """
     keys = keys if keys is not None else blocking_keys(prepared, rules)
-    left = keys.rename({f"{c}_l": c for c in keys.columns})
-    right = keys.rename({f"{c}_r": c for c in keys.columns})
-
-    def holds(joined: Table, r: int) -> BooleanValue:
-        return ibis.and_(*[
-            (joined[f"{_key_name(r, k)}_l"] == joined[f"{_key_name(r, k)}_r"]).fill_null(False)
-            for k in range(len(rules[r].keys))
-        ])
-
     parts: list[Table] = []
     for r, rule in enumerate(rules):
         names = [_key_name(r, k) for k in range(len(rule.keys))]
-        side_l = left.filter(*[left[f"{n}_l"].notnull() for n in names])
-        side_r = right.filter(*[right[f"{n}_r"].notnull() for n in names])
-        joined = side_l.join(side_r, [side_l[f"{n}_l"] == side_r[f"{n}_r"] for n in names])
+        side = keys.filter(*[keys[n].notnull() for n in names])
+        left = side.select(node_l=side.node, **{f"{n}_l": side[n] for n in names})
+        right = side.select(node_r=side.node, **{f"{n}_r": side[n] for n in names})
+        joined = left.join(right, [left[f"{n}_l"] == right[f"{n}_r"] for n in names])
         joined = joined.filter(joined.node_l < joined.node_r)
-        if r:
-            joined = joined.filter(~ibis.or_(*[holds(joined, earlier) for earlier in range(r)]))
-        parts.append(joined.select("node_l", "node_r"))
+        parts.append(joined.select("node_l", "node_r", _bit=ibis.literal(1 << r, "int64")))
     pairs = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
-    both = pairs.join(left, "node_l").join(right, "node_r")
-    bits = [holds(both, r).ifelse(ibis.literal(1 << r, "int64"), ibis.literal(0, "int64")) for r in range(len(rules))]
-    return both.select("node_l", "node_r", mask=sum(bits[1:], bits[0]))
+    return pairs.group_by(["node_l", "node_r"]).aggregate(mask=pairs._bit.sum().cast("int64"))
 
 
 def random_pairs(prepared: Table, pairs: int, seed: int) -> Table:
@@ -392,19 +387,24 @@ def random_pairs(prepared: Table, pairs: int, seed: int) -> Table:
 # --- term frequencies ----------------------------------------------------------------------------------
 
 def tf_column(comparison: Comparison) -> str:
-    return f"_tf_{comparison.name}"
+    return f"{_TF}{comparison.name}"
 
 
-def with_term_frequencies(compared: Table, prepared: Table, comparisons: tuple[Comparison, ...]) -> Table:
-    """Adds ``_tf_<comparison>``: the share of records holding the left value, for exact-match adjustments."""
-    table = compared
+def with_term_frequencies(records: Table, prepared: Table, comparisons: tuple[Comparison, ...]) -> Table:
+    """``records`` (one row per ``node``) with ``_tf_<comparison>``: the share of ``prepared`` records
+    holding the record's value, for exact-match adjustments.
+
+    Per record, once: ``compare_pairs`` carries the left record's as the pair's, so a pair table is
+    never joined with a frequency table (a join per comparison over every pair, rather than over every record).
+    """
+    table = records
     for comparison in comparisons:
         if not comparison.term_frequency:
             continue
         column = comparison.column
         values = prepared.filter(prepared[column].notnull()).group_by(column).aggregate(_n=ibis._.count())
         frequencies = values.select(_value=values[column], _tf=values._n / values._n.sum().over())
-        joined = table.join(frequencies, table[f"{column}_l"] == frequencies._value, how="left")
+        joined = table.join(frequencies, table[column] == frequencies._value, how="left")
         table = joined.select(*table.columns, **{tf_column(comparison): joined._tf.cast("float64")})
     return table
 

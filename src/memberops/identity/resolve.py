@@ -27,7 +27,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
-from memberops.db.dialect import insert_ignoring_conflicts
+from memberops.db.dialect import insert_ignoring_conflicts, insert_many
 from memberops.identity import config as identity_config
 from memberops.identity.golden import golden_records
 from memberops.identity.matching import MatchSettings
@@ -283,10 +283,8 @@ def _write_identifiers(session: Any, workspace_id: str, identifiers: pa.Table, n
     """Add the identifiers a run placed to their members (an identifier already held is left as it is)."""
     statement = insert_ignoring_conflicts(session, cast(Table, Identifier.__table__),
                                           ("workspace_id", "type", "value", "member_id"))
-    rows = identifiers.to_pylist()
-    for start in range(0, len(rows), CHUNK):
-        session.execute(statement, [{**row, "workspace_id": workspace_id, "created_at": now}
-                                    for row in rows[start:start + CHUNK]])
+    insert_many(session, statement, identifiers.to_pydict(), {"workspace_id": workspace_id, "created_at": now},
+                chunk=CHUNK)
 
 
 def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Table, flagged: pa.Table, actor: Actor,
@@ -316,10 +314,9 @@ def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Tabl
         existing = set(session.scalars(select(Member.id).where(Member.workspace_id == workspace.id)))
         created = sorted(current_ids - existing)
         summary.new_members = len(created)
-        for start in range(0, len(created), CHUNK):
-            session.execute(insert(Member), [
-                {"id": m, "workspace_id": workspace.id, "created_at": now, "updated_at": now}
-                for m in created[start:start + CHUNK]])
+        insert_many(session, insert(Member), {"id": created}, {
+            "workspace_id": workspace.id, "is_enrolled": False, "enrolled_at": None, "merged_into_id": None,
+            "created_at": now, "updated_at": now}, chunk=CHUNK)
         absorbed = session.scalars(select(Member.id).where(
             Member.workspace_id == workspace.id, Member.merged_into_id.is_not(None))).all()
         revived = [m for m in absorbed if m in current_ids]  # absorbed once, holding records again
@@ -352,10 +349,8 @@ def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Tabl
 
 def _write_links(session: Any, workspace_id: str, new: pa.Table, moved: pa.Table, now: Any) -> None:
     """The serving identity map: new records inserted, moved records re-pointed (bulk statements)."""
-    new_rows = new.select(["channel", "source_id", "member_id"]).to_pylist()
-    for start in range(0, len(new_rows), CHUNK):
-        session.execute(insert(IdentityLink), [
-            {"workspace_id": workspace_id, "created_at": now, **r} for r in new_rows[start:start + CHUNK]])
+    insert_many(session, insert(IdentityLink), new.select(["channel", "source_id", "member_id"]).to_pydict(),
+                {"workspace_id": workspace_id, "created_at": now}, chunk=CHUNK)
     moved_rows = moved.select(["channel", "source_id", "member_id"]).to_pylist()
     if moved_rows:
         statement = (

@@ -145,7 +145,7 @@ def _result(result: ItemOutcome, kind: str) -> dict[str, Any]:
     return {"index": result.index, "status": result.status, "key": result.key, "member_id": result.member_id,
             "errors": [e.model_dump() for e in result.errors] if result.errors else _NONE,
             "warnings": [w.model_dump() for w in result.warnings] if result.warnings else _NONE,
-            "points_earned": result.points if kind == "orders" else None,
+            "points_earned": result.points if kind in ("orders", "events") else None,
             "points_reversed": result.points if kind == "refunds" else None}
 
 

@@ -37,7 +37,7 @@ from memberops.identity.service import resolve_customer
 from memberops.ingest.errors import ConcurrentIngest, OrderNotFound, RefundExceedsOrder
 from memberops.ingest.lake_facts import LakeOrder, LakeOrders
 from memberops.ingest.models import LiveOrder, LiveRefund, ReceivedKey
-from memberops.ingest.schemas import CustomerIn, EventIn, Issue, OrderIn, ParsedItem, RefundIn
+from memberops.ingest.schemas import CustomerIn, EventIn, Issue, OrderIn, OrderItemIn, ParsedItem, RefundIn
 from memberops.lake.registry import table_spec
 
 Status = Literal["accepted", "duplicate", "rejected"]
@@ -55,38 +55,54 @@ class HookResult:
     warnings: Sequence[Issue] = ()
 
 
-OrderHook = Callable[[Session, LiveOrder], HookResult | None]
-"""Called as ``hook(session, order)`` for each order accepted, in the request's transaction; ``None`` when
+OrderHook = Callable[[Session, LiveOrder, Sequence[OrderItemIn]], HookResult | None]
+"""Called as ``hook(session, order, lines)`` for each order accepted, in the request's transaction, with the
+order's lines as posted (empty when none were sent: they are not kept in the state store); ``None`` when
 the order is not its concern."""
 RefundHook = Callable[[Session, LiveRefund, LiveOrder], HookResult | None]
 """Called as ``hook(session, refund, order)`` for each refund accepted; ``order.refunded_amount`` already
 includes the refund; ``None`` when the refund is not its concern."""
+EventsHook = Callable[[Session, Workspace, Sequence[EventIn]], Sequence[HookResult | None]]
+"""Called as ``hook(session, workspace, events)`` once per request with the events it accepted (new ones
+only), in the request's transaction; answers one result per event (``None``: not its concern). One call
+per batch, so a hook can tell in one look that a thousand page views are none of its business."""
 
 
 @dataclass(frozen=True)
 class LiveHooks:
     """What else happens, in the same transaction, when a live order or refund is accepted.
 
-    Loyalty earns points on ``on_order_accepted`` and reverses them on ``on_refund_accepted``; a hook
-    that raises rolls back the whole request (the order or refund, its outbox rows and any points).
-    Replays (duplicates) call no hook.
+    Loyalty earns points on ``on_order_accepted`` and reverses them on ``on_refund_accepted``, and earns
+    points for the event types its programme rewards on ``on_events_accepted``; a hook that raises rolls
+    back the whole request (the order or refund, its outbox rows and any points). Replays (duplicates)
+    call no hook.
     """
 
     on_order_accepted: tuple[OrderHook, ...] = ()
     on_refund_accepted: tuple[RefundHook, ...] = ()
+    on_events_accepted: tuple[EventsHook, ...] = ()
 
 
 NO_HOOKS = LiveHooks()
 
 
 def default_hooks() -> LiveHooks:
-    """The hooks the HTTP API runs live orders and refunds through: coupons presented on an order are
-    redeemed (and restored on a full refund), enrolled members earn points (taken back on refunds)."""
+    """The hooks the HTTP API runs live orders, refunds and events through: coupons presented on an order
+    are redeemed (and restored on a full refund), enrolled members earn points (taken back on refunds), a
+    referred friend's first qualifying order rewards the referrer and the friend (clawed back on its full
+    refund), and members earn for the events the programme rewards."""
     from memberops.loyalty.coupon_live import redeem_on_live_order, restore_on_full_refund
-    from memberops.loyalty.hooks import earn_on_order, reverse_on_refund
+    from memberops.loyalty.hooks import (
+        claw_back_referral_on_refund,
+        earn_on_events,
+        earn_on_order,
+        reverse_on_refund,
+        reward_referral_on_order,
+    )
 
-    return LiveHooks(on_order_accepted=(redeem_on_live_order, earn_on_order),
-                     on_refund_accepted=(restore_on_full_refund, reverse_on_refund))
+    return LiveHooks(on_order_accepted=(redeem_on_live_order, earn_on_order, reward_referral_on_order),
+                     on_refund_accepted=(restore_on_full_refund, reverse_on_refund, claw_back_referral_on_refund),
+                     on_events_accepted=(earn_on_events,))
 
 
 def _report(outcome: Outcome, results: Iterable[HookResult | None]) -> None:
@@ -132,8 +148,11 @@ DUPLICATE = Outcome("duplicate")
 # --- events ----------------------------------------------------------------------------------------------
 
 
-def ingest_events(session: Session, workspace: Workspace, events: Sequence[EventIn]) -> list[Outcome]:
-    """Record new events (one outbox row each, for the lake's ``events``); replays are duplicates.
+def ingest_events(
+    session: Session, workspace: Workspace, events: Sequence[EventIn], *, hooks: LiveHooks = NO_HOOKS
+) -> list[Outcome]:
+    """Record new events (one outbox row each, for the lake's ``events``) and run
+    ``hooks.on_events_accepted`` once with the new ones; replays are duplicates.
 
     Events have no state of their own: their natural keys go to ``received_key`` so replays are
     recognised, and their content only to the outbox — a thousand events are three statements (the keys
@@ -157,14 +176,23 @@ def ingest_events(session: Session, workspace: Workspace, events: Sequence[Event
     accepted = set(new)
     outcomes: list[Outcome] = []
     emitted: list[EventIn] = []
+    positions: list[int] = []
     for position, item in enumerate(events):
         key = (item.channel, item.event_id)
         if key in accepted and first[key] == position:
             outcomes.append(ACCEPTED)
             emitted.append(item)
+            positions.append(position)
         else:
             outcomes.append(DUPLICATE)
     _emit_all(session, workspace.id, (("events", _event_payload(e)) for e in emitted), now)
+    if emitted:
+        for hook in hooks.on_events_accepted:
+            for position, result in zip(positions, hook(session, workspace, emitted), strict=True):
+                if result is not None:
+                    if outcomes[position] is ACCEPTED:  # the shared constant: give this event its own
+                        outcomes[position] = Outcome("accepted")
+                    _report(outcomes[position], (result,))
     return outcomes
 
 
@@ -221,8 +249,8 @@ def ingest_orders(
     if hooks.on_order_accepted and accepted:
         ids = [inserted[(o.channel, o.order_id)] for o in accepted]
         by_id = {o.id: o for o in session.scalars(select(LiveOrder).where(LiveOrder.id.in_(ids)))}
-        for row_id, outcome in zip(ids, accepted_outcomes, strict=True):
-            _report(outcome, (hook(session, by_id[row_id]) for hook in hooks.on_order_accepted))
+        for row_id, order, outcome in zip(ids, accepted, accepted_outcomes, strict=True):
+            _report(outcome, (hook(session, by_id[row_id], order.items) for hook in hooks.on_order_accepted))
     return outcomes
 
 
@@ -431,7 +459,7 @@ def ingest(
     valid = [item for item in items if item.value is not None]
     values = [item.value for item in valid]
     if kind == "events":
-        outcomes = ingest_events(session, workspace, values)
+        outcomes = ingest_events(session, workspace, values, hooks=hooks)
     elif kind == "orders":
         outcomes = ingest_orders(session, workspace, values, hooks=hooks)
     elif kind == "refunds":

@@ -368,7 +368,8 @@ class ItemResult(BaseModel):
     errors: list[Issue] = []
     warnings: list[Issue] = Field(default=[], description="fields dropped as invalid; the item was kept")
     points_earned: int | None = Field(default=None, description="orders: loyalty points the buyer earned "
-                                      "(null when the buyer is not an enrolled member; on a replay, null)")
+                                      "(null when the buyer is not an enrolled member; on a replay, null); "
+                                      "events: points the event earned, for the types the programme rewards")
     points_reversed: int | None = Field(default=None, description="refunds: loyalty points taken back "
                                         "(null when the order earned none)")
 

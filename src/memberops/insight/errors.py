@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from memberops.errors import Invalid, NotFound
+from memberops.errors import Conflict, Invalid, NotFound
 
 
 class TagNotFound(NotFound):
@@ -16,3 +16,13 @@ class InvalidTag(Invalid):
 
     def __init__(self, message: str, **facts: object) -> None:
         super().__init__(message, **facts)
+
+
+class TagExists(Conflict):
+    """A new tag was asked for under a name a current tag already has (edit that tag instead)."""
+
+    code = "tag_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a tag named {name!r} already exists; edit it instead", name=name)
+        self.name = name

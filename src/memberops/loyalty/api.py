@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
+from memberops.db.base import utcnow
 from memberops.identity import service as identity
 from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.schemas import MemberOut
@@ -36,6 +37,7 @@ from memberops.loyalty.errors import (
     UnknownTier,
 )
 from memberops.loyalty.programme import Programme, programme_document, programme_from_dict
+from memberops.loyalty.referral_schemas import ReferralProblemOut, binding_out
 from memberops.loyalty.schemas import (
     AdjustIn,
     BalanceOut,
@@ -93,7 +95,9 @@ async def enrol_member(
     The person is found by ``channel`` + ``source_id`` or by their identifiers, else created. Enrolling
     the same person again answers ``200`` with the same member and changes nothing. A paid programme needs
     ``payment`` (``422 payment_required`` without it or when it is short); a spend-threshold programme
-    enrols only a person whose spend reaches the threshold (``409 spend_threshold_not_reached``).
+    enrols only a person whose spend reaches the threshold (``409 spend_threshold_not_reached``). A
+    ``referrer_code`` binds the member to that referrer (``referral``); a code refused is told in
+    ``referral_problem``.
     """
     payment = None if body.payment is None else memberships.Payment(
         body.payment.amount, body.payment.reference, body.payment.currency)
@@ -101,13 +105,17 @@ async def enrol_member(
         is_only_writer, enrolment.enrol, session, caller.workspace, channel=body.channel, source_id=body.source_id,
         identifiers=body.identifiers(), attributes=customer_attributes(body), birthday=body.birthday,
         payment=payment,
+        referrer_code=body.referrer_code,
     )
     if not enrolled.is_new_enrolment:
         response.status_code = 200
+    problem = enrolled.referral_problem
     return EnrolmentOut(
         member_id=enrolled.member.id, member=MemberOut.model_validate(enrolled.member),
         membership=MembershipOut.model_validate(enrolled.membership), is_new_member=enrolled.is_new_member,
         is_duplicate=not enrolled.is_new_enrolment, warnings=list(enrolled.warnings),
+        referral=None if enrolled.referral is None else binding_out(enrolled.referral.binding, utcnow()),
+        referral_problem=None if problem is None else ReferralProblemOut(code=problem.code, detail=problem.message),
     )
 
 

@@ -13,8 +13,14 @@ joining earn nothing, the usual programme rule. Every movement carries the same 
 live path (``order:{channel}:{order_id}``, ``refund:{channel}:{refund_id}``), so a rerun, or a later live
 post of the same order, never earns or reverses twice.
 
-Reading is one query per table; the loop over orders is the ledger's own (one member's movements at a
-time, committed in chunks of members).
+Events of the types the programme rewards (``events``) are replayed in the same timelines through
+:func:`memberops.loyalty.event_earning.earn_for_event`, keyed like the live path (``{channel}:{event_id}``),
+so streaks, caps and once-per-member rules count them as if they had been posted live in time order.
+
+Reading is one query per table (order lines only when the programme has category or SKU rules, events
+only when it rewards some);
+the loop over orders is the ledger's own (one member's movements at a time, committed in chunks of
+members).
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.insight.config import InsightConfig
 from memberops.lake.engine import Warehouse
-from memberops.loyalty import enrolment, points
+from memberops.loyalty import enrolment, event_earning, ledger, points
+from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.models import Membership, PointsMovement
 from memberops.runtime import Context
 
@@ -54,6 +61,8 @@ class BackfillSummary:
     skipped_before_enrolment: int  # orders placed before their buyer enrolled
     already_posted: int  # orders and refunds whose movement existed (a rerun, or posted live)
     seconds: float
+    events: int = 0  # events of rewarded types that earned points in this run
+    points_for_events: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,16 @@ class _Order:
     gross: Decimal | None
     shipping: Decimal | None
     paid: Decimal
+    lines: tuple[ledger.OrderLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Event:
+    member_id: str
+    channel: str
+    event_id: str
+    type: str
+    occurred_at: datetime
 
 
 @dataclass(frozen=True)
@@ -101,19 +120,63 @@ def read_history(warehouse: Warehouse, workspace_id: str, *, since: datetime | N
     return warehouse.to_pyarrow(owned), warehouse.to_pyarrow(refunded)
 
 
-def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime]) -> tuple[
-        dict[str, list[tuple[datetime, int, _Order | _Refund]]], int]:
-    """Each enrolled member's orders (from enrolment on) and refunds, in time order; and how many orders
-    were placed before their buyer enrolled."""
+def read_lines(warehouse: Warehouse, workspace_id: str, *, since: datetime | None = None) -> pa.Table:
+    """The lines of the workspace's orders bought by a known person (one query, joined set-based to the
+    orders the backfill reads), for category and SKU earn rules."""
+    identity_map = warehouse.table("identity_map")
+    links = identity_map.filter(identity_map.workspace_id == workspace_id).select(
+        "channel", customer_key="source_id")
+    orders = warehouse.table("orders")
+    orders = orders.filter(orders.workspace_id == workspace_id)
+    if since is not None:
+        orders = orders.filter(orders.ordered_at >= ibis.literal(_utc(since), type="timestamp('UTC')"))
+    owned = orders.join(links, ["channel", "customer_key"]).select("channel", "order_id").distinct()
+    items = warehouse.table("order_items")
+    items = items.filter(items.workspace_id == workspace_id).join(owned, ["channel", "order_id"])
+    return warehouse.to_pyarrow(items.select("channel", "order_id", "line_no", "sku", "category", "quantity",
+                                             "amount").order_by(["channel", "order_id", "line_no"]))
+
+
+def read_events(warehouse: Warehouse, workspace_id: str, types: list[str], *,
+                since: datetime | None = None) -> pa.Table:
+    """The lake's events of ``types`` by known people (``member_id`` from the identity map), one query."""
+    identity_map = warehouse.table("identity_map")
+    links = identity_map.filter(identity_map.workspace_id == workspace_id).select(
+        "channel", customer_key="source_id", member_id="member_id")
+    events = warehouse.table("events")
+    events = events.filter(events.workspace_id == workspace_id, events.type.isin(types), events.customer_key.notnull())
+    if since is not None:
+        events = events.filter(events.occurred_at >= ibis.literal(_utc(since), type="timestamp('UTC')"))
+    return warehouse.to_pyarrow(events.join(links, ["channel", "customer_key"]).select(
+        "member_id", "channel", "event_id", "type", "occurred_at"))
+
+
+def _lines_by_order(lines: pa.Table | None) -> dict[tuple[str, str], tuple[ledger.OrderLine, ...]]:
+    grouped: dict[tuple[str, str], list[ledger.OrderLine]] = defaultdict(list)
+    if lines is not None:
+        for row in lines.to_pylist():
+            if row["sku"] is None or row["amount"] is None:
+                continue
+            grouped[(row["channel"], row["order_id"])].append(
+                ledger.OrderLine(row["sku"], row["category"], row["quantity"] or 0, row["amount"]))
+    return {key: tuple(found) for key, found in grouped.items()}
+
+
+def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime],
+               lines: pa.Table | None = None) -> tuple[dict[str, list[tuple[datetime, int, _Order | _Refund]]], int]:
+    """Each enrolled member's orders (from enrolment on, with their ``lines`` when given) and refunds, in
+    time order; and how many orders were placed before their buyer enrolled."""
     by_order: dict[tuple[str, str], _Order] = {}
     timelines: dict[str, list[tuple[datetime, int, _Order | _Refund]]] = defaultdict(list)
+    order_lines = _lines_by_order(lines)
     before = 0
     for row in orders.to_pylist():
         joined = enrolled.get(row["member_id"])
         if joined is None or row["paid_amount"] is None:
             continue
         order = _Order(row["member_id"], row["channel"], row["order_id"], _utc(row["ordered_at"]),
-                       row["gross_amount"], row["shipping_amount"], row["paid_amount"])
+                       row["gross_amount"], row["shipping_amount"], row["paid_amount"],
+                       order_lines.get((row["channel"], row["order_id"]), ()))
         if order.ordered_at < joined:
             before += 1
             continue
@@ -130,8 +193,27 @@ def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime
     return timelines, before
 
 
-def _event_id(event: _Order | _Refund) -> str:
-    return event.order_id if isinstance(event, _Order) else event.refund_id
+def _add_events(timelines: dict[str, list[tuple[datetime, int, Any]]], events: pa.Table,
+                enrolled: dict[str, datetime]) -> None:
+    """Each enrolled member's rewarded events from enrolment on, merged into their timeline in time order
+    (after an order or refund of the same instant)."""
+    touched: set[str] = set()
+    for row in events.to_pylist():
+        joined = enrolled.get(row["member_id"])
+        if joined is None or row["occurred_at"] is None:
+            continue
+        event = _Event(row["member_id"], row["channel"], row["event_id"], row["type"], _utc(row["occurred_at"]))
+        if event.occurred_at >= joined:
+            timelines[event.member_id].append((event.occurred_at, 2, event))
+            touched.add(event.member_id)
+    for member_id in touched:
+        timelines[member_id].sort(key=lambda item: (item[0], item[1], _event_id(item[2])))
+
+
+def _event_id(event: _Order | _Refund | _Event) -> str:
+    if isinstance(event, _Order):
+        return event.order_id
+    return event.refund_id if isinstance(event, _Refund) else event.event_id
 
 
 def _enrolled_members(session: Session, workspace: Workspace, now: datetime) -> dict[str, datetime]:
@@ -162,8 +244,17 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
         assert ws is not None
         enrolled = _enrolled_members(session, ws, now)
         posted = _posted_keys(session, ws.id)
-    orders, refunds = read_history(context.warehouse(), workspace.id, since=since)
-    timelines, before = _timelines(orders, refunds, enrolled)
+        programme = points.active_programme(session, ws.id).programme
+        if programme.events:
+            posted |= {f"event:{key}" for key in session.scalars(select(EventEarning.event_key).where(
+                EventEarning.workspace_id == ws.id)).all()}
+    warehouse = context.warehouse()
+    orders, refunds = read_history(warehouse, workspace.id, since=since)
+    has_line_rules = bool(programme.earn.category_rules or programme.earn.sku_rules)
+    lines = read_lines(warehouse, workspace.id, since=since) if has_line_rules else None
+    timelines, before = _timelines(orders, refunds, enrolled, lines)
+    if programme.events:
+        _add_events(timelines, read_events(warehouse, workspace.id, sorted(programme.events), since=since), enrolled)
     totals: dict[str, int] = defaultdict(int)
     members = sorted(timelines)
     for start in range(0, len(members), MEMBERS_PER_TRANSACTION):
@@ -175,7 +266,7 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
     return BackfillSummary(
         members=len(enrolled), orders=totals["orders"], points_earned=totals["earned"], refunds=totals["refunds"],
         points_reversed=totals["reversed"], skipped_before_enrolment=before, already_posted=totals["posted"],
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, events=totals["events"], points_for_events=totals["event_points"])
 
 
 def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime, int, Any]], posted: set[str],
@@ -186,12 +277,24 @@ def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime,
     for at, _, event in events:
         if at > now:
             break
-        if isinstance(event, _Order):
+        if isinstance(event, _Event):
+            member_id = event.member_id
+            key = event_earning.event_key(event.channel, event.event_id)
+            if f"event:{key}" in posted:
+                totals["posted"] += 1
+                continue
+            earned = event_earning.earn_for_event(session, workspace, member_id, event.type, key, event.occurred_at,
+                                                  now=at)
+            if earned:
+                totals["events"] += 1
+                totals["event_points"] += earned
+        elif isinstance(event, _Order):
             member_id = event.member_id
             if points.order_key(event.channel, event.order_id) in posted:
                 totals["posted"] += 1
                 continue
-            earned = points.earn_for_order(session, workspace, _live_order(event, Decimal(0)), now=at)
+            earned = points.earn_for_order(session, workspace, _live_order(event, Decimal(0)), now=at,
+                                           lines=event.lines)
             if earned:
                 totals["orders"] += 1
                 totals["earned"] += earned

@@ -168,7 +168,8 @@ def backfill(
     table = Table(title="points backfill", show_header=False)
     for label, value in [("enrolled members", summary.members), ("orders earning", summary.orders),
                          ("points earned", summary.points_earned), ("refunds reversing", summary.refunds),
-                         ("points reversed", summary.points_reversed),
+                         ("points reversed", summary.points_reversed), ("events earning", summary.events),
+                         ("points for events", summary.points_for_events),
                          ("orders before enrolment (no points)", summary.skipped_before_enrolment),
                          ("already posted (skipped)", summary.already_posted)]:
         table.add_row(label, f"{value:,}")
@@ -217,3 +218,8 @@ def memberships_sync(workspace: WorkspaceOpt = "default") -> None:
                          ("absorbed members moved", moved.members), ("points moved", moved.points)]:
         table.add_row(label, f"{value:,}")
     out.print(table)
+
+
+from memberops.loyalty.referral_cli import referrals_app  # noqa: E402  (registered after the commands above)
+
+loyalty_app.add_typer(referrals_app, name="referrals")

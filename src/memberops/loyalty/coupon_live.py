@@ -3,6 +3,7 @@ and a full refund gives them back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
@@ -10,14 +11,15 @@ from sqlalchemy.orm import Session
 from memberops.errors import DomainError
 from memberops.ingest.live import HookResult
 from memberops.ingest.models import LiveOrder, LiveRefund
-from memberops.ingest.schemas import Issue
+from memberops.ingest.schemas import Issue, OrderItemIn
 from memberops.loyalty.coupon_errors import CouponNotRedeemable
 from memberops.loyalty.coupons import OrderContext, redeem_coupons, restore_order_coupons
 
 
-def redeem_on_live_order(session: Session, order: LiveOrder) -> HookResult | None:
+def redeem_on_live_order(session: Session, order: LiveOrder, lines: Sequence[OrderItemIn] = ()) -> HookResult | None:
     """Redeem the coupons a live order carries, for its member, in the order's transaction; the codes
-    that could not be redeemed come back as the order's warnings."""
+    that could not be redeemed come back as the order's warnings. (``lines``: the order hook's items,
+    not needed here.)"""
     warnings = _redeem(session, order)
     return HookResult(warnings=warnings) if warnings else None
 

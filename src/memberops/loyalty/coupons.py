@@ -414,10 +414,20 @@ def void_coupon(session: Session, workspace_id: str, code: str, reason: str, *, 
                 member_id: str | None = None) -> Coupon:
     """Withdraw an unused coupon (audited); a used, expired or voided one raises :class:`CouponNotVoidable`."""
     coupon = find_coupon(session, workspace_id, code, member_id=member_id)
-    now = utcnow()
+    return void_coupon_by_id(session, workspace_id, coupon.id, reason, actor=actor)
+
+
+def void_coupon_by_id(session: Session, workspace_id: str, coupon_id: str, reason: str, *, actor: Actor,
+                      now: datetime | None = None) -> Coupon:
+    """:func:`void_coupon` for a coupon known by its id (a reward redemption's coupon, whatever its code).
+    The move issued → voided is conditional, so a coupon redeemed on an order meanwhile is never voided."""
+    coupon = session.get(Coupon, coupon_id)
+    if coupon is None or coupon.workspace_id != workspace_id:
+        raise CouponNotFound(coupon_id)
     moved = rows_changed(session.execute(
         update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
-        .values(status="voided", voided_at=now, void_reason=reason).execution_options(synchronize_session=False)
+        .values(status="voided", voided_at=now or utcnow(), void_reason=reason)
+        .execution_options(synchronize_session=False)
     ))
     session.refresh(coupon)
     if moved != 1:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -44,6 +44,7 @@ from memberops.loyalty.memberships import ACTIVE, Payment, membership_of
 from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount, PointsMovement
 from memberops.loyalty.programme import SpendThreshold
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
+from memberops.loyalty.referrals import Bound, bind_referral, ensure_referral_code
 
 __all__ = ["Enrolled", "enrol", "ensure_membership", "join_by_spend", "membership_of", "record_channel_enrolment",
            "sync_enrolment"]
@@ -57,6 +58,8 @@ class Enrolled:
     is_new_record: bool
     is_new_enrolment: bool
     warnings: tuple[str, ...] = field(default=())  # a welcome coupon or benefit that could not be given
+    referral: Bound | None = None  # the friend's binding to ``referrer_code``, when one was given
+    referral_problem: DomainError | None = None  # why ``referrer_code`` was not bound (the enrolment stands)
 
 
 def enrolment_source_id(identifiers: Mapping[str, str | None]) -> str:
@@ -81,13 +84,16 @@ def _lock_member(session: Session, member_id: str) -> Member:
 def enrol(
     session: Session, workspace: Workspace, *, channel: str, source_id: str | None,
     identifiers: Mapping[str, str | None], attributes: Mapping[str, Any] | None = None,
-    birthday: date | None = None, payment: Payment | None = None, now: datetime | None = None,
+    birthday: date | None = None, payment: Payment | None = None, referrer_code: str | None = None,
+    now: datetime | None = None,
 ) -> Enrolled:
     """Enrol the person these identifiers (or this channel record) belong to; idempotent per person.
 
     Raises :class:`~memberops.loyalty.errors.PaymentRequired` when the programme is paid and ``payment`` is
     missing or short, :class:`SpendThresholdNotReached` when members join by spending and this person has not
-    spent enough yet."""
+    spent enough yet. With ``referrer_code`` the member is then bound to that referrer
+    (:func:`referrals.bind_referral`); a code refused (unknown, self-referral, already referred, referrals
+    off) leaves the enrolment made and says why in ``referral_problem``."""
     now = now or utcnow()
     resolution = resolve_customer(
         session, workspace, channel=channel, source_id=source_id or enrolment_source_id(identifiers),
@@ -96,7 +102,8 @@ def enrol(
     member = _lock_member(session, resolution.member.id)
     membership = membership_of(session, workspace.id, member.id)
     if membership is not None and membership.status == ACTIVE:
-        return Enrolled(member, membership, resolution.is_new_member, resolution.is_new_record, False)
+        return _referred(session, workspace, referrer_code, now, Enrolled(
+            member, membership, resolution.is_new_member, resolution.is_new_record, False))
     programme = active_programme(session, workspace.id)
     rules = programme.programme.enrolment
     if rules.mode == "paid":
@@ -108,7 +115,19 @@ def enrol(
             raise SpendThresholdNotReached(spend, rules.spend_threshold.amount, rules.spend_threshold.window_days)
     membership, warnings = _join(session, workspace, member, programme, existing=membership, channel=channel, now=now,
                                  birth_month=birthday.month if birthday else None, payment=payment)
-    return Enrolled(member, membership, resolution.is_new_member, resolution.is_new_record, True, warnings)
+    return _referred(session, workspace, referrer_code, now, Enrolled(
+        member, membership, resolution.is_new_member, resolution.is_new_record, True, warnings))
+
+
+def _referred(session: Session, workspace: Workspace, referrer_code: str | None, now: datetime,
+              enrolled: Enrolled) -> Enrolled:
+    if not referrer_code:
+        return enrolled
+    try:
+        referral = bind_referral(session, workspace, enrolled.member.id, referrer_code, source="enrolment", now=now)
+    except DomainError as exc:  # decided before anything was written
+        return replace(enrolled, referral_problem=exc)
+    return replace(enrolled, referral=referral)
 
 
 def ensure_membership(
@@ -164,6 +183,7 @@ def _join(
                                                          PointsAccount.member_id == member.id))
     if account is None:
         account = points.open_account(session, workspace.id, member.id)
+    ensure_referral_code(session, workspace.id, member.id, now=now)
     session.add(LoyaltyEvent(workspace_id=workspace.id, member_id=member.id, type="member_enrolled",
                              occurred_at=now, payload={"channel": channel, "programme_version": programme.version,
                                                        "mode": rules.mode, "rejoined": existing is not None}))

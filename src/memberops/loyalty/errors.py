@@ -46,6 +46,17 @@ class EnrolmentNeedsIdentifier(Invalid):
                          "wechat_openid, buyer_id, member_card_no)", field="phone")
 
 
+class ProgrammeChanged(Conflict):
+    """The programme was edited from a version that is no longer the active one: saving it would undo
+    someone else's change without them seeing it."""
+
+    code = "programme_changed"
+
+    def __init__(self, based_on: int, active: int) -> None:
+        super().__init__(f"the programme changed while you edited it: you started from version {based_on}, "
+                         f"version {active} is now active", based_on=based_on, active=active)
+
+
 class ProgrammeVersionNotFound(NotFound):
     code = "programme_version_not_found"
 

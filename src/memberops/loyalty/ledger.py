@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-from memberops.loyalty.programme import EarnRules, Expiry
+from memberops.loyalty.programme import EarnRules, Expiry, LineRule
 
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
@@ -25,6 +25,16 @@ def to_points(value: Decimal, rounding: str) -> int:
 
 
 @dataclass(frozen=True)
+class OrderLine:
+    """An order line as earning sees it: what was bought (SKU, category), how many, and the line's amount."""
+
+    sku: str
+    category: str | None
+    quantity: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class Purchase:
     """What a purchase earns on: its amounts, channel and local date (the workspace's time zone)."""
 
@@ -35,6 +45,7 @@ class Purchase:
     local_date: date
     birthday_month: int | None = None
     tier_multiplier: Decimal | None = None  # the earn multiplier of the buyer's tier, if they hold one
+    lines: Sequence[OrderLine] = ()  # none: the order earns as a whole
 
 
 def earn_basis(rules: EarnRules, purchase: Purchase) -> Decimal:
@@ -65,11 +76,10 @@ def multipliers(rules: EarnRules, purchase: Purchase) -> list[Decimal]:
     return found
 
 
-def combined_multiplier(rules: EarnRules, purchase: Purchase) -> Decimal:
-    found = multipliers(rules, purchase)
+def _stacked(stacking: str, found: Sequence[Decimal]) -> Decimal:
     if not found:
         return Decimal(1)
-    if rules.stacking == "max":
+    if stacking == "max":
         return max(found)
     product = Decimal(1)
     for value in found:
@@ -77,10 +87,67 @@ def combined_multiplier(rules: EarnRules, purchase: Purchase) -> Decimal:
     return product
 
 
+def combined_multiplier(rules: EarnRules, purchase: Purchase) -> Decimal:
+    return _stacked(rules.stacking, multipliers(rules, purchase))
+
+
+CENT = Decimal("0.01")
+
+
+def line_shares(basis: Decimal, amounts: Sequence[Decimal]) -> list[Decimal]:
+    """``basis`` spread over lines in proportion to their ``amounts``, in whole cents, summing exactly to
+    ``basis`` (to the cent): each line gets its share rounded down, and the cents left go one each to the
+    lines with the largest remainders (the first line on a tie). Lines of no (or negative) amount get
+    nothing; so does every line when no amount is positive.
+
+    This is how a paid basis carries the order's discount onto its lines: a line of 60 % of the line
+    amounts earns on 60 % of what was paid.
+    """
+    weights = [int(max(amount, Decimal(0)).scaleb(2).to_integral_value(ROUND_HALF_UP)) for amount in amounts]
+    total_weight = sum(weights)
+    units = int((max(basis, Decimal(0)) / CENT).to_integral_value(ROUND_FLOOR))
+    if total_weight <= 0 or units <= 0:
+        return [Decimal(0) for _ in amounts]
+    quotients = [units * weight // total_weight for weight in weights]
+    remainders = [units * weight % total_weight for weight in weights]
+    left = units - sum(quotients)
+    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left]:
+        quotients[index] += 1
+    return [Decimal(quotient) * CENT for quotient in quotients]
+
+
+def _line_rule(rules: EarnRules, line: OrderLine) -> LineRule | None:
+    rule = rules.sku_rules.get(line.sku)
+    if rule is None and line.category is not None:
+        rule = rules.category_rules.get(line.category)
+    return rule
+
+
 def purchase_points(rules: EarnRules, purchase: Purchase) -> int:
     """Points a purchase earns before caps: basis × points per unit × multiplier, rounded once at the end
-    (so ×2 of 10.5 points is 21, not 20)."""
-    raw = earn_basis(rules, purchase) * rules.points_per_unit * combined_multiplier(rules, purchase)
+    (so ×2 of 10.5 points is 21, not 20).
+
+    With order lines and category or SKU rules, the basis (shipping left aside) is spread over the lines
+    (:func:`line_shares`); a line with a rule earns on its share with its multiplier joined to the order's
+    under ``stacking``, plus ``bonus_per_unit`` × quantity; the rest of the basis (shipping when included,
+    lines without a rule) earns with the order's multipliers. An order without lines, or a programme
+    without line rules, earns exactly as the order as a whole.
+    """
+    basis = earn_basis(rules, purchase)
+    found = multipliers(rules, purchase)
+    order_multiplier = _stacked(rules.stacking, found)
+    if not purchase.lines or not (rules.category_rules or rules.sku_rules):
+        return max(to_points(basis * rules.points_per_unit * order_multiplier, rules.rounding), 0)
+    shipping = (purchase.shipping_amount or Decimal(0)) if rules.include_shipping else Decimal(0)
+    shares = line_shares(basis - min(max(shipping, Decimal(0)), basis), [line.amount for line in purchase.lines])
+    raw = (basis - sum(shares, Decimal(0))) * rules.points_per_unit * order_multiplier
+    for line, share in zip(purchase.lines, shares, strict=True):
+        rule = _line_rule(rules, line)
+        if rule is None:
+            raw += share * rules.points_per_unit * order_multiplier
+            continue
+        multiplier = _stacked(rules.stacking, [*found, rule.multiplier]) if rule.multiplier != 1 else order_multiplier
+        raw += share * rules.points_per_unit * multiplier + rule.bonus_per_unit * max(line.quantity, 0)
     return max(to_points(raw, rules.rounding), 0)
 
 

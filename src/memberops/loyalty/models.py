@@ -100,8 +100,9 @@ class PointsMovement(Base):
     """One ledger entry, never changed once written.
 
     ``kind``: ``earn`` | ``release`` (pending → available) | ``redeem`` | ``expire`` | ``adjust`` |
-    ``reverse`` | ``settle`` (later points paying a debt). The three deltas say what it did to the
-    member's available, pending and debt balances. ``idempotency_key`` is unique per workspace: a
+    ``reverse`` (undoes the movement ``reverses_id`` names: a refund takes back part of an earn, a cancelled
+    reward redemption gives back a redeem) | ``settle`` (later points paying a debt). The three deltas say
+    what it did to the member's available, pending and debt balances. ``idempotency_key`` is unique per workspace: a
     replay finds the movement and its ``outcome`` (the balance it left) instead of moving points again.
     """
 
@@ -126,7 +127,7 @@ class PointsMovement(Base):
     reason: Mapped[str] = mapped_column(String(500), default="")
     actor: Mapped[str] = mapped_column(String(100), default="")
     programme_version: Mapped[int | None] = mapped_column(default=None)
-    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("points_movement.id"), default=None)  # refunds: the earn
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("points_movement.id"), default=None)  # the earn or redeem undone
     outcome: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -240,10 +240,13 @@ def tier_multiplier(session: Session, programme: ActiveProgramme, workspace_id: 
     return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
 
 
-def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> int | None:
+def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None,
+                   lines: Sequence[ledger.OrderLine] = ()) -> int | None:
     """Points the order earns its buyer, recorded as a lot (pending through the return window); ``None``
     when the buyer is unknown or not enrolled. Idempotent on the order: a retried order earns nothing
-    more and answers what it earned the first time."""
+    more and answers what it earned the first time. ``lines`` (the order's items) let category and SKU
+    rules apply (:func:`memberops.loyalty.ledger.purchase_points`); without them the order earns as a
+    whole."""
     if order.member_id is None:
         return None
     now = now or utcnow()
@@ -265,7 +268,7 @@ def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, 
     points = ledger.purchase_points(rules, ledger.Purchase(
         paid_amount=order.paid_amount, gross_amount=order.gross_amount, shipping_amount=order.shipping_amount,
         channel=order.channel, local_date=local_day, birthday_month=membership.birth_month,
-        tier_multiplier=tier_multiplier(session, programme, workspace.id, order.member_id),
+        tier_multiplier=tier_multiplier(session, programme, workspace.id, order.member_id), lines=lines,
     ))
     if points and (rules.daily_cap is not None or rules.monthly_cap is not None):
         points = ledger.capped(
@@ -324,7 +327,7 @@ def reverse_for_refund(
         return None
     now = now or utcnow()
     key = refund_key(refund.channel, refund.refund_id)
-    own, account = _lot_and_holder(session, workspace.id, earned)
+    _, account = _lot_and_holder(session, workspace.id, earned)
     previous = _existing(session, workspace.id, key)
     if previous is not None:
         return previous.points
@@ -335,6 +338,26 @@ def reverse_for_refund(
     points = ledger.reversal_target(earned.points, order.paid_amount, order.refunded_amount) - already
     if points <= 0:
         return 0
+    take_back(session, account, programme, earned, points, key=key, source_type="refund",
+              source_id=f"{refund.channel}:{refund.refund_id}", occurred_at=refund.refunded_at, now=now)
+    return points
+
+
+def take_back(
+    session: Session, account: PointsAccount, programme: ActiveProgramme, earned: PointsMovement, points: int, *,
+    key: str, source_type: str, source_id: str, occurred_at: datetime, now: datetime,
+) -> PointsMovement:
+    """Reverse ``points`` of the movement ``earned`` (a refund's share of an order's points, a clawed-back
+    reward) for the member of ``account``, which the caller has locked and caught up with ``now``.
+
+    Points still unspent leave the earning's own lot; points already spent come from the member's other
+    available points, and what those cannot cover becomes a debt (a negative balance when the programme
+    allows one)."""
+    first = session.scalar(select(PointsLot).where(PointsLot.movement_id == earned.id))
+    assert first is not None
+    own = _carried(session, first)  # after a merge, the lot the survivor holds
+    if own.member_id != account.member_id:  # moved to a member the caller did not lock: take from the first
+        own = first
     others = [lot for lot in _spendable(session, account.member_id, now) if lot.id != own.id]
     split = ledger.split_reversal(points, own.remaining, _views(others))
     from_others = sum(count for _, count in split.from_other_lots)
@@ -344,11 +367,11 @@ def reverse_for_refund(
     movement = _record(
         session, account, kind="reverse", points=points, key=key, available=-(own_available + from_others),
         pending=-own_pending, debt=split.shortfall, taken=[*taken, *_take(others, split.from_other_lots)],
-        source_type="refund", source_id=f"{refund.channel}:{refund.refund_id}",
-        reverses_id=earned.id, version=programme.version, occurred_at=refund.refunded_at, now=now,
+        source_type=source_type, source_id=source_id,
+        reverses_id=earned.id, version=programme.version, occurred_at=occurred_at, now=now,
     )
     _finish(session, movement, account, programme)
-    return points
+    return movement
 
 
 def _carried(session: Session, lot: PointsLot) -> PointsLot:
@@ -393,13 +416,14 @@ def _replayed(session: Session, workspace_id: str, key: str, *, member_id: str, 
 
 def redeem(
     session: Session, workspace: Workspace, member_id: str, *, points: int, reason: str, idempotency_key: str,
-    actor: Actor, now: datetime | None = None,
+    actor: Actor, now: datetime | None = None, source_type: str = "api", source_id: str = "",
 ) -> MovementResult:
     """Spend ``points`` of the member's available balance, nearest-expiring lots first.
 
     Raises :class:`InsufficientPoints` (and moves nothing) when the available balance is smaller; never
     drives it below zero, however many redemptions run at once: the balance is re-read under the member's
-    lock. A replayed ``idempotency_key`` returns the first outcome.
+    lock. A replayed ``idempotency_key`` returns the first outcome. ``source_type``/``source_id`` say what
+    the points paid for (``reward`` and the reward redemption's id; ``api`` for a plain redeem).
     """
     now = now or utcnow()
     account = lock_account(session, workspace.id, member_id)
@@ -414,8 +438,50 @@ def redeem(
     lots = _spendable(session, member_id, now)
     allocation = ledger.allocate(_views(lots), points)
     movement = _record(session, account, kind="redeem", points=points, key=idempotency_key, available=-points,
-                       taken=_take(lots, allocation), source_type="api", reason=reason,
+                       taken=_take(lots, allocation), source_type=source_type, source_id=source_id, reason=reason,
                        actor=f"{actor.type}:{actor.id}"[:100], version=programme.version, now=now)
+    return MovementResult(movement, _finish(session, movement, account, programme), False)
+
+
+def return_redeemed(
+    session: Session, workspace: Workspace, redeemed: PointsMovement, *, idempotency_key: str, reason: str,
+    actor: Actor, source_type: str = "api", source_id: str = "", now: datetime | None = None,
+) -> MovementResult:
+    """Give back the points of a redemption that was cancelled: a ``reverse`` movement naming the redeem
+    (``reverses_id``) that puts the points back as new available lots, each keeping the expiry and earning
+    date of the lot it was taken from, so a cancelled redemption neither lengthens nor shortens the life
+    of the points. Points whose lot has lapsed since are not returned: left unspent they would have
+    expired. A debt the member owes is settled from the returned points first. A replayed
+    ``idempotency_key`` returns the first outcome.
+    """
+    if redeemed.kind != "redeem":
+        raise ValueError(f"movement {redeemed.id} is a {redeemed.kind}, not a redeem")
+    now = now or utcnow()
+    account = lock_account(session, workspace.id, redeemed.member_id)
+    programme = active_programme(session, workspace.id)
+    previous = _existing(session, workspace.id, idempotency_key)
+    if previous is not None:
+        if previous.reverses_id != redeemed.id:
+            raise IdempotencyKeyReused(idempotency_key)
+        return MovementResult(previous, shown(previous.outcome, programme), True)
+    catch_up(session, account, programme, now)
+    taken = session.execute(select(PointsAllocation.points, PointsLot.earned_at, PointsLot.expires_at)
+                            .join(PointsLot, PointsLot.id == PointsAllocation.lot_id)
+                            .where(PointsAllocation.movement_id == redeemed.id).order_by(PointsLot.id)).all()
+    alive = [(count, earned_at, expires_at) for count, earned_at, expires_at in taken
+             if expires_at is None or expires_at > now]
+    returned = sum(count for count, _, _ in alive)
+    movement = _record(session, account, kind="reverse", points=returned, key=idempotency_key, available=returned,
+                       source_type=source_type, source_id=source_id, reason=reason,
+                       actor=f"{actor.type}:{actor.id}"[:100], version=programme.version, reverses_id=redeemed.id,
+                       now=now)
+    session.flush()  # the lots refer to the movement's id
+    for count, earned_at, expires_at in alive:
+        session.add(PointsLot(workspace_id=account.workspace_id, member_id=account.member_id, movement_id=movement.id,
+                              points=count, remaining=count, state="available", earned_at=earned_at,
+                              available_at=now, expires_at=expires_at))
+    session.flush()
+    settle_debt(session, account, programme, after=movement, now=now)
     return MovementResult(movement, _finish(session, movement, account, programme), False)
 
 

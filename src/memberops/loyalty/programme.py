@@ -11,12 +11,15 @@ Tiers (``tiers`` with ``tier_rules``) rank members by a qualifying metric over a
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
+from memberops.documents import YamlSyntaxError, line_of, load_yaml
 from memberops.loyalty.errors import InvalidProgramme
 
 Multiplier = Annotated[Decimal, Field(ge=0, le=100, max_digits=8, decimal_places=4)]
@@ -94,6 +97,18 @@ class MemberDay(_Strict):
         return self
 
 
+class LineRule(_Strict):
+    """Earning on the order lines of one category or SKU (``earn.category_rules`` / ``earn.sku_rules``).
+
+    ``multiplier`` applies to the line's share of the earn basis and joins the order's multipliers
+    (channel, member day, birthday month, tier) under ``earn.stacking``; ``bonus_per_unit`` adds fixed
+    points per unit bought (``quantity``), after multipliers. A SKU's rule replaces its category's.
+    """
+
+    multiplier: Multiplier = Decimal(1)
+    bonus_per_unit: int = Field(default=0, ge=0, le=100_000)
+
+
 class EarnRules(_Strict):
     """Points for purchases.
 
@@ -115,6 +130,10 @@ class EarnRules(_Strict):
     daily_cap: int | None = Field(default=None, ge=0)
     monthly_cap: int | None = Field(default=None, ge=0)
     pending_days: int = Field(default=0, ge=0, le=365)
+    # Per order line (see LineRule and ledger.line_shares): the basis is spread over the lines in proportion
+    # to their amounts, so the order's discount (paid basis) falls on each line by its share.
+    category_rules: dict[str, LineRule] = {}
+    sku_rules: dict[str, LineRule] = {}
 
 
 class Expiry(_Strict):
@@ -171,6 +190,82 @@ class TierRules(_Strict):
     growth_events: dict[str, Annotated[int, Field(ge=0, le=1_000_000)]] = {}
 
 
+class Referrals(_Strict):
+    """Member-get-member: every member has a personal code; a friend binds one (first binding wins), and on
+    the friend's first qualifying purchase after binding (``paid`` at least ``min_paid_amount``) both are
+    rewarded: ``referrer_points`` / ``friend_points`` as points (pending for ``pending_days``, by default
+    the programme's return window ``earn.pending_days``; a full refund within it claws them back) and/or a
+    coupon of the templates ``referrer_coupon`` / ``friend_coupon``. A referrer whose bindings in the
+    period (calendar ``month`` or ``year``, workspace time zone) reach ``cap_per_period`` keeps the further
+    bindings recorded but unrewarded.
+    """
+
+    enabled: bool = False
+    referrer_points: int = Field(default=0, ge=0, le=1_000_000)
+    friend_points: int = Field(default=0, ge=0, le=1_000_000)
+    referrer_coupon: str | None = Field(default=None, min_length=1, max_length=64,
+                                        description="a coupon template code issued to the referrer")
+    friend_coupon: str | None = Field(default=None, min_length=1, max_length=64,
+                                      description="a coupon template code issued to the friend")
+    min_paid_amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)] = Decimal(0)
+    cap_per_period: int | None = Field(default=None, ge=0, le=1_000_000,
+                                       description="rewarded bindings per referrer per period; null: no cap")
+    cap_period: Literal["month", "year"] = "month"
+    pending_days: int | None = Field(default=None, ge=0, le=365,
+                                     description="null: the programme's return window (earn.pending_days)")
+
+
+ProfileField = Literal["phone", "email", "wechat_unionid", "wechat_openid", "buyer_id", "member_card_no", "birthday"]
+"""What ``required_fields`` of an event rule can name: the profile facts the state store holds for a member
+(identifiers, and the birth month of the membership)."""
+
+
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def _event_type(value: str) -> str:
+    if not _EVENT_TYPE.match(value):
+        raise PydanticCustomError("event_type", "an event type is 1 to 64 letters, digits, _ . : or -, exactly as "
+                                  "events are posted (e.g. sign_in, review)")
+    if value == "join":
+        raise PydanticCustomError("event_join", "joining is rewarded by enrolment.welcome_points, not an event rule")
+    return value
+
+
+EventType = Annotated[str, AfterValidator(_event_type)]
+
+
+class Streak(_Strict):
+    """A bonus for consecutive local days with the event: ``bonus`` points on every ``days``-th day in a row
+    (7, 14, 21 … for ``days: 7``); a missed day starts the count again."""
+
+    days: int = Field(ge=2, le=366)
+    bonus: int = Field(ge=1, le=1_000_000)
+
+
+class EventRule(_Strict):
+    """Points for an event posted live (``POST /api/v1/events``) by an enrolled member, keyed by its type.
+
+    ``points`` per event; at most ``max_per_day`` / ``max_per_month`` rewarded events per member per local
+    day / month (workspace time zone); ``once_per_member``: only the first ever; ``streak``: a bonus for
+    consecutive days (sign-in); ``required_fields``: the event earns only when the member's profile has
+    them (``complete_profile``). The points are available at once and lapse by ``expiry``.
+    """
+
+    points: int = Field(default=0, ge=0, le=1_000_000)
+    max_per_day: int | None = Field(default=None, ge=1, le=10_000)
+    max_per_month: int | None = Field(default=None, ge=1, le=100_000)
+    once_per_member: bool = False
+    streak: Streak | None = None
+    required_fields: list[ProfileField] = []
+
+    @model_validator(mode="after")
+    def _earns_something(self) -> EventRule:
+        if self.points == 0 and self.streak is None:
+            raise ValueError("an event rule gives points, a streak bonus, or both")
+        return self
+
+
 class Programme(_Strict):
     """A loyalty programme's rules. ``point_value`` (in the programme's currency) prices the liability.
 
@@ -187,6 +282,8 @@ class Programme(_Strict):
     expiry: Expiry = Expiry()
     tiers: list[Tier] = []
     tier_rules: TierRules = TierRules()
+    referrals: Referrals = Referrals()
+    events: dict[EventType, EventRule] = {}
 
     @model_validator(mode="after")
     def _ordered_tiers(self) -> Programme:
@@ -204,12 +301,21 @@ DEFAULT_PROGRAMME = Programme()
 
 def parse_programme(text: str) -> Programme:
     """A programme from YAML or JSON text (JSON is YAML), or :class:`InvalidProgramme` naming each bad
-    field."""
+    field and the line of ``text`` it is on (``line``, 1-based; ``None`` for the document as a whole)."""
     try:
-        document: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidProgramme([{"field": "", "message": f"not YAML or JSON: {exc}"}]) from None
-    return programme_from_dict(document)
+        document: Any = load_yaml(text)
+    except YamlSyntaxError as exc:
+        raise InvalidProgramme([{"field": "", "message": exc.message, "line": exc.line}]) from None
+    try:
+        return programme_from_dict(document)
+    except InvalidProgramme as exc:
+        raise InvalidProgramme([{**e, "line": line_of(text, _path(e["field"])) if e["field"] else None}
+                                for e in exc.errors]) from None
+
+
+def _path(field: str) -> list[str | int]:
+    """``tiers.1.threshold`` as the path ``["tiers", 1, "threshold"]``."""
+    return [int(part) if part.isdigit() else part for part in field.split(".") if part]
 
 
 def programme_from_dict(document: Any) -> Programme:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from memberops.identity.schemas import MemberOut
 from memberops.ingest.schemas import Channel, CustomerIn, Opt200
+from memberops.loyalty.referral_schemas import ReferralBindingOut, ReferralProblemOut
 
 IdempotencyKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
@@ -95,6 +96,9 @@ class EnrolmentOut(BaseModel):
     is_new_member: bool
     is_duplicate: bool = Field(description="this person was already enrolled; nothing changed")
     warnings: list[str] = Field(default=[], description="a welcome coupon or benefit that could not be given")
+    referral: ReferralBindingOut | None = Field(default=None, description="the binding to `referrer_code`, if given")
+    referral_problem: ReferralProblemOut | None = Field(
+        default=None, description="why `referrer_code` was not bound (the enrolment is made all the same)")
 
 
 class RedeemIn(BaseModel):

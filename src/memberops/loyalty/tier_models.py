@@ -54,7 +54,8 @@ class TierChange(Base):
 
 class GrowthMovement(Base):
     """Growth value earned (an order, an event), append-only; ``idempotency_key`` is unique per workspace
-    so a replayed order or event earns nothing more."""
+    so a replayed order or event earns nothing more. A refund takes growth back as a negative ``value``
+    (``source_type`` ``refund``, ``source_id`` the order's ``channel:order_id``), dated at the order's time."""
 
     __tablename__ = "loyalty_growth_movement"
     __table_args__ = (UniqueConstraint("workspace_id", "idempotency_key"),
@@ -64,7 +65,7 @@ class GrowthMovement(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
     member_id: Mapped[str] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
     value: Mapped[int]
-    source_type: Mapped[str] = mapped_column(String(16))  # order | event
+    source_type: Mapped[str] = mapped_column(String(16))  # order | event | refund
     source_id: Mapped[str] = mapped_column(String(200), default="")
     idempotency_key: Mapped[str] = mapped_column(String(200))
     occurred_at: Mapped[datetime]

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
-from memberops.ingest.models import LiveOrder
-from memberops.loyalty import tier_rules
+from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.loyalty import ledger, tier_rules
 from memberops.loyalty.benefits import _benefit_by_code, grant_benefit
 from memberops.loyalty.errors import MemberNotEnrolled, UnknownTier
 from memberops.loyalty.models import LoyaltyEvent, Membership
@@ -60,17 +60,49 @@ def award_growth(session: Session, workspace_id: str, member_id: str, *, value: 
 
 
 def award_event_growth(session: Session, workspace: Workspace, member_id: str, event: str, *, idempotency_key: str,
-                       now: datetime | None = None) -> int:
-    """The growth the programme gives for ``event`` (``tier_rules.growth_events``), recorded once per key;
-    then the member is upgraded if that qualifies them. Returns the growth recorded (0 on a replay)."""
+                       now: datetime | None = None, occurred_at: datetime | None = None) -> int:
+    """The growth the programme gives for ``event`` (``tier_rules.growth_events``), recorded once per key
+    as of ``occurred_at`` (default: now); then the member is upgraded if that qualifies them. Returns the
+    growth recorded (0 on a replay)."""
     now = now or utcnow()
     programme = active_programme(session, workspace.id)
     value = programme.programme.tier_rules.growth_events.get(event, 0)
     lock_account(session, workspace.id, member_id)
     if not award_growth(session, workspace.id, member_id, value=value, source_type="event", source_id=event,
-                        idempotency_key=f"growth:event:{idempotency_key}", occurred_at=now):
+                        idempotency_key=f"growth:event:{idempotency_key}", occurred_at=occurred_at or now):
         return 0
     upgrade_if_qualified(session, workspace, member_id, now=now, programme=programme)
+    return value
+
+
+def reverse_growth_for_refund(session: Session, workspace: Workspace, refund: LiveRefund, order: LiveOrder) -> int:
+    """Take back the order's growth value in proportion to what has been refunded of it
+    (``order.refunded_amount`` includes ``refund``), as the points are: rounded half up, all of it on a
+    full refund, cumulative so partial refunds add up to what one full refund takes. Recorded once per
+    refund (a replay takes nothing more), dated at the order's time, so it lowers the window the growth was
+    earned in. Returns the growth taken back (0 when the order recorded none).
+
+    A lower metric never downgrades here: only the evaluation does (:func:`evaluate_tiers`)."""
+    order_ref = f"{order.channel}:{order.order_id}"
+    earned = session.scalar(select(GrowthMovement).where(GrowthMovement.workspace_id == workspace.id,
+                                                         GrowthMovement.idempotency_key == f"growth:order:{order_ref}"))
+    if earned is None:
+        return 0
+    lock_account(session, workspace.id, earned.member_id)
+    key = f"growth:refund:{refund.channel}:{refund.refund_id}"
+    if session.scalar(select(GrowthMovement.id).where(GrowthMovement.workspace_id == workspace.id,
+                                                      GrowthMovement.idempotency_key == key)) is not None:
+        return 0
+    already = -int(session.scalar(select(func.coalesce(func.sum(GrowthMovement.value), 0)).where(
+        GrowthMovement.member_id == earned.member_id, GrowthMovement.source_type == "refund",
+        GrowthMovement.source_id == order_ref)) or 0)
+    value = ledger.reversal_target(earned.value, order.paid_amount, order.refunded_amount) - already
+    if value <= 0:
+        return 0
+    session.add(GrowthMovement(workspace_id=workspace.id, member_id=earned.member_id, value=-value,
+                               source_type="refund", source_id=order_ref, idempotency_key=key,
+                               occurred_at=earned.occurred_at, created_at=utcnow()))
+    session.flush()
     return value
 
 

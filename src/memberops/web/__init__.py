@@ -2,8 +2,10 @@
 
 No JavaScript framework and nothing from a CDN: the pages are plain HTML forms, the look is our own
 stylesheet in ``web/static``. One module per page group: ``auth`` (login, logout), ``pages``
-(dashboard), ``members`` (search, the 360° profile), ``identity`` (the review queue), ``coupons`` (coupon
-templates, a member's coupons and benefits), ``admin`` (operators, API keys, audit log); ``session`` holds
+(dashboard), ``members`` (search, the 360° profile with its points panel), ``identity`` (the review
+queue), ``insight`` (tags), ``loyalty`` (the programme, the points liability), ``coupons`` (coupon templates,
+a member's coupons and benefits), ``rewards`` (the rewards catalogue), ``admin`` (operators, API keys, audit
+log); ``session`` holds
 the cookie, CSRF and role helpers they share, ``rendering`` the templates and error pages.
 """
 
@@ -21,10 +23,11 @@ def mount_console(app: FastAPI, context: Context) -> None:
     The pages find ``context`` on ``app.state`` (set by :func:`memberops.api.app.create_app`), like the
     API's routes do, so nothing is held at module level.
     """
-    from memberops.web import admin, auth, coupons, identity, members, pages
+    from memberops.web import admin, auth, coupons, identity, insight, loyalty, members, pages, rewards
     from memberops.web.rendering import STATIC_DIR
 
     app.state.context = getattr(app.state, "context", context)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    for page_group in (auth.router, pages.router, members.router, identity.router, coupons.router, admin.router):
+    for page_group in (auth.router, pages.router, members.router, identity.router, insight.router, loyalty.router,
+                       coupons.router, rewards.router, admin.router):
         app.include_router(page_group)

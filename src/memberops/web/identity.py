@@ -2,6 +2,8 @@
 
 Every role may look; admins and marketers decide. A decision goes through the review service with the
 operator as the actor (a merge or pin-apart decision, audited), applied at the next resolution run.
+Contact details are shown as the member profile shows them (``web.members.shown``): in full to the roles
+that contact or serve members, masked for analysts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from memberops.api.errors import status_for
 from memberops.errors import DomainError
 from memberops.identity import review
 from memberops.ingest.live import members_by_customer_key
+from memberops.web.members import shown
 from memberops.web.rendering import ConsoleRoute, error_page, render
 from memberops.web.session import ConsoleSession, Operator, require_form, require_role, see_other
 
@@ -32,7 +35,8 @@ def review_page(
     record belongs to now (a link to its profile)."""
     pairs = review.open_pairs(session, operator.workspace.id, limit=50)
     refs = [ref for p in pairs for ref in ((p.channel_a, p.source_id_a), (p.channel_b, p.source_id_b))]
-    details = review.record_details(context.warehouse(), operator.workspace.id, refs)
+    details = {ref: {field: shown(operator, field, value) for field, value in record.items()}
+               for ref, record in review.record_details(context.warehouse(), operator.workspace.id, refs).items()}
     members = members_by_customer_key(session, operator.workspace.id, set(refs))
     return render(request, "identity/review.html", operator=operator, active="review", pairs=pairs,
                   details=details, members=members, fields=review.DETAIL_FIELDS, open_count=review.count_open(session, operator.workspace.id),

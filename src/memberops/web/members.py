@@ -7,14 +7,22 @@ and masked for analysts, who work on behaviour, not on reaching people.
 
 The search box sends the query in the URL (``/members?q=…``); the access log drops query strings and the
 pages never log one, so the phone or e-mail typed stays out of every log.
+
+The profile carries the member's points panel (balance, lots by expiry, tier progress, a page of the
+ledger, coupons and benefits) and, for admins, an "adjust points" form. The form holds an idempotency
+key minted when the page was rendered, so sending it twice (a double click, a reload) applies it once.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
+from pydantic import ValidationError
 
 from memberops.accounts.service import Role
 from memberops.api.deps import ContextDep
@@ -24,8 +32,13 @@ from memberops.identity import search
 from memberops.identity.errors import MemberNotFound
 from memberops.insight.profile import member_profile
 from memberops.lake.engine import WarehouseError
+from memberops.loyalty import points
+from memberops.loyalty.errors import IdempotencyKeyReused
+from memberops.loyalty.profile import points_panel
+from memberops.loyalty.schemas import AdjustIn
+from memberops.runtime import Context
 from memberops.web.rendering import ConsoleRoute, error_page, render
-from memberops.web.session import ConsoleSession, Operator, require_role, see_other
+from memberops.web.session import ConsoleSession, Operator, require_form, require_role, see_other
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +122,28 @@ def search_page(
                   q=q, searched=bool(q.strip()), matches=matches, error=error, shown=shown)
 
 
-@router.get("/{member_id}")
-def profile_page(
-    request: Request, context: ContextDep, session: ConsoleSession, member_id: str,
-    operator: Annotated[Operator, Depends(require_role())], merged_from: str = "",
+@dataclass
+class AdjustForm:
+    """The "adjust points" form as sent (or fresh), with a message per bad field."""
+
+    points: str = ""
+    reason: str = ""
+    idempotency_key: str = field(default_factory=lambda: f"console:{secrets.token_urlsafe(18)}")
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+ADJUST_MESSAGES = {
+    "points": "A whole number of points other than 0: 50 adds, -50 takes away.",
+    "reason": "Say why, in at most 500 characters: the reason is kept in the ledger and the audit log.",
+    "idempotency_key": "The form is incomplete. Reload the page and try again.",
+}
+
+
+def _profile_response(
+    request: Request, context: Context, session: ConsoleSession, operator: Operator, member_id: str, *,
+    merged_from: str = "", ledger_before: int | None = None, adjusted: int | None = None,
+    adjust: AdjustForm | None = None, status_code: int = 200,
 ) -> Response:
-    """The 360° profile. An id a merge absorbed redirects to its survivor's page, which says so."""
     try:
         profile = member_profile(session, context.warehouse(), operator.workspace.id, member_id)
     except MemberNotFound:
@@ -126,10 +155,54 @@ def profile_page(
         return error_page(request, 503, "The profile cannot be shown", LAKE_UNREADABLE, operator=operator)
     if profile.merged_from is not None:
         return see_other(f"/members/{profile.member.id}?merged_from={profile.merged_from}")
+    panel = points_panel(session, operator.workspace, profile.member.id, before=ledger_before)
     golden = profile.golden or {}
     name = search.display_name(golden.get("full_name"), golden.get("first_name"), golden.get("last_name"))
-    return render(request, "members/profile.html", operator=operator, active="members", profile=profile,
-                  name=name or "Unnamed member", golden=golden, golden_fields=GOLDEN_FIELDS,
+    return render(request, "members/profile.html", status_code=status_code, operator=operator, active="members",
+                  profile=profile, name=name or "Unnamed member", golden=golden, golden_fields=GOLDEN_FIELDS,
                   timeline=profile.timeline(), merged_from=merged_from, shown=shown,
                   sees_contact=sees_contact_details(operator), traits=profile.traits or {},
-                  trait_labels=TRAIT_LABELS, clv_labels=CLV_LABELS, next_purchase=NEXT_PURCHASE, value=trait_value)
+                  trait_labels=TRAIT_LABELS, clv_labels=CLV_LABELS, next_purchase=NEXT_PURCHASE, value=trait_value,
+                  panel=panel, ledger_before=ledger_before, adjusted=adjusted, adjust=adjust or AdjustForm())
+
+
+@router.get("/{member_id}")
+def profile_page(
+    request: Request, context: ContextDep, session: ConsoleSession, member_id: str,
+    operator: Annotated[Operator, Depends(require_role())], merged_from: str = "",
+    ledger_before: int | None = None, adjusted: int | None = None,
+) -> Response:
+    """The 360° profile with the points panel (``ledger_before`` pages the ledger back). An id a merge
+    absorbed redirects to its survivor's page, which says so."""
+    return _profile_response(request, context, session, operator, member_id, merged_from=merged_from,
+                             ledger_before=ledger_before, adjusted=adjusted)
+
+
+@router.post("/{member_id}/points/adjust")
+def adjust_points(
+    request: Request, context: ContextDep, session: ConsoleSession, member_id: str,
+    operator: Annotated[Operator, Depends(require_form(Role.admin))],
+    points_change: Annotated[str, Form(alias="points")] = "", reason: Annotated[str, Form()] = "",
+    idempotency_key: Annotated[str, Form()] = "",
+) -> Response:
+    """An admin's correction of the member's points (audited with its reason). The form's idempotency key
+    makes a second sending of the same form a replay: it moves nothing and shows the same result."""
+    form = AdjustForm(points=points_change.strip(), reason=reason, idempotency_key=idempotency_key)
+    try:
+        change = AdjustIn.model_validate({"points": form.points, "reason": reason, "idempotency_key": idempotency_key})
+    except ValidationError as invalid:
+        for error in invalid.errors():
+            name = str(error["loc"][0]) if error["loc"] else "points"
+            form.errors.setdefault(name, ADJUST_MESSAGES.get(name, str(error["msg"])))
+        return _profile_response(request, context, session, operator, member_id, adjust=form, status_code=422)
+    try:
+        result = points.adjust(session, operator.workspace, member_id, points=change.points, reason=change.reason,
+                               idempotency_key=change.idempotency_key, actor=operator.actor)
+    except DomainError as problem:  # an unknown member shows as the profile's 404 page
+        if isinstance(problem, IdempotencyKeyReused):  # this form was already used for another change
+            form = AdjustForm(points=form.points, reason=form.reason)  # a fresh key for the next try
+        form.errors["form"] = problem.message
+        return _profile_response(request, context, session, operator, member_id, adjust=form,
+                                 status_code=status_for(problem))
+    moved = result.movement.available_delta - result.movement.debt_delta
+    return see_other(f"/members/{quote(member_id, safe='')}?adjusted={moved}#points")

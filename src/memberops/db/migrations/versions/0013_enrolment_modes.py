@@ -1,8 +1,8 @@
 """enrolment modes: paid membership terms (join, renewal, cancellation rows), a membership's term and
 renewal state, and the lot a merge moved points from
 
-Revision ID: 0012
-Revises: 0009 (re-chained onto 0011 at merge)
+Revision ID: 0013
+Revises: 0012 (assigned 0012 on 0011; main's 0012 is event earning, so it follows that)
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import memberops.db.base
 
-revision = '0012'
-down_revision = '0009'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
