@@ -99,6 +99,17 @@ def locked(statement: Select[Any]) -> Select[Any]:
     return statement.with_for_update()
 
 
+def locked_parent(statement: Select[Any]) -> Select[Any]:
+    """Lock the selected rows without blocking inserts that refer to them, until the transaction ends.
+
+    PostgreSQL: ``SELECT … FOR NO KEY UPDATE``. A row that other rows refer to (a member, whose orders a
+    request has just inserted) carries ``FOR KEY SHARE`` locks from those inserts; ``FOR UPDATE`` would wait
+    for them while the other request waits for this one (a deadlock), ``FOR NO KEY UPDATE`` does not.
+    SQLite: as :func:`locked`.
+    """
+    return statement.with_for_update(key_share=True)
+
+
 def utc_year_month(session: Session, column: Any) -> ColumnElement[str]:
     """``'YYYY-MM'`` of a UTC timestamp column, for grouping by month in the database."""
     if session.get_bind().dialect.name == "postgresql":

@@ -336,6 +336,10 @@ def _save(context: Context, workspace: Workspace, run_id: str, assigned: pa.Tabl
             session.execute(insert(IdentityEvent), events[start:start + CHUNK])
         _write_links(session, workspace.id, assigned.filter(is_new), moved, now)
         _write_identifiers(session, workspace.id, identifiers, now)
+        if gone:  # the absorbed members' loyalty (membership, points, coupons, benefits) moves in this transaction
+            from memberops.loyalty.merge import absorb_merged_members
+
+            absorb_merged_members(session, workspace, {m: destinations[m].most_common(1)[0][0] for m in gone})
         session.execute(delete(FlaggedIdentifier).where(FlaggedIdentifier.workspace_id == workspace.id))
         flagged_rows = [{"workspace_id": workspace.id, "type": f["type"], "value": f["value"],
                          "records": int(f["records"]), "run_id": run_id} for f in flagged.to_pylist()]

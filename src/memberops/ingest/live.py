@@ -415,6 +415,11 @@ def ingest_customers(session: Session, workspace: Workspace, customers: Sequence
             continue
         except IntegrityError:  # the same customer created by a concurrent request (PostgreSQL)
             raise ConcurrentIngest("customer") from None
+        if customer.is_enrolled and resolution.is_new_record:  # loyalty's membership is the record of enrolment
+            from memberops.loyalty.enrolment import record_channel_enrolment
+
+            record_channel_enrolment(session, workspace, resolution.member, channel=customer.channel,
+                                     joined_at=customer.joined_at)
         outcomes.append(Outcome("accepted" if resolution.is_new_record else "duplicate", resolution.member.id))
     return outcomes
 

@@ -45,6 +45,7 @@ class Tasks:
     export_outbox: Any
     compute_insight: Any
     expire_points: Any
+    run_memberships: Any = None
 
 
 def build_queue(context: Context) -> Huey:
@@ -103,6 +104,28 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
                          run.members, run.upgraded, run.downgraded, run.kept)
         return changed
 
+    def run_memberships() -> int:
+        """Every workspace's membership run (one transaction each): absorbed members' loyalty moved to their
+        survivors, paid memberships lapsed after their grace days expired, enrolled flags kept in step."""
+        from memberops.accounts.service import list_workspaces
+        from memberops.loyalty.enrolment import sync_enrolment
+        from memberops.loyalty.memberships import expire_memberships
+        from memberops.loyalty.merge import absorb_merged_members
+
+        with context.store.read() as session:
+            workspaces = list(list_workspaces(session))
+        ended = 0
+        for workspace in workspaces:
+            with context.store.transaction() as session:
+                absorb_merged_members(session, workspace)
+                run = expire_memberships(session, workspace)
+                sync_enrolment(session, workspace)
+            ended += run.expired + run.cancelled
+            if run.expired or run.cancelled or run.renewals_requested:
+                log.info("memberships: %d expired, %d cancelled at term end, %d renewals requested",
+                         run.expired, run.cancelled, run.renewals_requested)
+        return ended
+
     export_task = huey.task(name="outbox.export", retries=3, retry_delay=5)(run_export)
     expiry_task = huey.task(name="loyalty.expire", retries=3, retry_delay=30)(run_points_expiry)
     huey.periodic_task(crontab(minute="*"), name="outbox.export.periodic")(run_export)
@@ -125,7 +148,11 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
     huey.periodic_task(crontab(minute="7"), name="loyalty.expire.periodic")(run_points_expiry)
     # daily, after midnight UTC: windows and grace periods turn over at day boundaries
     huey.periodic_task(crontab(minute="40", hour="0"), name="loyalty.tiers.periodic")(run_tier_evaluation)
-    return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task)
+    # daily, after midnight UTC: a term's grace days end at a day boundary
+    huey.periodic_task(crontab(minute="50", hour="0"), name="loyalty.memberships.periodic")(run_memberships)
+    memberships_task = huey.task(name="loyalty.memberships", retries=3, retry_delay=30)(run_memberships)
+    return Tasks(export_outbox=export_task, compute_insight=insight_task, expire_points=expiry_task,
+                 run_memberships=memberships_task)
 
 
 def compact(context: Context) -> int:

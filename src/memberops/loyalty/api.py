@@ -23,13 +23,18 @@ from memberops.identity.errors import InvalidIdentifier, MemberNotFound
 from memberops.identity.schemas import MemberOut
 from memberops.ingest.api import IngestSlot
 from memberops.ingest.live import customer_attributes
-from memberops.loyalty import enrolment, expiry, points, programmes, tiers
+from memberops.loyalty import enrolment, expiry, memberships, points, programmes, tiers
 from memberops.loyalty.errors import (
     EnrolmentNeedsIdentifier,
     IdempotencyKeyReused,
     InsufficientPoints,
     InvalidProgramme,
     MemberNotEnrolled,
+    MembershipNotActive,
+    MembershipNotRenewable,
+    PaymentReferenceReused,
+    PaymentRequired,
+    SpendThresholdNotReached,
     UnknownTier,
 )
 from memberops.loyalty.programme import Programme, programme_document, programme_from_dict
@@ -37,16 +42,21 @@ from memberops.loyalty.referral_schemas import ReferralProblemOut, binding_out
 from memberops.loyalty.schemas import (
     AdjustIn,
     BalanceOut,
+    CancelIn,
     EnrolIn,
     EnrolmentOut,
     LedgerPage,
     LiabilityOut,
+    MembershipChangeOut,
+    MembershipDetailOut,
     MembershipOut,
     MovementOut,
     MovementResultOut,
     NextTierOut,
     PointsOut,
     RedeemIn,
+    RenewIn,
+    TermOut,
     TierChangeOut,
     TierOut,
     TierSetIn,
@@ -74,7 +84,8 @@ def _member_id(session: SessionDep, caller: Caller, member_id: str) -> str:
 @router.post(
     "/members", response_model=EnrolmentOut, status_code=201, tags=["members"],
     responses={200: {"description": "already enrolled (idempotent replay)", "model": EnrolmentOut},
-               **problem_responses(*AUTH_ERRORS, InvalidIdentifier, EnrolmentNeedsIdentifier)},
+               **problem_responses(*AUTH_ERRORS, InvalidIdentifier, EnrolmentNeedsIdentifier, PaymentRequired,
+                                   PaymentReferenceReused, SpendThresholdNotReached)},
 )
 async def enrol_member(
     body: EnrolIn, is_only_writer: IngestSlot, session: SessionDep, response: Response,
@@ -83,12 +94,18 @@ async def enrol_member(
     """Enrol a person in the loyalty programme (scope ``loyalty``; ``ingest`` keys are accepted too).
 
     The person is found by ``channel`` + ``source_id`` or by their identifiers, else created. Enrolling
-    the same person again answers ``200`` with the same member and changes nothing. A ``referrer_code``
-    binds the member to that referrer (``referral``); a code refused is told in ``referral_problem``.
+    the same person again answers ``200`` with the same member and changes nothing. A paid programme needs
+    ``payment`` (``422 payment_required`` without it or when it is short); a spend-threshold programme
+    enrols only a person whose spend reaches the threshold (``409 spend_threshold_not_reached``). A
+    ``referrer_code`` binds the member to that referrer (``referral``); a code refused is told in
+    ``referral_problem``.
     """
+    payment = None if body.payment is None else memberships.Payment(
+        body.payment.amount, body.payment.reference, body.payment.currency)
     enrolled = await _run(
         is_only_writer, enrolment.enrol, session, caller.workspace, channel=body.channel, source_id=body.source_id,
         identifiers=body.identifiers(), attributes=customer_attributes(body), birthday=body.birthday,
+        payment=payment,
         referrer_code=body.referrer_code,
     )
     if not enrolled.is_new_enrolment:
@@ -97,10 +114,65 @@ async def enrol_member(
     return EnrolmentOut(
         member_id=enrolled.member.id, member=MemberOut.model_validate(enrolled.member),
         membership=MembershipOut.model_validate(enrolled.membership), is_new_member=enrolled.is_new_member,
-        is_duplicate=not enrolled.is_new_enrolment,
+        is_duplicate=not enrolled.is_new_enrolment, warnings=list(enrolled.warnings),
         referral=None if enrolled.referral is None else binding_out(enrolled.referral.binding, utcnow()),
         referral_problem=None if problem is None else ReferralProblemOut(code=problem.code, detail=problem.message),
     )
+
+
+def _membership_detail(session: SessionDep, caller: Caller, membership: Any) -> MembershipDetailOut:
+    programme = programmes.active_programme(session, caller.workspace.id).programme
+    return MembershipDetailOut(
+        **MembershipOut.model_validate(membership).model_dump(), member_id=membership.member_id,
+        mode=programme.enrolment.mode, lapses_at=memberships.lapses_at(programme, membership),
+        terms=[TermOut.model_validate(t) for t in memberships.terms_of(session, membership.id)])
+
+
+def _change(session: SessionDep, caller: Caller, change: memberships.MembershipChange) -> MembershipChangeOut:
+    return MembershipChangeOut(membership=_membership_detail(session, caller, change.membership),
+                               term=None if change.term is None else TermOut.model_validate(change.term),
+                               is_replay=change.is_replay)
+
+
+@router.get("/members/{member_id}/membership", response_model=MembershipDetailOut, tags=["members"],
+            responses=problem_responses(*AUTH_ERRORS, MemberNotFound, MemberNotEnrolled))
+def get_membership(member_id: str, session: SessionDep, caller: ReadCaller) -> MembershipDetailOut:
+    """The member's membership: status, join date, the paid term's end and when it lapses, and every term,
+    renewal and cancellation."""
+    membership = memberships.get_membership(session, caller.workspace.id, _member_id(session, caller, member_id))
+    return _membership_detail(session, caller, membership)
+
+
+def _renew(session: SessionDep, caller: Caller, member_id: str, body: RenewIn) -> MembershipChangeOut:
+    payment = memberships.Payment(body.payment.amount, body.payment.reference, body.payment.currency)
+    return _change(session, caller, memberships.renew(session, caller.workspace, _member_id(session, caller, member_id),
+                                                      payment))
+
+
+@router.post("/members/{member_id}/membership/renew", response_model=MembershipChangeOut, tags=["members"],
+             responses=problem_responses(*AUTH_ERRORS, MemberNotFound, MemberNotEnrolled, MembershipNotRenewable,
+                                         PaymentRequired, PaymentReferenceReused))
+async def renew_membership(
+    member_id: str, body: RenewIn, is_only_writer: IngestSlot, session: SessionDep, caller: LoyaltyCaller,
+) -> MembershipChangeOut:
+    """Renew a paid membership: from the current term's end while it runs (or is in its grace days), else
+    from now. A replayed ``payment.reference`` answers the first renewal and changes nothing."""
+    return await _run(is_only_writer, _renew, session, caller, member_id, body)
+
+
+def _cancel(session: SessionDep, caller: Caller, member_id: str, body: CancelIn) -> MembershipChangeOut:
+    return _change(session, caller, memberships.cancel(session, caller.workspace,
+                                                       _member_id(session, caller, member_id), reason=body.reason))
+
+
+@router.post("/members/{member_id}/membership/cancel", response_model=MembershipChangeOut, tags=["members"],
+             responses=problem_responses(*AUTH_ERRORS, MemberNotFound, MemberNotEnrolled, MembershipNotActive))
+async def cancel_membership(
+    member_id: str, body: CancelIn, is_only_writer: IngestSlot, session: SessionDep, caller: LoyaltyCaller,
+) -> MembershipChangeOut:
+    """Cancel the membership. ``cancellation_refund: pro_rata`` ends it now and refunds the unused part of
+    the fees (``term.refund``); ``none`` keeps it to the end of its term. Cancelling again changes nothing."""
+    return await _run(is_only_writer, _cancel, session, caller, member_id, body)
 
 
 MEMBER_ERRORS = (*AUTH_ERRORS, MemberNotFound, MemberNotEnrolled)

@@ -15,6 +15,9 @@ from rich.table import Table
 loyalty_app = typer.Typer(help="Loyalty: the programme, points expiry, tier evaluation, the points liability.", no_args_is_help=True)
 programme_app = typer.Typer(help="The loyalty programme's rules (YAML or JSON), versioned.", no_args_is_help=True)
 loyalty_app.add_typer(programme_app, name="programme")
+memberships_app = typer.Typer(help="Memberships: paid terms lapsing, enrolment flags, merged members' loyalty.",
+                              no_args_is_help=True)
+loyalty_app.add_typer(memberships_app, name="memberships")
 
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="workspace slug")]
 
@@ -171,6 +174,49 @@ def backfill(
                          ("already posted (skipped)", summary.already_posted)]:
         table.add_row(label, f"{value:,}")
     table.add_row("time", f"{summary.seconds:.1f} s")
+    out.print(table)
+
+
+@memberships_app.command("expire")
+def memberships_expire(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this date (UTC midnight) or time")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Expire paid memberships past their term and grace days, end those cancelled at term end, and ask
+    for the renewal of auto-renewing ones (an event). Running it again as of the same time changes nothing."""
+    from memberops.accounts import service as accounts
+    from memberops.cli import _context, out
+    from memberops.loyalty.memberships import expire_memberships
+
+    when = _as_of(as_of)
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        run = expire_memberships(session, ws, as_of=when)
+    table = Table(title=f"memberships as of {run.as_of.isoformat()}", show_header=False)
+    for label, value in [("expired", run.expired), ("cancelled at term end", run.cancelled),
+                         ("renewals requested", run.renewals_requested)]:
+        table.add_row(label, f"{value:,}")
+    out.print(table)
+
+
+@memberships_app.command("sync")
+def memberships_sync(workspace: WorkspaceOpt = "default") -> None:
+    """Make members' enrolled flags agree with their memberships (recording a membership for members a
+    channel flagged enrolled) and move absorbed members' loyalty to their survivors. Idempotent."""
+    from memberops.accounts import service as accounts
+    from memberops.cli import _context, out
+    from memberops.loyalty.enrolment import sync_enrolment
+    from memberops.loyalty.merge import absorb_merged_members
+
+    with _context() as context, context.store.transaction() as session:
+        ws = accounts.get_workspace(session, workspace)
+        moved = absorb_merged_members(session, ws)
+        synced = sync_enrolment(session, ws)
+    table = Table(title="memberships sync", show_header=False)
+    for label, value in [("memberships recorded for flagged members", synced.memberships_recorded),
+                         ("enrolled flags set", synced.flags_set), ("enrolled flags cleared", synced.flags_cleared),
+                         ("absorbed members moved", moved.members), ("points moved", moved.points)]:
+        table.add_row(label, f"{value:,}")
     out.print(table)
 
 

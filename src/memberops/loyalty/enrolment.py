@@ -1,32 +1,53 @@
-"""Enrolment: a person joins the programme. Free enrolment today (the programme's ``enrolment.mode``).
+"""Enrolment: a person joins the programme, by the programme's ``enrolment.mode``.
+
+- ``free``: ``POST /api/v1/members`` enrols.
+- ``paid``: the same request with a ``payment`` covering the fee opens the first term
+  (:mod:`memberops.loyalty.memberships` keeps terms, renewals, cancellation and expiry).
+- ``spend_threshold``: a known person is enrolled by the live order that brings their counted spend in the
+  window to the threshold (:func:`join_by_spend`, called by the order hook); the request enrols only a
+  person whose spend already reaches it.
 
 The person is resolved through OneID's live path (:func:`memberops.identity.service.resolve_customer`),
-then a :class:`Membership` and the member's points account are recorded, with the welcome points the
-programme grants. Enrolling the same person again returns the same member and membership.
+then a :class:`Membership` and the member's points account are recorded, with the welcome gift: points,
+and optionally a coupon and a benefit, each under the key ``welcome:<member id>`` so it is given once per
+member, however often they join. Enrolling a person whose membership is active returns the same member
+and membership and changes nothing; a person whose membership expired or was cancelled joins again (a
+new paid term; no second welcome gift).
+
+Joining locks the member row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises writers) and reads
+the membership again under it, so two orders crossing the spend threshold at once enrol the member once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
+from memberops.db.dialect import locked_parent
 from memberops.errors import DomainError
 from memberops.identity.models import Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
 from memberops.identity.service import resolve_customer
-from memberops.loyalty import points
-from memberops.loyalty.errors import EnrolmentNeedsIdentifier
-from memberops.loyalty.models import LoyaltyEvent, Membership
-from memberops.loyalty.programmes import active_programme
+from memberops.ingest.models import LiveOrder
+from memberops.loyalty import memberships, points
+from memberops.loyalty.errors import EnrolmentNeedsIdentifier, SpendThresholdNotReached
+from memberops.loyalty.memberships import ACTIVE, Payment, membership_of
+from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount, PointsMovement
+from memberops.loyalty.programme import SpendThreshold
+from memberops.loyalty.programmes import ActiveProgramme, active_programme
 from memberops.loyalty.referrals import Bound, bind_referral, ensure_referral_code
+
+__all__ = ["Enrolled", "enrol", "ensure_membership", "join_by_spend", "membership_of", "record_channel_enrolment",
+           "sync_enrolment"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,7 @@ class Enrolled:
     is_new_member: bool
     is_new_record: bool
     is_new_enrolment: bool
+    warnings: tuple[str, ...] = field(default=())  # a welcome coupon or benefit that could not be given
     referral: Bound | None = None  # the friend's binding to ``referrer_code``, when one was given
     referral_problem: DomainError | None = None  # why ``referrer_code`` was not bound (the enrolment stands)
 
@@ -52,65 +74,228 @@ def enrolment_source_id(identifiers: Mapping[str, str | None]) -> str:
     raise EnrolmentNeedsIdentifier()
 
 
+def _lock_member(session: Session, member_id: str) -> Member:
+    member = session.scalar(locked_parent(select(Member).where(Member.id == member_id))
+                            .execution_options(populate_existing=True))
+    assert member is not None
+    return member
+
+
 def enrol(
     session: Session, workspace: Workspace, *, channel: str, source_id: str | None,
     identifiers: Mapping[str, str | None], attributes: Mapping[str, Any] | None = None,
-    birthday: date | None = None, referrer_code: str | None = None, now: datetime | None = None,
+    birthday: date | None = None, payment: Payment | None = None, referrer_code: str | None = None,
+    now: datetime | None = None,
 ) -> Enrolled:
     """Enrol the person these identifiers (or this channel record) belong to; idempotent per person.
 
-    With ``referrer_code`` the member is then bound to that referrer (:func:`referrals.bind_referral`); a
-    code refused (unknown, self-referral, already referred, referrals off) leaves the enrolment made and
-    says why in ``referral_problem``."""
+    Raises :class:`~memberops.loyalty.errors.PaymentRequired` when the programme is paid and ``payment`` is
+    missing or short, :class:`SpendThresholdNotReached` when members join by spending and this person has not
+    spent enough yet. With ``referrer_code`` the member is then bound to that referrer
+    (:func:`referrals.bind_referral`); a code refused (unknown, self-referral, already referred, referrals
+    off) leaves the enrolment made and says why in ``referral_problem``."""
     now = now or utcnow()
     resolution = resolve_customer(
         session, workspace, channel=channel, source_id=source_id or enrolment_source_id(identifiers),
-        identifiers=identifiers, is_enrolled=True, attributes=attributes,
+        identifiers=identifiers, attributes=attributes,
     )
-    member = resolution.member
+    member = _lock_member(session, resolution.member.id)
     membership = membership_of(session, workspace.id, member.id)
-    is_new = membership is None
-    if membership is None:
-        membership = ensure_membership(session, workspace, member, channel=channel, now=now,
-                                       birth_month=birthday.month if birthday else None)
-    referral = problem = None
-    if referrer_code:
-        try:
-            referral = bind_referral(session, workspace, member.id, referrer_code, source="enrolment", now=now)
-        except DomainError as exc:  # decided before anything was written
-            problem = exc
-    return Enrolled(member, membership, resolution.is_new_member, resolution.is_new_record, is_new, referral, problem)
+    if membership is not None and membership.status == ACTIVE:
+        return _referred(session, workspace, referrer_code, now, Enrolled(
+            member, membership, resolution.is_new_member, resolution.is_new_record, False))
+    programme = active_programme(session, workspace.id)
+    rules = programme.programme.enrolment
+    if rules.mode == "paid":
+        memberships.check_payment(programme.programme, payment)
+    elif rules.mode == "spend_threshold":
+        assert rules.spend_threshold is not None
+        spend = counted_spend(session, workspace.id, member.id, rules.spend_threshold, until=now)
+        if spend < rules.spend_threshold.amount:
+            raise SpendThresholdNotReached(spend, rules.spend_threshold.amount, rules.spend_threshold.window_days)
+    membership, warnings = _join(session, workspace, member, programme, existing=membership, channel=channel, now=now,
+                                 birth_month=birthday.month if birthday else None, payment=payment)
+    return _referred(session, workspace, referrer_code, now, Enrolled(
+        member, membership, resolution.is_new_member, resolution.is_new_record, True, warnings))
 
 
-def membership_of(session: Session, workspace_id: str, member_id: str) -> Membership | None:
-    return session.scalar(select(Membership).where(
-        Membership.workspace_id == workspace_id, Membership.member_id == member_id))
+def _referred(session: Session, workspace: Workspace, referrer_code: str | None, now: datetime,
+              enrolled: Enrolled) -> Enrolled:
+    if not referrer_code:
+        return enrolled
+    try:
+        referral = bind_referral(session, workspace, enrolled.member.id, referrer_code, source="enrolment", now=now)
+    except DomainError as exc:  # decided before anything was written
+        return replace(enrolled, referral_problem=exc)
+    return replace(enrolled, referral=referral)
 
 
 def ensure_membership(
     session: Session, workspace: Workspace, member: Member, *, channel: str, now: datetime,
     birth_month: int | None = None,
 ) -> Membership:
-    """The member's membership, recorded (with the points account, a personal referral code and the welcome
-    points) if missing."""
+    """The member's membership, recorded (with the points account and the welcome gift) if missing: for a
+    member a channel or an import declared enrolled. In a paid programme their first term is recorded
+    without a fee (the channel vouches for it) and lapses like any other."""
     existing = membership_of(session, workspace.id, member.id)
     if existing is not None:
         return existing
-    programme = active_programme(session, workspace.id)
-    membership = Membership(workspace_id=workspace.id, member_id=member.id, programme_version=programme.version,
-                            status="active", channel=channel, birth_month=birth_month, enrolled_at=now)
-    session.add(membership)
-    if not member.is_enrolled:
-        member.is_enrolled = True
-        member.enrolled_at = now
-    account = points.open_account(session, workspace.id, member.id)
+    membership, _ = _join(session, workspace, member, active_programme(session, workspace.id), existing=None,
+                          channel=channel, now=now, birth_month=birth_month, payment=None)
+    return membership
+
+
+def record_channel_enrolment(session: Session, workspace: Workspace, member: Member, *, channel: str,
+                             joined_at: datetime | None = None) -> Membership:
+    """A channel's customer record says the person is a member (``is_enrolled``): their membership is
+    recorded now (see :func:`ensure_membership`), and the member's flag set to what the membership says — a
+    member whose membership expired stays not enrolled until they renew."""
+    now = utcnow()
+    membership = ensure_membership(session, workspace, member, channel=channel,
+                                   now=min(joined_at, now) if joined_at is not None else now)
+    memberships.keep_in_step(session, membership)
+    return membership
+
+
+def _join(
+    session: Session, workspace: Workspace, member: Member, programme: ActiveProgramme, *,
+    existing: Membership | None, channel: str, now: datetime, birth_month: int | None, payment: Payment | None,
+) -> tuple[Membership, tuple[str, ...]]:
+    rules = programme.programme.enrolment
+    if existing is None:
+        membership = Membership(
+            workspace_id=workspace.id, member_id=member.id, programme_version=programme.version, status=ACTIVE,
+            channel=channel, birth_month=birth_month, enrolled_at=now,
+            auto_renew=rules.paid.auto_renew if rules.mode == "paid" and rules.paid is not None else False)
+        session.add(membership)
+        session.flush()
+    else:  # joining again after an expiry or a cancellation: the join date is the new one
+        membership = existing
+        membership.status, membership.cancelled_at, membership.ends_at = ACTIVE, None, None
+        membership.enrolled_at, membership.programme_version = now, programme.version
+        if birth_month is not None:
+            membership.birth_month = birth_month
+    if rules.mode == "paid":
+        memberships.add_term(session, programme.programme, membership, kind="join", starts_at=now, payment=payment,
+                             now=now)
+    memberships.keep_in_step(session, membership)
+    account = session.scalar(select(PointsAccount).where(PointsAccount.workspace_id == workspace.id,
+                                                         PointsAccount.member_id == member.id))
+    if account is None:
+        account = points.open_account(session, workspace.id, member.id)
     ensure_referral_code(session, workspace.id, member.id, now=now)
     session.add(LoyaltyEvent(workspace_id=workspace.id, member_id=member.id, type="member_enrolled",
-                             occurred_at=now, payload={"channel": channel, "programme_version": programme.version}))
-    welcome = programme.programme.enrolment.welcome_points
-    if welcome:
-        points.grant(session, account, programme, points=welcome, key=f"welcome:{member.id}", kind="earn",
-                     earned_at=now, available_at=now, source_type="enrolment", source_id=member.id,
-                     zone=points.zone_of(workspace), reason="welcome", now=now)
+                             occurred_at=now, payload={"channel": channel, "programme_version": programme.version,
+                                                       "mode": rules.mode, "rejoined": existing is not None}))
+    warnings = _welcome_gift(session, workspace, programme, member.id, account, now)
     session.flush()
-    return membership
+    return membership, warnings
+
+
+def _welcome_gift(session: Session, workspace: Workspace, programme: ActiveProgramme, member_id: str,
+                  account: PointsAccount, now: datetime) -> tuple[str, ...]:
+    """Welcome points, coupon and benefit, each once per member (key ``welcome:<member id>``). A coupon or
+    benefit that cannot be given (not defined, sold out, archived) is reported, not fatal: the person has
+    joined all the same."""
+    from memberops.loyalty.benefits import grant_benefit
+    from memberops.loyalty.coupons import issue_coupon
+
+    rules = programme.programme.enrolment
+    key = f"welcome:{member_id}"
+    if rules.welcome_points and session.scalar(select(PointsMovement.id).where(
+            PointsMovement.workspace_id == workspace.id, PointsMovement.idempotency_key == key)) is None:
+        points.grant(session, account, programme, points=rules.welcome_points, key=key, kind="earn", earned_at=now,
+                     available_at=now, source_type="enrolment", source_id=member_id, zone=points.zone_of(workspace),
+                     reason="welcome", now=now)
+    warnings: list[str] = []
+    if rules.welcome_coupon:
+        try:
+            issue_coupon(session, workspace.id, rules.welcome_coupon, member_id, key, now=now)
+        except DomainError as exc:
+            warnings.append(f"welcome coupon {rules.welcome_coupon!r} not issued: {exc.code}")
+    if rules.welcome_benefit:
+        try:
+            grant_benefit(session, workspace.id, member_id, rules.welcome_benefit, rules.welcome_benefit_quantity,
+                          "welcome", key, now=now)
+        except DomainError as exc:
+            warnings.append(f"welcome benefit {rules.welcome_benefit!r} not granted: {exc.code}")
+    return tuple(warnings)
+
+
+# --- joining by spending ----------------------------------------------------------------------------------
+
+
+def counted_spend(session: Session, workspace_id: str, member_id: str, rules: SpendThreshold, *,
+                  until: datetime) -> Decimal:
+    """What counts towards the threshold: the member's live orders placed in the ``window_days`` up to and
+    including ``until``, paid amounts net of refunds (less shipping with ``paid_excluding_shipping``)."""
+    amount = LiveOrder.paid_amount - LiveOrder.refunded_amount
+    if rules.counts == "paid_excluding_shipping":
+        amount = amount - func.coalesce(LiveOrder.shipping_amount, 0)
+    total = session.scalar(select(func.coalesce(func.sum(amount), 0)).where(
+        LiveOrder.workspace_id == workspace_id, LiveOrder.member_id == member_id,
+        LiveOrder.ordered_at > until - timedelta(days=rules.window_days), LiveOrder.ordered_at <= until))
+    return max(Decimal(str(total or 0)), Decimal(0))
+
+
+def join_by_spend(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None) -> bool:
+    """Enrol the order's buyer when the programme joins by spending and this order brings their counted
+    spend (in the ``window_days`` up to their newest order) to the threshold; ``True`` when it did. A
+    member with any membership (one who left included) is left as they are: spending enrols only people
+    who never joined.
+
+    Under the member's lock the membership is read again: of two orders crossing the threshold at once, the
+    second finds the membership the first recorded (PostgreSQL reads what committed while it waited), so
+    the member is enrolled once, and the second order's spend counts the first's."""
+    programme = active_programme(session, workspace.id)
+    rules = programme.programme.enrolment
+    if rules.mode != "spend_threshold" or rules.spend_threshold is None or order.member_id is None:
+        return False
+    member = _lock_member(session, order.member_id)
+    if membership_of(session, workspace.id, member.id) is not None:
+        return False
+    # the window ends at the buyer's newest order: an order placed earlier but recorded later (two
+    # terminals at once, an offline till) still sees the orders recorded before it
+    newest = session.scalar(select(func.max(LiveOrder.ordered_at)).where(
+        LiveOrder.workspace_id == workspace.id, LiveOrder.member_id == member.id))
+    until = max(order.ordered_at, newest) if newest is not None else order.ordered_at
+    spend = counted_spend(session, workspace.id, member.id, rules.spend_threshold, until=until)
+    if spend < rules.spend_threshold.amount:
+        return False
+    now = now or utcnow()
+    _join(session, workspace, member, programme, existing=None, channel=order.channel,
+          now=min(order.ordered_at, now), birth_month=None, payment=None)
+    return True
+
+
+# --- keeping Member.is_enrolled in step ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrolmentSync:
+    memberships_recorded: int
+    flags_set: int
+    flags_cleared: int
+
+
+def sync_enrolment(session: Session, workspace: Workspace, *, now: datetime | None = None) -> EnrolmentSync:
+    """Make ``Member.is_enrolled`` agree with the memberships (see :mod:`memberops.loyalty.memberships`):
+    a member a channel record flagged enrolled without a membership gets one (dated from their flag);
+    every other flag is set to whether the member's membership is active. Absorbed members are left out.
+    Running it again changes nothing."""
+    now = now or utcnow()
+    has_membership = select(Membership.member_id).where(Membership.workspace_id == workspace.id)
+    unrecorded = session.scalars(select(Member).where(
+        Member.workspace_id == workspace.id, Member.is_enrolled.is_(True), Member.merged_into_id.is_(None),
+        ~Member.id.in_(has_membership)).order_by(Member.id)).all()
+    for member in unrecorded:
+        ensure_membership(session, workspace, member, channel="import", now=member.enrolled_at or now)
+    active = select(Membership.member_id).where(Membership.workspace_id == workspace.id, Membership.status == ACTIVE)
+    set_ = session.execute(update(Member).where(
+        Member.workspace_id == workspace.id, Member.is_enrolled.is_(False), Member.id.in_(active))
+        .values(is_enrolled=True).execution_options(synchronize_session="fetch"))
+    cleared = session.execute(update(Member).where(
+        Member.workspace_id == workspace.id, Member.is_enrolled.is_(True), ~Member.id.in_(active))
+        .values(is_enrolled=False).execution_options(synchronize_session="fetch"))
+    session.flush()
+    return EnrolmentSync(len(unrecorded), int(set_.rowcount or 0), int(cleared.rowcount or 0))  # type: ignore[attr-defined]

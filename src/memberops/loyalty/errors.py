@@ -69,3 +69,55 @@ class UnknownTier(Invalid):
 
     def __init__(self, tier: str, known: list[str]) -> None:
         super().__init__(f"the programme has no tier {tier!r}", field="tier", tier=tier, known=known)
+
+
+class PaymentRequired(Invalid):
+    """A paid programme's join or renewal came without a payment, or with less than the fee (or in another
+    currency). Nothing was recorded."""
+
+    code = "payment_required"
+
+    def __init__(self, fee: Any, currency: str, paid: Any = None, paid_currency: str | None = None) -> None:
+        if paid is None:
+            message = f"this programme's membership costs {fee} {currency}: give payment.amount and payment.reference"
+        elif paid_currency is not None and paid_currency != currency:
+            message = f"the fee is paid in {currency}, not {paid_currency}"
+        else:
+            message = f"{paid} {currency} paid; the membership costs {fee} {currency}"
+        super().__init__(message, field="payment", fee=str(fee), currency=currency,
+                         paid=None if paid is None else str(paid))
+
+
+class MembershipNotRenewable(Conflict):
+    code = "membership_not_renewable"
+
+    def __init__(self, member_id: str, mode: str) -> None:
+        super().__init__(f"the programme's enrolment is {mode!r}: only paid memberships are renewed",
+                         member_id=member_id, mode=mode)
+
+
+class MembershipNotActive(Conflict):
+    code = "membership_not_active"
+
+    def __init__(self, member_id: str, status: str) -> None:
+        super().__init__(f"the membership is {status}", member_id=member_id, status=status)
+
+
+class SpendThresholdNotReached(Conflict):
+    """A spend-threshold programme is joined by spending: the person's counted spend is below the bar."""
+
+    code = "spend_threshold_not_reached"
+
+    def __init__(self, spend: Any, threshold: Any, window_days: int) -> None:
+        super().__init__(f"members join by spending {threshold} within {window_days} days; {spend} counted so far",
+                         spend=str(spend), threshold=str(threshold), window_days=window_days)
+
+
+class PaymentReferenceReused(Conflict):
+    """The payment reference (the idempotency key of a join or renewal) was used for another member, kind or
+    amount."""
+
+    code = "payment_reference_reused"
+
+    def __init__(self, reference: str) -> None:
+        super().__init__("this payment reference was already used for a different payment", reference=reference)

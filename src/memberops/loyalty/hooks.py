@@ -15,7 +15,7 @@ from memberops.ingest.live import HookResult, members_by_customer_key
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.ingest.schemas import EventIn, Issue, OrderItemIn
 from memberops.loyalty import enrolment, event_earning, ledger, points, referrals, tiers
-from memberops.loyalty.programmes import programme_in_force
+from memberops.loyalty.programmes import active_programme, programme_in_force
 
 
 def _workspace(session: Session, workspace_id: str) -> Workspace:
@@ -56,13 +56,28 @@ def _enrolled_elsewhere(session: Session, workspace: Workspace, member_id: str, 
 
 
 def _earn(session: Session, order: LiveOrder, lines: Sequence[ledger.OrderLine]) -> int | None:
-    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not enrolled."""
+    """The points the order earned its buyer, or ``None`` when the buyer is unknown or not earning (not
+    enrolled, or their membership expired or was cancelled).
+
+    A member marked enrolled elsewhere gets their membership recorded here, on their first order. In a
+    spend-threshold programme a buyer who never joined is enrolled by the order that brings their spend to
+    the threshold, and that order earns unless the programme says ``crossing_order_earns: false``."""
     if order.member_id is None:
         return None
     workspace = _workspace(session, order.workspace_id)
     earned = points.earn_for_order(session, workspace, order, lines=lines)
-    if earned is not None or not _enrolled_elsewhere(session, workspace, order.member_id, order.channel):
+    if earned is not None:
         return earned
+    if _enrolled_elsewhere(session, workspace, order.member_id, order.channel):
+        return points.earn_for_order(session, workspace, order, lines=lines)
+    rules = active_programme(session, workspace.id).programme.enrolment
+    if rules.mode != "spend_threshold" or rules.spend_threshold is None:
+        return None
+    if enrolment.join_by_spend(session, workspace, order):
+        if not rules.spend_threshold.crossing_order_earns:
+            return 0
+        return points.earn_for_order(session, workspace, order, lines=lines)
+    # a concurrent order may have enrolled the buyer while this one waited for the member's lock
     return points.earn_for_order(session, workspace, order, lines=lines)
 
 

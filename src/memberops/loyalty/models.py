@@ -7,12 +7,15 @@ Points are integers everywhere (no float column in this domain).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memberops.db.base import Base, BigIntKey, JSONDocument, utcnow
+
+Money = Numeric(18, 2)
 
 
 class ProgrammeVersion(Base):
@@ -43,6 +46,35 @@ class Membership(Base):
     channel: Mapped[str] = mapped_column(String(32))
     birth_month: Mapped[int | None] = mapped_column(default=None)  # for birthday-month earning; no full date
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a paid membership's term (see memberships.py); open-ended (null) for free and spend-threshold joins
+    ends_at: Mapped[datetime | None] = mapped_column(default=None)
+    auto_renew: Mapped[bool] = mapped_column(default=False)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    renewal_requested_for: Mapped[datetime | None] = mapped_column(default=None)  # the term end last announced
+
+
+class MembershipTerm(Base):
+    """One paid term or cancellation of a membership, never changed: ``kind`` is ``join`` | ``renewal``
+    (``fee`` paid for ``starts_at`` – ``ends_at``) or ``cancellation`` (``refund`` given back for the
+    unused span). ``idempotency_key`` (the payment reference for payments) is unique per workspace."""
+
+    __tablename__ = "loyalty_membership_term"
+    __table_args__ = (UniqueConstraint("workspace_id", "idempotency_key"),
+                      Index("ix_loyalty_membership_term_membership_id", "membership_id"))
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    membership_id: Mapped[int] = mapped_column(ForeignKey("loyalty_membership.id", ondelete="CASCADE"))
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    fee: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    refund: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_reference: Mapped[str] = mapped_column(String(200), default="")
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PointsAccount(Base):
@@ -113,6 +145,7 @@ class PointsLot(Base):
         Index("ix_points_lot_member_id_state", "member_id", "state"),
         Index("ix_points_lot_workspace_id_expires_at", "workspace_id", "expires_at"),
         Index("ix_points_lot_workspace_id_available_at", "workspace_id", "state", "available_at"),
+        Index("ix_points_lot_origin_lot_id", "origin_lot_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
@@ -126,6 +159,7 @@ class PointsLot(Base):
     available_at: Mapped[datetime]
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     warned_at: Mapped[datetime | None] = mapped_column(default=None)
+    origin_lot_id: Mapped[int | None] = mapped_column(ForeignKey("points_lot.id"), default=None)  # moved by a merge
 
 
 class PointsAllocation(Base):
@@ -156,5 +190,5 @@ class LoyaltyEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["LoyaltyEvent", "Membership", "PointsAccount", "PointsAllocation", "PointsLot", "PointsMovement",
+__all__ = ["LoyaltyEvent", "Membership", "MembershipTerm", "PointsAccount", "PointsAllocation", "PointsLot", "PointsMovement",
            "ProgrammeVersion"]

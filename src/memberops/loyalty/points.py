@@ -31,7 +31,7 @@ from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
 from memberops.db.dialect import locked
 from memberops.ingest.models import LiveOrder, LiveRefund
-from memberops.loyalty import ledger
+from memberops.loyalty import ledger, memberships
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints, MemberNotEnrolled
 from memberops.loyalty.models import (
     LoyaltyEvent,
@@ -259,6 +259,8 @@ def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, 
     if previous is not None:
         return previous.points
     programme = active_programme(session, workspace.id)
+    if not memberships.is_earning(programme.programme, membership, order.ordered_at):
+        return None
     catch_up(session, account, programme, now)
     rules = programme.programme.earn
     zone = zone_of(workspace)
@@ -325,7 +327,7 @@ def reverse_for_refund(
         return None
     now = now or utcnow()
     key = refund_key(refund.channel, refund.refund_id)
-    account = lock_account(session, workspace.id, earned.member_id)
+    _, account = _lot_and_holder(session, workspace.id, earned)
     previous = _existing(session, workspace.id, key)
     if previous is not None:
         return previous.points
@@ -351,8 +353,11 @@ def take_back(
     Points still unspent leave the earning's own lot; points already spent come from the member's other
     available points, and what those cannot cover becomes a debt (a negative balance when the programme
     allows one)."""
-    own = session.scalar(select(PointsLot).where(PointsLot.movement_id == earned.id))
-    assert own is not None
+    first = session.scalar(select(PointsLot).where(PointsLot.movement_id == earned.id))
+    assert first is not None
+    own = _carried(session, first)  # after a merge, the lot the survivor holds
+    if own.member_id != account.member_id:  # moved to a member the caller did not lock: take from the first
+        own = first
     others = [lot for lot in _spendable(session, account.member_id, now) if lot.id != own.id]
     split = ledger.split_reversal(points, own.remaining, _views(others))
     from_others = sum(count for _, count in split.from_other_lots)
@@ -367,6 +372,33 @@ def take_back(
     )
     _finish(session, movement, account, programme)
     return movement
+
+
+def _carried(session: Session, lot: PointsLot) -> PointsLot:
+    """The lot holding ``lot``'s points now: itself, or the lot a merge moved them to (and so on)."""
+    for _ in range(32):  # one step per merge the points went through
+        moved = session.scalar(select(PointsLot).where(PointsLot.origin_lot_id == lot.id)
+                               .execution_options(populate_existing=True))
+        if moved is None:
+            return lot
+        lot = moved
+    return lot
+
+
+def _lot_and_holder(session: Session, workspace_id: str, earned: PointsMovement) -> tuple[PointsLot, PointsAccount]:
+    """The order's lot where it is now and its holder's account, locked: after a merge the points (and so
+    a refund's reversal) are with the surviving member. Read again under the lock, in case a merge moved
+    the lot while this request waited for it."""
+    first = session.scalar(select(PointsLot).where(PointsLot.movement_id == earned.id))
+    assert first is not None
+    lot = _carried(session, first)
+    for _ in range(3):
+        account = lock_account(session, workspace_id, lot.member_id)
+        again = _carried(session, first)
+        if again.member_id == account.member_id:
+            return again, account
+        lot = again
+    return lot, lock_account(session, workspace_id, lot.member_id)
 
 
 # --- redemptions and adjustments -------------------------------------------------------------------------

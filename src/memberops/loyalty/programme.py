@@ -29,12 +29,57 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Enrolment(_Strict):
-    """How a person joins. Only free enrolment exists today; spend-threshold and paid memberships will
-    be further ``mode`` values with their own fields."""
+class PaidMembership(_Strict):
+    """A membership bought for a term: ``fee`` (in ``currency``, the programme's when left out) buys
+    ``term_months``; a lapsed term is expired ``grace_days`` after it ends unless renewed (the member
+    still earns in the grace days). ``auto_renew`` is what new memberships start with (a renewal request
+    event at the term's end, for the payment system). ``cancellation_refund``: ``pro_rata`` ends the
+    membership at once and refunds the unused part of the fees paid; ``none`` keeps it until its term
+    ends, then it is cancelled, nothing refunded."""
 
-    mode: Literal["free"] = "free"
+    fee: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    term_months: int = Field(default=12, ge=1, le=120)
+    auto_renew: bool = False
+    grace_days: int = Field(default=0, ge=0, le=365)
+    cancellation_refund: Literal["pro_rata", "none"] = "none"
+
+
+class SpendThreshold(_Strict):
+    """Joining by spending: a known person whose counted spend within ``window_days`` (up to and
+    including the order) reaches ``amount`` is enrolled by the order that crosses it. ``counts``: ``paid``
+    (paid amounts net of refunds) or ``paid_excluding_shipping``. ``crossing_order_earns``: the crossing
+    order earns points like any member's order (the default, so the first member purchase is rewarded)."""
+
+    amount: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    window_days: int = Field(default=365, ge=1, le=3650)
+    counts: Literal["paid", "paid_excluding_shipping"] = "paid"
+    crossing_order_earns: bool = True
+
+
+class Enrolment(_Strict):
+    """How a person joins: ``free``; ``paid`` (a fee for a term, see :class:`PaidMembership`); or
+    ``spend_threshold`` (automatically, see :class:`SpendThreshold`). The welcome gift (points, and
+    optionally a coupon of ``welcome_coupon``'s template and ``welcome_benefit_quantity`` uses of the
+    benefit ``welcome_benefit``) is given once per member, on joining."""
+
+    mode: Literal["free", "paid", "spend_threshold"] = "free"
     welcome_points: int = Field(default=0, ge=0, le=1_000_000, description="granted once, on joining")
+    welcome_coupon: str | None = Field(default=None, min_length=1, max_length=64,
+                                       description="a coupon template code: one coupon issued on joining")
+    welcome_benefit: str | None = Field(default=None, min_length=1, max_length=64,
+                                        description="a benefit code granted on joining")
+    welcome_benefit_quantity: int = Field(default=1, ge=1, le=10_000)
+    paid: PaidMembership | None = None
+    spend_threshold: SpendThreshold | None = None
+
+    @model_validator(mode="after")
+    def _mode_settings(self) -> Enrolment:
+        if self.mode == "paid" and self.paid is None:
+            raise ValueError("a paid enrolment needs `paid` settings (fee, term_months …)")
+        if self.mode == "spend_threshold" and self.spend_threshold is None:
+            raise ValueError("a spend_threshold enrolment needs `spend_threshold` settings (amount, window_days …)")
+        return self
 
 
 class MemberDay(_Strict):

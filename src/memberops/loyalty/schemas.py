@@ -17,22 +17,76 @@ Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)
 MAX_POINTS = 1_000_000_000
 
 
+class PaymentIn(BaseModel):
+    """A payment for a paid membership: the amount (at least the fee) and the payment system's reference,
+    which is the idempotency key of the join or renewal it pays for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+    reference: IdempotencyKey
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="the fee's currency when left out")
+
+
 class EnrolIn(CustomerIn):
     """A person joining: identifiers and attributes as in the canonical model. ``channel`` and
     ``source_id`` are optional: without ``source_id`` the person is found by their identifiers, so at
-    least one identifier is needed. ``is_enrolled`` is accepted for older clients and ignored."""
+    least one identifier is needed. ``is_enrolled`` is accepted for older clients and ignored. ``payment``
+    is required when the programme's membership is paid."""
 
     channel: Channel = Field(default="api", examples=["pos"])
     source_id: Opt200 = Field(default=None, description="the customer's id in the channel, if it has one")  # type: ignore[assignment]
+    payment: PaymentIn | None = None
 
 
 class MembershipOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     programme_version: int
-    status: str
+    status: str = Field(description="active | expired | cancelled")
     channel: str
     enrolled_at: datetime
+    ends_at: datetime | None = Field(default=None, description="the paid term's end (null: open-ended)")
+    auto_renew: bool = False
+    cancelled_at: datetime | None = None
+
+
+class TermOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str = Field(description="join | renewal | cancellation")
+    starts_at: datetime
+    ends_at: datetime
+    fee: Decimal
+    refund: Decimal
+    currency: str
+    payment_reference: str
+
+
+class MembershipDetailOut(MembershipOut):
+    member_id: str
+    mode: str = Field(description="the programme's enrolment mode: free | paid | spend_threshold")
+    lapses_at: datetime | None = Field(description="when it stops earning: the term's end plus the grace days")
+    terms: list[TermOut] = Field(description="paid terms, renewals and cancellations, oldest first")
+
+
+class MembershipChangeOut(BaseModel):
+    membership: MembershipDetailOut
+    term: TermOut | None = Field(description="the term (renewal) or cancellation recorded")
+    is_replay: bool = Field(description="done before: this is the first outcome, and nothing changed now")
+
+
+class RenewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment: PaymentIn
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = ""
 
 
 class EnrolmentOut(BaseModel):
@@ -41,6 +95,7 @@ class EnrolmentOut(BaseModel):
     membership: MembershipOut
     is_new_member: bool
     is_duplicate: bool = Field(description="this person was already enrolled; nothing changed")
+    warnings: list[str] = Field(default=[], description="a welcome coupon or benefit that could not be given")
     referral: ReferralBindingOut | None = Field(default=None, description="the binding to `referrer_code`, if given")
     referral_problem: ReferralProblemOut | None = Field(
         default=None, description="why `referrer_code` was not bound (the enrolment is made all the same)")

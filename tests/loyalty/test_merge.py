@@ -1,0 +1,91 @@
+"""Loyalty on a OneID merge (issue 6, "Enrolment"/OneID), on every state store: an operator's merge applied
+by a resolution run moves the absorbed member's membership, points (lots keep their expiry), coupons and
+benefits to the survivor once; a replayed run moves nothing; a refund of the absorbed member's order
+reverses from the survivor; a split afterwards does not crash."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from memberops.accounts.models import Workspace
+from memberops.audit.service import Actor
+from memberops.identity import decisions
+from memberops.identity.models import Member
+from memberops.identity.resolve import resolve_identities
+from memberops.loyalty import merge, points
+from memberops.loyalty.coupon_models import Coupon
+from memberops.loyalty.models import Membership, PointsLot, PointsMovement
+from memberops.runtime import Context
+from tests.loyalty.coupon_factories import make_template
+from tests.loyalty.factories import WHEN, enrol, post_order, post_refund
+from tests.loyalty.test_points import check_ledger
+
+
+def _two_members(context: Context, workspace: Workspace) -> tuple[str, str]:
+    """c1 (100 points, joined first) and c2 (50 points, spent 20, holding a coupon)."""
+    from memberops.loyalty.coupons import issue_coupon
+
+    with context.store.transaction() as session:
+        a = enrol(session, workspace, "c1", phone="13800138001")
+        post_order(session, workspace, "o1", customer_key="c1")
+    with context.store.transaction() as session:
+        b = enrol(session, workspace, "c2", phone="13900139002")
+        post_order(session, workspace, "o2", customer_key="c2", paid="50.00", ordered_at=WHEN + timedelta(days=40))
+        points.redeem(session, workspace, b, points=20, reason="", idempotency_key="b-r1", actor=Actor.cli())
+        make_template(session, workspace.id, "WELCOME-10")
+        issue_coupon(session, workspace.id, "WELCOME-10", b, "b-coupon")
+    return a, b
+
+
+def _merge(context: Context, workspace: Workspace) -> None:
+    with context.store.transaction() as session:
+        decisions.decide(session, workspace, kind="merge", record_a=("pos", "c1"), record_b=("pos", "c2"),
+                         reason="same person", actor=Actor.cli())
+    resolve_identities(context, workspace, actor=Actor.cli(), probabilistic=False)
+
+
+def test_a_merge_moves_points_lots_membership_and_coupons_once(context: Context, workspace: Workspace) -> None:
+    a, b = _two_members(context, workspace)
+    with context.store.read() as session:
+        b_lot_expiry = session.scalar(select(PointsLot.expires_at).where(PointsLot.member_id == b))
+    _merge(context, workspace)
+    with context.store.read() as session:
+        assert session.get(Member, b).merged_into_id == a  # type: ignore[union-attr]
+        assert (check_ledger(session, a).available, check_ledger(session, b).available) == (130, 0)
+        moved = session.scalars(select(PointsLot).where(PointsLot.member_id == a, PointsLot.origin_lot_id.is_not(None))).one()
+        assert (moved.points, moved.expires_at) == (30, b_lot_expiry)  # lots keep their expiry
+        kinds = session.execute(select(PointsMovement.member_id, PointsMovement.kind, PointsMovement.points)
+                                .where(PointsMovement.source_type == "merge")).all()
+        assert sorted(kinds) == sorted([(b, "transfer_out", 30), (a, "transfer_in", 30)])
+        (membership,) = session.scalars(select(Membership)).all()
+        assert membership.member_id == a
+        assert session.get(Member, a).is_enrolled and not session.get(Member, b).is_enrolled  # type: ignore[union-attr]
+        assert session.scalars(select(Coupon.member_id)).all() == [a]
+        count = session.scalar(select(func.count()).select_from(PointsMovement))
+    resolve_identities(context, workspace, actor=Actor.cli(), probabilistic=False)  # a replayed run
+    with context.store.transaction() as session:
+        assert merge.absorb_merged_members(session, workspace).members == 0  # the daily repair finds nothing
+        assert session.scalar(select(func.count()).select_from(PointsMovement)) == count
+        assert check_ledger(session, a).available == 130
+        # B's order refunded after the merge: its points come back from A, where its lot went
+        assert post_refund(session, workspace, "r2", order_id="o2", amount="50.00").points == 50
+        account = check_ledger(session, a)
+        assert (account.available, account.debt) == (80, 0)  # 30 from B's lot, the 20 B spent from A's points
+
+
+def test_a_split_after_a_merge_leaves_the_points_with_the_survivor(context: Context, workspace: Workspace) -> None:
+    a, b = _two_members(context, workspace)
+    _merge(context, workspace)
+    with context.store.transaction() as session:  # the operator undoes the merge: c2 is someone else
+        decisions.decide(session, workspace, kind="pin_apart", record_a=("pos", "c1"), record_b=("pos", "c2"),
+                         reason="not the same after all", actor=Actor.cli())
+    resolve_identities(context, workspace, actor=Actor.cli(), probabilistic=False)
+    with context.store.transaction() as session:
+        c2 = enrol(session, workspace, "c2", phone="13900139002")  # c2's person, apart again, joins anew
+        assert c2 not in (a, b)
+        assert check_ledger(session, a).available == 130  # the points stay with the survivor
+        assert check_ledger(session, c2).available == 0
+        assert session.get(Member, c2).is_enrolled  # type: ignore[union-attr]
+        assert post_order(session, workspace, "o3", customer_key="c2", paid="10.00").points == 10
