@@ -329,10 +329,15 @@ def known_codes(session: Session, workspace_id: str, codes: Sequence[str]) -> se
     """Which of ``codes`` (normalised) name a coupon or a template's shared code: one statement, so an
     order carrying only codes nobody issued costs no more."""
     wanted = sorted({rules.normalise_code(code) for code in codes})
-    return set(session.scalars(
-        select(Coupon.unique_code).where(Coupon.workspace_id == workspace_id, Coupon.unique_code.in_(wanted))
-        .union(select(CouponTemplate.shared_code).where(CouponTemplate.workspace_id == workspace_id,
-                                                        CouponTemplate.shared_code.in_(wanted)))))
+    return set(session.scalars(_KNOWN_CODES, {"workspace_id": workspace_id, "codes": wanted}))
+
+
+_KNOWN_CODES = (
+    select(Coupon.unique_code).where(Coupon.workspace_id == bindparam("workspace_id"),
+                                     Coupon.unique_code.in_(bindparam("codes", expanding=True)))
+    .union(select(CouponTemplate.shared_code).where(CouponTemplate.workspace_id == bindparam("workspace_id"),
+                                                    CouponTemplate.shared_code.in_(bindparam("codes", expanding=True))))
+)
 
 
 def _redemption_on(session: Session, coupon_id: str, order_key: str) -> CouponRedemption | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
@@ -48,11 +49,15 @@ def earn_on_order(session: Session, order: LiveOrder, lines: Sequence[OrderItemI
 def _enrolled_elsewhere(session: Session, workspace: Workspace, member_id: str, channel: str) -> bool:
     """A member marked enrolled elsewhere (a customer record posted with ``is_enrolled``, an import) gets
     their membership recorded now; ``False`` when the member is not enrolled at all."""
-    member = session.get(Member, member_id)
-    if member is None or not member.is_enrolled:
+    if not session.scalar(_IS_ENROLLED, {"member_id": member_id}):  # every non-member's order asks: keep it light
         return False
+    member = session.get(Member, member_id)
+    assert member is not None
     enrolment.ensure_membership(session, workspace, member, channel=channel, now=points.utcnow())
     return True
+
+
+_IS_ENROLLED = select(Member.is_enrolled).where(Member.id == bindparam("member_id"))
 
 
 def _earn(session: Session, order: LiveOrder, lines: Sequence[ledger.OrderLine]) -> int | None:
