@@ -3,7 +3,8 @@
 Every test that takes ``context`` (or anything built on it) runs once per state store: SQLite always,
 PostgreSQL when ``MEMBEROPS_TEST_DATABASE_URL`` is set. Every test that takes ``warehouse`` runs once per
 engine: DuckDB always, PySpark when it is installed and a Java runtime is found. The store is built by
-the Alembic migrations, never by ``create_all``; each test gets a database of its own.
+the Alembic migrations, never by ``create_all`` — once per run, into a template each test's database is
+copied from; each test gets a database of its own.
 """
 
 from __future__ import annotations
@@ -52,29 +53,77 @@ ENGINES = [
 ]
 
 
-def _postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
+def _admin_dsn() -> str:
     from sqlalchemy.engine import make_url
 
-    base = make_url(PG_URL)
-    name = f"memberops_test_{uuid.uuid4().hex[:12]}"
-    admin_dsn = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    return make_url(PG_URL).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def _database_url(name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _migrated(url: str) -> None:
+    """Build the store at ``url`` by the Alembic migrations."""
+    from memberops.db.engine import Store
+
+    store = Store(url)
+    try:
+        migrate.upgrade(store)
+    finally:
+        store.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store built once per run by the migrations; each test gets a copy of the file."""
+    path = tmp_path_factory.mktemp("template") / "memberops.db"
+    _migrated(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database built once per run by the migrations; each test's database is created from it
+    (``CREATE DATABASE … TEMPLATE``, a file copy instead of running every migration again)."""
+    import psycopg
+
+    name = f"memberops_template_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield base.set(database=name).render_as_string(hide_password=False)
+        _migrated(_database_url(name))
+        yield name
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres_database(template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, at the newest schema, dropped afterwards."""
+    import psycopg
+
+    name = f"memberops_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _database_url(name)
+    finally:
+        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=STORES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own, already at the newest schema (a copy of the run's migrated template)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'memberops.db'}"
+        path = tmp_path / "memberops.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
     else:
-        yield from _postgres_database()
+        yield from _postgres_database(request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture
