@@ -29,6 +29,7 @@ from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
 from memberops.db.outbox import OutboxRow
+from memberops.insight import config_store
 from memberops.insight.compute import compute_traits
 from memberops.insight.config import InsightConfig
 from memberops.insight.models import InsightRun, TraitChange
@@ -106,7 +107,8 @@ def _record_changes(context: Context, workspace_id: str, run_id: str, changes: p
 
 def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_of: datetime | None = None,
                     config: InsightConfig | None = None, progress: Progress | None = None) -> InsightSummary:
-    """Compute, snapshot and serve every trait and tag of ``workspace``; see the module docstring."""
+    """Compute, snapshot and serve every trait and tag of ``workspace``; see the module docstring. Without
+    ``config``, the workspace's stored settings in force (``config_store.current``) decide the traits."""
     started = time.perf_counter()
     report = progress or (lambda _phase, _fraction: None)
     as_of = (as_of or utcnow()).astimezone(UTC)
@@ -116,6 +118,7 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
         session.flush()
         run_id = run.id
         tags = tag_definitions(session, workspace.id)
+        config = config or config_store.current(session, workspace.id)
     summary = InsightSummary(run_id=run_id, as_of=as_of.isoformat())
     report("exporting live facts", 0.02)
     export_outbox(context.store, context.settings.lake_path, batch_size=context.settings.outbox_batch_size)
