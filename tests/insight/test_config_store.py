@@ -15,7 +15,7 @@ from memberops.audit.models import AuditEntry
 from memberops.audit.service import Actor
 from memberops.insight import config_store
 from memberops.insight.errors import InvalidInsightConfig
-from memberops.insight.models import InsightConfigVersion
+from memberops.insight.models import InsightConfigVersion, InsightRun
 from memberops.insight.snapshot import compute_insight
 from memberops.runtime import Context
 from tests.factories import make_key
@@ -79,6 +79,9 @@ class TestCompute:
         after = compute_insight(context, workspace, actor=Actor.cli(), as_of=AS_OF)
         assert after.lifecycle == {"prospect": 1, "active": 1, "churned": 1}
         assert after.changes == {"lifecycle_stage": 1}
+        with context.store.read() as session:
+            runs = session.scalars(select(InsightRun).order_by(InsightRun.finished_at)).all()
+        assert [r.summary["config_version"] for r in runs] == [0, 1]
 
 
 class TestFaces:

@@ -118,7 +118,10 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
         session.flush()
         run_id = run.id
         tags = tag_definitions(session, workspace.id)
-        config = config or config_store.current(session, workspace.id)
+        # the run records which stored version decided its traits (None: a config given by the caller)
+        config_version: int | None = None
+        if config is None:
+            config, config_version = config_store.current_version(session, workspace.id)
     summary = InsightSummary(run_id=run_id, as_of=as_of.isoformat())
     report("exporting live facts", 0.02)
     export_outbox(context.store, context.settings.lake_path, batch_size=context.settings.outbox_batch_size)
@@ -154,7 +157,7 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
         summary.seconds = round(time.perf_counter() - started, 2)
         finished.status = "done"
         finished.finished_at = utcnow()
-        finished.summary = {**asdict(summary), "timings": computed.timings}
+        finished.summary = {**asdict(summary), "timings": computed.timings, "config_version": config_version}
         record(session, actor, "insight.compute", workspace_id=workspace.id, target_type="insight_run",
                target_id=run_id, detail={"members": summary.members, "as_of": summary.as_of})
     return summary
