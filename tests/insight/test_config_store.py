@@ -58,6 +58,9 @@ class TestDocument:
             settings, version = config_store.update(session, workspace.id, {"rfm": {"window_days": 77}},
                                                     actor=Actor.cli())
         assert version == 2 and settings.rfm.window_days == 77
+        with context.store.transaction() as session:  # the same settings again: a replay, no new version
+            assert config_store.update(session, workspace.id, {"rfm": {"window_days": 77}},
+                                       actor=Actor.cli()) == (settings, 2)
         assert settings.lifecycle == config_store.DEFAULT.lifecycle  # a field left out is the default again
         with context.store.read() as session:
             assert config_store.current(session, workspace.id) == settings

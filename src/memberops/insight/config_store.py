@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memberops.audit.service import Actor, record
@@ -68,14 +68,14 @@ def update(session: Session, workspace_id: str, document: Any, *, actor: Actor) 
     """Validate ``document`` (fields left out keep their defaults) and make it the new version.
 
     A bad document raises :class:`InvalidInsightConfig` naming every bad field, and nothing is stored. The
-    audit entry lists the changed fields' names only.
+    audit entry lists the changed fields' names only. The same settings given again (a retried PUT or
+    ``config set``) answer the version in force and store nothing: a replay is never a second change.
     """
     config = parse(document)
-    latest = session.scalar(
-        select(func.max(InsightConfigVersion.version)).where(InsightConfigVersion.workspace_id == workspace_id)
-    ) or 0
-    previous = current(session, workspace_id)
-    version = latest + 1
+    previous, latest = current_version(session, workspace_id)
+    if latest and config == previous:
+        return previous, latest
+    version = latest + 1  # the unique (workspace, version) key refuses a concurrent writer's same number
     session.add(InsightConfigVersion(workspace_id=workspace_id, version=version,
                                      document=config.model_dump(mode="json"), created_by=f"{actor.type}:{actor.id}"))
     session.flush()
