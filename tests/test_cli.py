@@ -27,8 +27,9 @@ COMMANDS = [
     ["loyalty", "expire"], ["loyalty", "evaluate-tiers"], ["loyalty", "liability"],
     ["loyalty", "referrals"], ["loyalty", "referrals", "import"],
     ["lake"], ["lake", "compact"],
-    ["clv"], ["clv", "fit"], ["insight"], ["insight", "compute"], ["tags"], ["tags", "list"], ["tags", "apply"],
-    ["tags", "delete"], ["coupons"], ["coupons", "templates"], ["coupons", "issue"], ["coupons", "show"],
+    ["clv"], ["clv", "fit"], ["insight"], ["insight", "compute"],
+    ["insight", "config"], ["insight", "config", "show"], ["insight", "config", "set"],
+    ["tags"], ["tags", "list"], ["tags", "apply"], ["tags", "delete"], ["coupons"], ["coupons", "templates"], ["coupons", "issue"], ["coupons", "show"],
     ["coupons", "void"], ["coupons", "expire"], ["coupons", "member"],
 ]
 

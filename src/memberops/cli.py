@@ -631,6 +631,58 @@ def insight_compute(
         _run_insight(context, ws, moment, Actor.cli())
 
 
+insight_config_app = typer.Typer(help="The workspace's insight settings: RFM window and grid, lifecycle rules, "
+                                       "CLV and KOC (versioned; every change audited).", no_args_is_help=True)
+insight_app.add_typer(insight_config_app, name="config")
+
+
+@insight_config_app.command("show")
+def insight_config_show(
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="write the YAML here instead")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Print the settings in force as YAML (a file to edit and give to `insight config set`)."""
+    import yaml
+
+    from memberops.accounts import service as accounts
+    from memberops.insight import config_store
+
+    with _context() as context, context.store.read() as session:
+        ws = accounts.get_workspace(session, workspace)
+        settings, version = config_store.current_version(session, ws.id)
+    text = f"# insight settings of {ws.slug}, version {version}{' (defaults)' if version == 0 else ''}\n" + yaml.safe_dump(
+        settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    if out_file is None:
+        typer.echo(text, nl=False)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"wrote version {version} to {out_file}")
+
+
+@insight_config_app.command("set")
+def insight_config_set(
+    file: Annotated[Path, typer.Argument(help="YAML file of settings; fields left out take their defaults")],
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Make FILE the new settings version; the next `insight compute` and the nightly job follow it."""
+    import yaml
+
+    from memberops.accounts import service as accounts
+    from memberops.audit.service import Actor
+    from memberops.insight import config_store
+    from memberops.insight.errors import InvalidInsightConfig
+
+    with _context() as context:
+        try:
+            document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInsightConfig([{"field": "", "message": f"cannot read {file}: {exc}"}]) from None
+        with context.store.transaction() as session:
+            ws = accounts.get_workspace(session, workspace)
+            _, version = config_store.update(session, ws.id, document, actor=Actor.cli())
+    out.print(f"insight settings version {version} in force for {workspace}")
+
+
 @tags_app.command("list")
 def tags_list(workspace: WorkspaceOpt = "default") -> None:
     """The workspace's tags, their version and rule."""

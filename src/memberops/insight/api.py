@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, Path, Response
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
-from memberops.insight import tagging
-from memberops.insight.errors import InvalidTag, TagNotFound
+from memberops.insight import config_store, tagging
+from memberops.insight.config import InsightConfig
+from memberops.insight.errors import InvalidInsightConfig, InvalidTag, TagNotFound
 from memberops.insight.models import TagVersion
-from memberops.insight.schemas import TagIn, TagList, TagOut
+from memberops.insight.schemas import InsightConfigOut, TagIn, TagList, TagOut
 from memberops.insight.tags import TagDefinition
 
 router = APIRouter(tags=["tags"])
@@ -52,3 +53,23 @@ def put_tag(name: TagName, body: TagIn, session: SessionDep, response: Response,
 def delete_tag(name: TagName, session: SessionDep, caller: Annotated[Caller, Depends(require_scope("admin"))]) -> None:
     """Retire a tag; its versions are kept."""
     tagging.delete_tag(session, caller.workspace.id, name, actor=caller.actor)
+
+
+@router.get("/insight/config", response_model=InsightConfigOut, tags=["insight"],
+            responses=problem_responses(*AUTH_ERRORS))
+def get_insight_config(session: SessionDep,
+                       caller: Annotated[Caller, Depends(require_scope("read"))]) -> InsightConfigOut:
+    """The RFM window and grid, lifecycle rules, CLV and KOC settings in force for the next insight run."""
+    config, version = config_store.current_version(session, caller.workspace.id)
+    return InsightConfigOut(version=version, config=config)
+
+
+@router.put("/insight/config", response_model=InsightConfigOut, tags=["insight"],
+            responses=problem_responses(*AUTH_ERRORS, InvalidInsightConfig))
+def put_insight_config(body: InsightConfig, session: SessionDep,
+                       caller: Annotated[Caller, Depends(require_scope("admin"))]) -> InsightConfigOut:
+    """Replace the settings (fields left out take their defaults) as a new, audited version; the next
+    ``insight compute`` and the nightly job follow it."""
+    config, version = config_store.update(session, caller.workspace.id, body.model_dump(mode="json"),
+                                          actor=caller.actor)
+    return InsightConfigOut(version=version, config=config)

@@ -26,3 +26,13 @@ class TagExists(Conflict):
     def __init__(self, name: str) -> None:
         super().__init__(f"a tag named {name!r} already exists; edit it instead", name=name)
         self.name = name
+
+
+class InvalidInsightConfig(Invalid):
+    """An insight configuration document that does not validate; ``problems`` names each bad field."""
+
+    code = "invalid_insight_config"
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        summary = "; ".join(f"{p['field'] or 'config'}: {p['message']}" for p in problems)
+        super().__init__(f"the insight configuration is not valid: {summary}", problems=problems)

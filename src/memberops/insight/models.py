@@ -74,3 +74,17 @@ class InsightRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="running")
     summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
+class InsightConfigVersion(Base):
+    """One version of a workspace's insight settings (``insight/config_store.py``); the highest is in force."""
+
+    __tablename__ = "insight_config_version"
+    __table_args__ = (UniqueConstraint("workspace_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    document: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memberops.insight.config import InsightConfig
 from memberops.insight.tags import Rule
 
 
@@ -28,3 +29,10 @@ class TagOut(BaseModel):
 
 class TagList(BaseModel):
     items: list[TagOut]
+
+
+class InsightConfigOut(BaseModel):
+    """The workspace's insight settings in force; version 0 means the defaults (never set)."""
+
+    version: int
+    config: InsightConfig

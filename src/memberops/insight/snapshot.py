@@ -29,6 +29,7 @@ from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
 from memberops.db.outbox import OutboxRow
+from memberops.insight import config_store
 from memberops.insight.compute import compute_traits
 from memberops.insight.config import InsightConfig
 from memberops.insight.models import InsightRun, TraitChange
@@ -106,7 +107,8 @@ def _record_changes(context: Context, workspace_id: str, run_id: str, changes: p
 
 def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_of: datetime | None = None,
                     config: InsightConfig | None = None, progress: Progress | None = None) -> InsightSummary:
-    """Compute, snapshot and serve every trait and tag of ``workspace``; see the module docstring."""
+    """Compute, snapshot and serve every trait and tag of ``workspace``; see the module docstring. Without
+    ``config``, the workspace's stored settings in force (``config_store.current``) decide the traits."""
     started = time.perf_counter()
     report = progress or (lambda _phase, _fraction: None)
     as_of = (as_of or utcnow()).astimezone(UTC)
@@ -116,6 +118,10 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
         session.flush()
         run_id = run.id
         tags = tag_definitions(session, workspace.id)
+        # the run records which stored version decided its traits (None: a config given by the caller)
+        config_version: int | None = None
+        if config is None:
+            config, config_version = config_store.current_version(session, workspace.id)
     summary = InsightSummary(run_id=run_id, as_of=as_of.isoformat())
     report("exporting live facts", 0.02)
     export_outbox(context.store, context.settings.lake_path, batch_size=context.settings.outbox_batch_size)
@@ -151,7 +157,7 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
         summary.seconds = round(time.perf_counter() - started, 2)
         finished.status = "done"
         finished.finished_at = utcnow()
-        finished.summary = {**asdict(summary), "timings": computed.timings}
+        finished.summary = {**asdict(summary), "timings": computed.timings, "config_version": config_version}
         record(session, actor, "insight.compute", workspace_id=workspace.id, target_type="insight_run",
                target_id=run_id, detail={"members": summary.members, "as_of": summary.as_of})
     return summary
