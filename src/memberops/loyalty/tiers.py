@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
@@ -400,7 +400,10 @@ def evaluate_tiers_per_member(session: Session, workspace: Workspace, *, as_of: 
     return run
 
 
-
+_TIERS = cast(Table, MemberTier.__table__)
+_HISTORY = cast(Table, TierChange.__table__)
+_EVENTS = cast(Table, LoyaltyEvent.__table__)
+_GRANTS = cast(Table, BenefitGrant.__table__)
 _WINDOWS = Table(
     "tmp_tier_window", MetaData(),
     Column("member_id", String(64), primary_key=True),
@@ -413,7 +416,6 @@ _WINDOWS = Table(
 @dataclass(frozen=True)
 class _Judged:
     member_id: str
-    held: str | None
     to: str | None
     anniversary: date
 
@@ -435,17 +437,11 @@ def _metrics(session: Session, programme: ActiveProgramme, workspace_id: str,
     }, {})
     w = _WINDOWS.c
     metric = programme.programme.tier_rules.metric
-    if metric == "growth":
-        at, member, workspace, amount = (GrowthMovement.occurred_at, GrowthMovement.member_id,
-                                         GrowthMovement.workspace_id, GrowthMovement.value)
-        counted: ColumnElement[Any] = amount
-        condition: ColumnElement[bool] = true()
-    else:
-        at, member, workspace = LiveOrder.ordered_at, LiveOrder.member_id, LiveOrder.workspace_id
-        if metric == "orders":
-            counted, condition = literal(1), LiveOrder.refunded_amount < LiveOrder.paid_amount
-        else:
-            counted, condition = LiveOrder.paid_amount - LiveOrder.refunded_amount, true()
+    source = cast(Table, (GrowthMovement if metric == "growth" else LiveOrder).__table__)
+    at = source.c.occurred_at if metric == "growth" else source.c.ordered_at
+    counted: ColumnElement[Any] = source.c.value if metric == "growth" else literal(1) if metric == "orders" else (
+        source.c.paid_amount - source.c.refunded_amount)
+    condition: ColumnElement[bool] = (source.c.refunded_amount < source.c.paid_amount) if metric == "orders" else true()
     in_current = and_(at >= w.current_start, at < w.current_until)
     in_assessed = and_(at >= w.assessed_start, at < w.assessed_until)
 
@@ -453,10 +449,10 @@ def _metrics(session: Session, programme: ActiveProgramme, workspace_id: str,
         summed = case((and_(inside, condition), counted))
         return func.count(summed) if metric == "orders" else func.coalesce(func.sum(summed), 0)
 
-    source = GrowthMovement if metric == "growth" else LiveOrder
     rows = session.execute(
         select(w.member_id, total(in_current), total(in_assessed)).select_from(_WINDOWS)
-        .join(source, and_(workspace == workspace_id, member == w.member_id, or_(in_current, in_assessed)))
+        .join(source, and_(source.c.workspace_id == workspace_id, source.c.member_id == w.member_id,
+                            or_(in_current, in_assessed)))
         .group_by(w.member_id)).all()
     empty = session.scalar(select(total(false())).select_from(source).where(false()))
     drop_temporary(session, _WINDOWS)
@@ -486,7 +482,7 @@ def evaluate_tiers(session: Session, workspace: Workspace, *, as_of: datetime | 
         return run
     # the locks, in member order as the live path takes them one by one
     session.execute(locked(select(PointsAccount.id).where(PointsAccount.workspace_id == ws)
-                           .order_by(PointsAccount.member_id)))
+                           .order_by(PointsAccount.member_id))).all()
     members = session.execute(
         select(Membership.member_id, Membership.enrolled_at, MemberTier.tier, MemberTier.since)
         .join(PointsAccount, and_(PointsAccount.workspace_id == ws, PointsAccount.member_id == Membership.member_id))
@@ -534,7 +530,7 @@ def evaluate_tiers(session: Session, workspace: Workspace, *, as_of: datetime | 
                 run.downgraded += 1
         if to is not None:
             run.by_tier[to] = run.by_tier.get(to, 0) + 1
-            holding.append(_Judged(member_id, held, to, anniversaries[member_id]))
+            holding.append(_Judged(member_id, to, anniversaries[member_id]))
         run.members += 1
     _write_changes(session, workspace, programme, history, at=as_of)
     _grant_in_bulk(session, workspace, programme, holding, at=as_of, run=run)
@@ -549,7 +545,7 @@ def _write_changes(session: Session, workspace: Workspace, programme: ActiveProg
         return
     ws, version = workspace.id, programme.version
     moved = [(m, held, to) for m, held, to, *_ in history if held != to]
-    table = MemberTier.__table__
+    table = _TIERS
     gone = [m for m, _, to in moved if to is None]
     for start in range(0, len(gone), 500):
         session.execute(delete(table).where(table.c.workspace_id == ws, table.c.member_id.in_(gone[start:start + 500])))
@@ -564,18 +560,19 @@ def _write_changes(session: Session, workspace: Workspace, programme: ActiveProg
     if new:
         insert_many(session, insert(table), {"member_id": [m for m, _ in new], "tier": [t for _, t in new]},
                     {"workspace_id": ws, "since": at, "programme_version": version, "updated_at": at})
-    insert_many(session, insert(TierChange.__table__), {
+    insert_many(session, insert(_HISTORY), {
         "member_id": [h[0] for h in history], "from_tier": [h[1] for h in history],
         "to_tier": [h[2] for h in history], "reason": [h[3] for h in history], "period": [h[4] for h in history],
         "metric_value": [str(h[5]) for h in history],
     }, {"workspace_id": ws, "note": "", "actor": "system:evaluation", "programme_version": version, "at": at})
     if moved:
-        insert_many(session, insert(LoyaltyEvent.__table__), {
+        insert_many(session, insert(_EVENTS), {
             "member_id": [m for m, _, _ in moved],
             "payload": [{"from": held, "to": to, "reason": reason} for m, held, to, reason, *_ in history
                         if held != to],
         }, {"workspace_id": ws, "type": "tier_changed", "occurred_at": at})
-    session.expire_all()  # the ORM's copies of the rows written above
+    for row in [o for o in session.identity_map.values() if isinstance(o, MemberTier)]:
+        session.expire(row)  # the ORM's copies of the tier rows written above (deleted ones stay expired)
 
 
 def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProgramme, holding: Sequence[_Judged], *,
@@ -587,8 +584,8 @@ def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProg
     ws = workspace.id
     tiers = {t.code: t for t in programme.programme.tiers}
     definitions = {}
-    for tier in tiers.values():
-        for benefit in tier.benefits:
+    for code in sorted({judged.to for judged in holding if judged.to is not None}):  # as per member: held tiers only
+        for benefit in tiers[code].benefits:
             definition = _benefit_by_code(session, ws, benefit.code)
             if definition is None:
                 run.missing_benefits.add(benefit.code)
@@ -613,7 +610,11 @@ def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProg
     for start in range(0, len(keys), 500):
         seen.update(session.scalars(select(BenefitGrant.grant_key).where(
             BenefitGrant.workspace_id == ws, BenefitGrant.grant_key.in_(keys[start:start + 500]))))
-    due = [k for k in keyed if k[0] not in seen]
+    due = []
+    for item in keyed:  # a key not granted before, once (a repeated one is a replay, as per member)
+        if item[0] not in seen:
+            seen.add(item[0])
+            due.append(item)
     if not due:
         return
     merged = set(session.scalars(select(Member.id).where(Member.workspace_id == ws, Member.merged_into_id.is_not(None),
@@ -624,7 +625,7 @@ def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProg
                                 f"tier:{tier.code}", key, valid_until=period.end, now=at)
         run.benefits_granted += 0 if granted.is_replay else 1
     if plain:
-        insert_many(session, insert_ignoring_conflicts(session, BenefitGrant.__table__, ["workspace_id", "grant_key"]), {
+        insert_many(session, insert_ignoring_conflicts(session, _GRANTS, ["workspace_id", "grant_key"]), {
             "member_id": [k[1].member_id for k in plain], "benefit_id": [definitions[k[3].code].id for k in plain],
             "quantity": [k[3].quantity for k in plain], "source": [f"tier:{k[2].code}" for k in plain],
             "grant_key": [k[0] for k in plain], "valid_until": [k[4].end for k in plain],
