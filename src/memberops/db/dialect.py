@@ -115,3 +115,16 @@ def utc_year_month(session: Session, column: Any) -> ColumnElement[str]:
     if session.get_bind().dialect.name == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM")
     return func.strftime("%Y-%m", column)
+
+
+def create_temporary(session: Session, table: Table) -> Table:
+    """Create ``table`` (declared with ``prefixes=["TEMPORARY"]`` on a MetaData of its own, never the models')
+    on the session's connection: ``CREATE TEMPORARY TABLE``, seen by this connection only, on both
+    dialects. The caller drops it (:func:`drop_temporary`) before the transaction ends; on a rollback
+    PostgreSQL and SQLite both undo the creation with the transaction."""
+    table.create(session.connection())
+    return table
+
+
+def drop_temporary(session: Session, table: Table) -> None:
+    table.drop(session.connection())

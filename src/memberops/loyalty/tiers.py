@@ -16,18 +16,46 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
-from memberops.db.base import utcnow
+from memberops.db.base import UTCDateTime, utcnow
+from memberops.db.dialect import (
+    create_temporary,
+    drop_temporary,
+    insert_ignoring_conflicts,
+    insert_many,
+    locked,
+)
+from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.loyalty import ledger, tier_rules
+from memberops.loyalty.benefit_models import BenefitGrant
 from memberops.loyalty.benefits import _benefit_by_code, grant_benefit
 from memberops.loyalty.errors import MemberNotEnrolled, UnknownTier
-from memberops.loyalty.models import LoyaltyEvent, Membership
+from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount
 from memberops.loyalty.points import lock_account, zone_of
 from memberops.loyalty.programme import Tier
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
@@ -297,6 +325,20 @@ class TierRun:
     missing_benefits: set[str] = field(default_factory=set)
 
 
+def _verdict(tiers: Sequence[Tier], keep_ratio: Decimal, held: str | None, held_since: datetime | None, *,
+             current_metric: Decimal, assessed_metric: Decimal,
+             assessed: tier_rules.Window) -> tuple[tier_rules.Decision, str | None]:
+    """The evaluation's decision for a member holding ``held`` (a code, or none) since ``held_since``, and the
+    tier code it leaves them with (no I/O: the per-member and the set-based evaluation share it)."""
+    current = _index(tiers, held)
+    since = held_since if held is not None and current is not None else None
+    decision = tier_rules.evaluate(current, since, thresholds=_thresholds(tiers), keep_ratio=keep_ratio,
+                                   current_metric=current_metric, assessed_metric=assessed_metric, assessed=assessed)
+    if held is not None and current is None and decision.tier is None:  # a tier the programme no longer has
+        decision = tier_rules.Decision(None, "downgrade")
+    return decision, tiers[decision.tier].code if decision.tier is not None else None
+
+
 def evaluate_member(session: Session, workspace: Workspace, programme: ActiveProgramme, member_id: str, *,
                     as_of: datetime, run: TierRun) -> None:
     """Judge one member as of ``as_of`` (the caller holds their points lock): upgrade, keep or downgrade,
@@ -310,15 +352,10 @@ def evaluate_member(session: Session, workspace: Workspace, programme: ActivePro
     assessed = tier_rules.assessed_window(rules.window, as_of, zone, anniversary=anniversary,
                                           grace_months=rules.grace_months)
     held = tier_of(session, workspace.id, member_id)
-    current = _index(tiers, held.tier if held else None)
     current_metric = metric_value(session, programme, workspace.id, member_id, current_window, as_of=as_of)
     assessed_metric = metric_value(session, programme, workspace.id, member_id, assessed, as_of=as_of)
-    since = held.since if held is not None and current is not None else None
-    decision = tier_rules.evaluate(current, since, thresholds=_thresholds(tiers), keep_ratio=rules.keep_ratio,
-                                   current_metric=current_metric, assessed_metric=assessed_metric, assessed=assessed)
-    if held is not None and current is None and decision.tier is None:  # a tier the programme no longer has
-        decision = tier_rules.Decision(None, "downgrade")
-    to = tiers[decision.tier].code if decision.tier is not None else None
+    decision, to = _verdict(tiers, rules.keep_ratio, held.tier if held else None, held.since if held else None,
+                            current_metric=current_metric, assessed_metric=assessed_metric, assessed=assessed)
     if decision.reason == "keep":
         if session.scalar(select(TierChange.id).where(
                 TierChange.member_id == member_id, TierChange.workspace_id == workspace.id,
@@ -342,8 +379,9 @@ def evaluate_member(session: Session, workspace: Workspace, programme: ActivePro
         run.missing_benefits.update(grants.missing)
 
 
-def evaluate_tiers(session: Session, workspace: Workspace, *, as_of: datetime | None = None) -> TierRun:
-    """Evaluate every member of the programme as of ``as_of`` (default: now), each under their lock."""
+def evaluate_tiers_per_member(session: Session, workspace: Workspace, *, as_of: datetime | None = None) -> TierRun:
+    """The member-by-member evaluation (each member's lock, metric and writes in turn): the reference the
+    set-based :func:`evaluate_tiers` is tested against and measured by; same results, many times slower."""
     as_of = as_of or utcnow()
     run = TierRun(as_of=as_of)
     programme = active_programme(session, workspace.id)
@@ -360,6 +398,239 @@ def evaluate_tiers(session: Session, workspace: Workspace, *, as_of: datetime | 
         evaluate_member(session, workspace, programme, member_id, as_of=as_of, run=run)
         run.members += 1
     return run
+
+
+_TIERS = cast(Table, MemberTier.__table__)
+_HISTORY = cast(Table, TierChange.__table__)
+_EVENTS = cast(Table, LoyaltyEvent.__table__)
+_GRANTS = cast(Table, BenefitGrant.__table__)
+_WINDOWS = Table(
+    "tmp_tier_window", MetaData(),
+    Column("member_id", String(64), primary_key=True),
+    Column("current_start", UTCDateTime()), Column("current_until", UTCDateTime()),
+    Column("assessed_start", UTCDateTime()), Column("assessed_until", UTCDateTime()),
+    prefixes=["TEMPORARY"],
+)
+
+
+@dataclass(frozen=True)
+class _Judged:
+    member_id: str
+    to: str | None
+    anniversary: date
+
+
+def _metrics(session: Session, programme: ActiveProgramme, workspace_id: str,
+             windows: dict[str, tuple[tier_rules.Window, tier_rules.Window]], *,
+             as_of: datetime) -> tuple[dict[str, tuple[Decimal, Decimal]], Decimal]:
+    """Every member's metric in their current and assessed windows, in one grouped statement (the windows,
+    one pair per member, go through a temporary table), as :func:`metric_value` computes them one by one;
+    and the metric of a member with nothing in a window."""
+    limit = as_of + tier_rules.TICK
+    create_temporary(session, _WINDOWS)
+    insert_many(session, insert(_WINDOWS), {
+        "member_id": list(windows),
+        "current_start": [c.start for c, _ in windows.values()],
+        "current_until": [min(c.end, limit) for c, _ in windows.values()],
+        "assessed_start": [a.start for _, a in windows.values()],
+        "assessed_until": [min(a.end, limit) for _, a in windows.values()],
+    }, {})
+    w = _WINDOWS.c
+    metric = programme.programme.tier_rules.metric
+    source = cast(Table, (GrowthMovement if metric == "growth" else LiveOrder).__table__)
+    at = source.c.occurred_at if metric == "growth" else source.c.ordered_at
+    counted: ColumnElement[Any] = source.c.value if metric == "growth" else literal(1) if metric == "orders" else (
+        source.c.paid_amount - source.c.refunded_amount)
+    condition: ColumnElement[bool] = (source.c.refunded_amount < source.c.paid_amount) if metric == "orders" else true()
+    in_current = and_(at >= w.current_start, at < w.current_until)
+    in_assessed = and_(at >= w.assessed_start, at < w.assessed_until)
+
+    def total(inside: ColumnElement[bool]) -> ColumnElement[Any]:
+        summed = case((and_(inside, condition), counted))
+        return func.count(summed) if metric == "orders" else func.coalesce(func.sum(summed), 0)
+
+    rows = session.execute(
+        select(w.member_id, total(in_current), total(in_assessed)).select_from(_WINDOWS)
+        .join(source, and_(source.c.workspace_id == workspace_id, source.c.member_id == w.member_id,
+                            or_(in_current, in_assessed)))
+        .group_by(w.member_id)).all()
+    empty = session.scalar(select(total(false())).select_from(source).where(false()))
+    drop_temporary(session, _WINDOWS)
+
+    def value(raw: Any) -> Decimal:
+        if metric == "spend":
+            return max(Decimal(str(raw or 0)), Decimal(0))
+        return Decimal(int(raw or 0))
+
+    return {member_id: (value(current), value(assessed)) for member_id, current, assessed in rows}, value(empty)
+
+
+def evaluate_tiers(session: Session, workspace: Workspace, *, as_of: datetime | None = None) -> TierRun:
+    """Evaluate every member of the programme as of ``as_of`` (default: now), set-based: every member's
+    points lock in one statement, every metric in one grouped statement, the verdicts by the pure rules
+    over plain rows, and the changes (tier rows, history, ``tier_changed`` events, benefit grants) written in
+    bulk. The same results as :func:`evaluate_tiers_per_member`, and running it twice at one ``as_of``
+    changes nothing the second time."""
+    as_of = as_of or utcnow()
+    run = TierRun(as_of=as_of)
+    programme = active_programme(session, workspace.id)
+    tiers = programme.programme.tiers
+    rules = programme.programme.tier_rules
+    ws = workspace.id
+    session.flush()
+    if not tiers and session.scalar(select(MemberTier.id).where(MemberTier.workspace_id == ws).limit(1)) is None:
+        return run
+    # the locks, in member order as the live path takes them one by one
+    session.execute(locked(select(PointsAccount.id).where(PointsAccount.workspace_id == ws)
+                           .order_by(PointsAccount.member_id))).all()
+    members = session.execute(
+        select(Membership.member_id, Membership.enrolled_at, MemberTier.tier, MemberTier.since)
+        .join(PointsAccount, and_(PointsAccount.workspace_id == ws, PointsAccount.member_id == Membership.member_id))
+        .outerjoin(MemberTier, and_(MemberTier.workspace_id == ws, MemberTier.member_id == Membership.member_id))
+        .where(Membership.workspace_id == ws).order_by(Membership.member_id)).all()
+    if not members:
+        return run
+    zone = zone_of(workspace)
+    by_anniversary: dict[date, tuple[tier_rules.Window, tier_rules.Window]] = {}
+    windows: dict[str, tuple[tier_rules.Window, tier_rules.Window]] = {}
+    anniversaries: dict[str, date] = {}
+    for member_id, enrolled_at, _, _ in members:
+        anniversary = enrolled_at.astimezone(zone).date()
+        if anniversary not in by_anniversary:
+            by_anniversary[anniversary] = (
+                tier_rules.window_containing(rules.window, as_of, zone, anniversary=anniversary),
+                tier_rules.assessed_window(rules.window, as_of, zone, anniversary=anniversary,
+                                           grace_months=rules.grace_months))
+        windows[member_id] = by_anniversary[anniversary]
+        anniversaries[member_id] = anniversary
+    metrics, nothing = _metrics(session, programme, ws, windows, as_of=as_of)
+    kept_before = {(m, p, t) for m, p, t in session.execute(
+        select(TierChange.member_id, TierChange.period, TierChange.to_tier).where(
+            TierChange.workspace_id == ws, TierChange.reason == "keep",
+            TierChange.period.in_(sorted({a.label for _, a in by_anniversary.values()}))))}
+
+    history: list[tuple[str, str | None, str | None, str, str, Decimal]] = []
+    holding: list[_Judged] = []
+    for member_id, _, held, held_since in members:
+        current_window, assessed = windows[member_id]
+        current_metric, assessed_metric = metrics.get(member_id, (nothing, nothing))
+        decision, to = _verdict(tiers, rules.keep_ratio, held, held_since, current_metric=current_metric,
+                                assessed_metric=assessed_metric, assessed=assessed)
+        if decision.reason == "keep":
+            if (member_id, assessed.label, to) not in kept_before:
+                history.append((member_id, held, to, "keep", assessed.label, assessed_metric))
+                run.kept += 1
+        elif decision.reason is not None:
+            is_up = decision.reason == "upgrade"
+            history.append((member_id, held, to, decision.reason, current_window.label if is_up else assessed.label,
+                            current_metric if is_up else assessed_metric))
+            if is_up:
+                run.upgraded += 1
+            else:
+                run.downgraded += 1
+        if to is not None:
+            run.by_tier[to] = run.by_tier.get(to, 0) + 1
+            holding.append(_Judged(member_id, to, anniversaries[member_id]))
+        run.members += 1
+    _write_changes(session, workspace, programme, history, at=as_of)
+    _grant_in_bulk(session, workspace, programme, holding, at=as_of, run=run)
+    return run
+
+
+def _write_changes(session: Session, workspace: Workspace, programme: ActiveProgramme,
+                   history: Sequence[tuple[str, str | None, str | None, str, str, Decimal]], *, at: datetime) -> None:
+    """What :func:`_change` does per member, for all of them: the tier rows (insert, update, delete), one
+    history row each, and a ``tier_changed`` event where the tier changed."""
+    if not history:
+        return
+    ws, version = workspace.id, programme.version
+    moved = [(m, held, to) for m, held, to, *_ in history if held != to]
+    table = _TIERS
+    gone = [m for m, _, to in moved if to is None]
+    for start in range(0, len(gone), 500):
+        session.execute(delete(table).where(table.c.workspace_id == ws, table.c.member_id.in_(gone[start:start + 500])))
+    changed = [(m, to) for m, held, to in moved if to is not None and held is not None]
+    if changed:
+        session.connection().execute(
+            update(table).where(table.c.workspace_id == ws, table.c.member_id == bindparam("b_member"))
+            .values(tier=bindparam("b_tier"), since=bindparam("b_at", type_=UTCDateTime()),
+                    programme_version=version, updated_at=bindparam("b_at", type_=UTCDateTime())),
+            [{"b_member": m, "b_tier": to, "b_at": at} for m, to in changed])
+    new = [(m, to) for m, held, to in moved if to is not None and held is None]
+    if new:
+        insert_many(session, insert(table), {"member_id": [m for m, _ in new], "tier": [t for _, t in new]},
+                    {"workspace_id": ws, "since": at, "programme_version": version, "updated_at": at})
+    insert_many(session, insert(_HISTORY), {
+        "member_id": [h[0] for h in history], "from_tier": [h[1] for h in history],
+        "to_tier": [h[2] for h in history], "reason": [h[3] for h in history], "period": [h[4] for h in history],
+        "metric_value": [str(h[5]) for h in history],
+    }, {"workspace_id": ws, "note": "", "actor": "system:evaluation", "programme_version": version, "at": at})
+    if moved:
+        insert_many(session, insert(_EVENTS), {
+            "member_id": [m for m, _, _ in moved],
+            "payload": [{"from": held, "to": to, "reason": reason} for m, held, to, reason, *_ in history
+                        if held != to],
+        }, {"workspace_id": ws, "type": "tier_changed", "occurred_at": at})
+    for row in [o for o in session.identity_map.values() if isinstance(o, MemberTier)]:
+        session.expire(row)  # the ORM's copies of the tier rows written above (deleted ones stay expired)
+
+
+def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProgramme, holding: Sequence[_Judged], *,
+                   at: datetime, run: TierRun) -> None:
+    """What :func:`grant_tier_benefits` does per member, for all of them: each tier's benefits for the
+    period ``at`` falls in, once per member, tier and period (the same grant keys); only the grants not
+    made before are written, in bulk. A member merged into another goes through :func:`grant_benefit`,
+    which gives the survivor the grant."""
+    ws = workspace.id
+    tiers = {t.code: t for t in programme.programme.tiers}
+    definitions = {}
+    for code in sorted({judged.to for judged in holding if judged.to is not None}):  # as per member: held tiers only
+        for benefit in tiers[code].benefits:
+            definition = _benefit_by_code(session, ws, benefit.code)
+            if definition is None:
+                run.missing_benefits.add(benefit.code)
+            else:
+                definitions[benefit.code] = definition
+    wanted = [(judged, tiers[judged.to], benefit) for judged in holding if judged.to is not None
+              for benefit in tiers[judged.to].benefits if benefit.code in definitions]
+    if not wanted:
+        return
+    zone = zone_of(workspace)
+    periods: dict[date, tier_rules.Window] = {}
+    keyed = []
+    for judged, tier, benefit in wanted:
+        if judged.anniversary not in periods:
+            periods[judged.anniversary] = tier_rules.benefit_period(programme.programme.tier_rules.window, at, zone,
+                                                                    anniversary=judged.anniversary)
+        period = periods[judged.anniversary]
+        keyed.append((f"tier:{judged.member_id}:{tier.code}:{period.label}:{benefit.code}", judged, tier, benefit,
+                      period))
+    keys = [k[0] for k in keyed]
+    seen: set[str] = set()
+    for start in range(0, len(keys), 500):
+        seen.update(session.scalars(select(BenefitGrant.grant_key).where(
+            BenefitGrant.workspace_id == ws, BenefitGrant.grant_key.in_(keys[start:start + 500]))))
+    due = []
+    for item in keyed:  # a key not granted before, once (a repeated one is a replay, as per member)
+        if item[0] not in seen:
+            seen.add(item[0])
+            due.append(item)
+    if not due:
+        return
+    merged = set(session.scalars(select(Member.id).where(Member.workspace_id == ws, Member.merged_into_id.is_not(None),
+                                                         Member.id.in_({k[1].member_id for k in due}))))
+    plain = [k for k in due if k[1].member_id not in merged]
+    for key, judged, tier, benefit, period in (k for k in due if k[1].member_id in merged):
+        granted = grant_benefit(session, ws, judged.member_id, definitions[benefit.code], benefit.quantity,
+                                f"tier:{tier.code}", key, valid_until=period.end, now=at)
+        run.benefits_granted += 0 if granted.is_replay else 1
+    if plain:
+        insert_many(session, insert_ignoring_conflicts(session, _GRANTS, ["workspace_id", "grant_key"]), {
+            "member_id": [k[1].member_id for k in plain], "benefit_id": [definitions[k[3].code].id for k in plain],
+            "quantity": [k[3].quantity for k in plain], "source": [f"tier:{k[2].code}" for k in plain],
+            "grant_key": [k[0] for k in plain], "valid_until": [k[4].end for k in plain],
+        }, {"workspace_id": ws, "consumed": 0, "valid_from": at, "granted_at": at})
+        run.benefits_granted += len(plain)
 
 
 # --- reading ---------------------------------------------------------------------------------------------
