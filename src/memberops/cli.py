@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -527,6 +527,29 @@ def identity_export(
     out.print(f"wrote {count:,} rows to {out_file}")
 
 
+def _show_settings(kind: str, slug: str, settings: Any, version: int, out_file: Path | None) -> None:
+    """Print (or write to ``out_file``) a workspace's versioned settings as YAML headed by their version."""
+    import yaml
+
+    text = f"# {kind} settings of {slug}, version {version}{' (defaults)' if version == 0 else ''}\n" + yaml.safe_dump(
+        settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    if out_file is None:
+        typer.echo(text, nl=False)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"wrote version {version} to {out_file}")
+
+
+def _settings_file(file: Path, invalid: Callable[[list[dict[str, str]]], Exception]) -> Any:
+    """The YAML document in ``file``; ``invalid`` (the domain's settings error) when it cannot be read."""
+    import yaml
+
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise invalid([{"field": "", "message": f"cannot read {file}: {exc}"}]) from None
+
+
 identity_config_app = typer.Typer(help="The workspace's OneID settings: strong identifier types, guard rails, "
                                         "match thresholds (versioned; every change audited).")
 identity_app.add_typer(identity_config_app, name="config")
@@ -538,7 +561,6 @@ def identity_config_show(
     workspace: WorkspaceOpt = "default",
 ) -> None:
     """Print the settings in force as YAML (a file to edit and give to `identity config set`)."""
-    import yaml
 
     from memberops.accounts import service as accounts
     from memberops.identity import config
@@ -546,13 +568,7 @@ def identity_config_show(
     with _context() as context, context.store.read() as session:
         ws = accounts.get_workspace(session, workspace)
         settings, version = config.current(session, ws.id)
-    text = f"# OneID settings of {ws.slug}, version {version}{' (defaults)' if version == 0 else ''}\n" + yaml.safe_dump(
-        settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    if out_file is None:
-        typer.echo(text, nl=False)
-    else:
-        out_file.write_text(text, encoding="utf-8")
-        out.print(f"wrote version {version} to {out_file}")
+    _show_settings("OneID", ws.slug, settings, version, out_file)
 
 
 @identity_config_app.command("set")
@@ -561,7 +577,6 @@ def identity_config_set(
     workspace: WorkspaceOpt = "default",
 ) -> None:
     """Make FILE the new settings version; the next `identity resolve` and live customer records follow it."""
-    import yaml
 
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor
@@ -569,10 +584,7 @@ def identity_config_set(
     from memberops.identity.errors import InvalidIdentityConfig
 
     with _context() as context:
-        try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidIdentityConfig([{"field": "", "message": f"cannot read {file}: {exc}"}]) from None
+        document = _settings_file(file, InvalidIdentityConfig)
         with context.store.transaction() as session:
             ws = accounts.get_workspace(session, workspace)
             _, version = config.update(session, ws.id, document, actor=Actor.cli())
@@ -642,7 +654,6 @@ def insight_config_show(
     workspace: WorkspaceOpt = "default",
 ) -> None:
     """Print the settings in force as YAML (a file to edit and give to `insight config set`)."""
-    import yaml
 
     from memberops.accounts import service as accounts
     from memberops.insight import config_store
@@ -650,13 +661,7 @@ def insight_config_show(
     with _context() as context, context.store.read() as session:
         ws = accounts.get_workspace(session, workspace)
         settings, version = config_store.current_version(session, ws.id)
-    text = f"# insight settings of {ws.slug}, version {version}{' (defaults)' if version == 0 else ''}\n" + yaml.safe_dump(
-        settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    if out_file is None:
-        typer.echo(text, nl=False)
-    else:
-        out_file.write_text(text, encoding="utf-8")
-        out.print(f"wrote version {version} to {out_file}")
+    _show_settings("insight", ws.slug, settings, version, out_file)
 
 
 @insight_config_app.command("set")
@@ -665,7 +670,6 @@ def insight_config_set(
     workspace: WorkspaceOpt = "default",
 ) -> None:
     """Make FILE the new settings version; the next `insight compute` and the nightly job follow it."""
-    import yaml
 
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor
@@ -673,10 +677,7 @@ def insight_config_set(
     from memberops.insight.errors import InvalidInsightConfig
 
     with _context() as context:
-        try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInsightConfig([{"field": "", "message": f"cannot read {file}: {exc}"}]) from None
+        document = _settings_file(file, InvalidInsightConfig)
         with context.store.transaction() as session:
             ws = accounts.get_workspace(session, workspace)
             _, version = config_store.update(session, ws.id, document, actor=Actor.cli())
