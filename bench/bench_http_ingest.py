@@ -11,23 +11,23 @@ written (state, received keys, outbox). The issue names no peer for HTTP, so the
 of the framework on this machine: the same requests, over the same kind of connections, to a minimal
 FastAPI app under the same uvicorn that only parses the JSON body and answers 200.
 
-The load generator is a separate process (threads, each with its own keep-alive HTTP/1.1 connection over
-a plain socket and the requests prepared in advance) fed commands over a pipe; it reports throughput and latency percentiles, printed after each timed run. Run with
+The load generator is ``bench/loadgen.py``'s (shared with the loyalty benchmark): a separate process
+(threads, each with its own keep-alive HTTP/1.1 connection over a plain socket and the requests prepared
+in advance) fed commands over a pipe; it reports throughput and latency percentiles, printed after each
+timed run. Run with
 ``memberops bench http_events_batch http_orders_single`` (``--quick`` for a smoke run) or
 ``python bench/bench_http_ingest.py``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,35 +40,23 @@ RUN_TOKEN = "@@RUN@@"
 HERE = Path(__file__).resolve()
 
 
+
+
+def _loadgen() -> Any:
+    """``bench/loadgen.py``, loaded once per process by path (the harness loads bench files the same way)."""
+    name = "memberops_bench_loadgen"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.with_name("loadgen.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+loadgen = _loadgen()
+
+
 # --- servers ---------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _memberops(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
-    executable = Path(sys.executable).with_name("memberops")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "memberops.cli"]
-    return subprocess.Popen([*command, *args], env=env, **kwargs)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server at {url} exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the server at {url} did not become healthy in {timeout:.0f}s")
 
 
 class Rig:
@@ -81,48 +69,38 @@ class Rig:
                  processes: list[subprocess.Popen[bytes]]) -> None:
         self.root, self.ours_url, self.baseline_url, self.key, self.quick = root, ours_url, baseline_url, key, quick
         self.processes = processes
-        self.generator: subprocess.Popen[str] | None = None
+        self.generator: Any = None
         self.runs = 0
         self.figures: dict[str, list[dict[str, Any]]] = {}
 
     def load(self, url: str, mode: str, requests: int, concurrency: int) -> dict[str, Any]:
-        assert self.generator is not None and self.generator.stdin and self.generator.stdout
+        assert self.generator is not None
         self.runs += 1
-        command = {"url": url, "key": self.key, "mode": mode, "requests": requests, "concurrency": concurrency,
-                   "run": f"r{self.runs}"}
-        self.generator.stdin.write(json.dumps(command) + "\n")
-        self.generator.stdin.flush()
-        answer = self.generator.stdout.readline()
-        if not answer:
-            raise RuntimeError("the load generator exited")
-        result: dict[str, Any] = json.loads(answer)
-        if "error" in result:
-            raise RuntimeError(result["error"])
-        return result
+        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,  # type: ignore[no-any-return]
+                                   "concurrency": concurrency, "run": f"r{self.runs}"})
 
 
 def _start(quick: bool) -> Rig:
     root = Path(tempfile.mkdtemp(prefix="memberops-bench-http-"))
     env = {**os.environ, "MEMBEROPS_DATA_DIR": str(root / "data"), "MEMBEROPS_SECRET_KEY": "bench-secret"}
     env.pop("MEMBEROPS_DATABASE_URL", None)  # SQLite in the data directory, as the target says
-    created = _memberops("keys", "create", "--scope", "ingest", "--name", "bench", env=env,
+    created = loadgen.memberops("keys", "create", "--scope", "ingest", "--name", "bench", env=env,
                          stdout=subprocess.PIPE, text=True)
     output, _ = created.communicate(timeout=120)
     if created.returncode != 0:
         raise RuntimeError(f"memberops keys create failed: {output}")
     key = output.strip().splitlines()[-1].split()[-1]
-    ours_port, baseline_port = _free_port(), _free_port()
+    ours_port, baseline_port = loadgen.free_port(), loadgen.free_port()
     quiet = subprocess.DEVNULL  # the access log is written, and thrown away
-    ours = _memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)
+    ours = loadgen.memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)
     baseline = subprocess.Popen([sys.executable, str(HERE), "serve-baseline", str(baseline_port)], env=env,
                                 stdout=quiet, stderr=quiet)
     rig = Rig(root, f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{baseline_port}", key, quick,
               [ours, baseline])
     try:
-        _wait_healthy(rig.ours_url, ours)
-        _wait_healthy(rig.baseline_url, baseline)
-        rig.generator = subprocess.Popen([sys.executable, str(HERE), "load"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, env=env)
+        loadgen.wait_healthy(rig.ours_url, ours)
+        loadgen.wait_healthy(rig.baseline_url, baseline)
+        rig.generator = loadgen.Generator(HERE, env)
         rig.load(rig.ours_url, "customers", 1_000, 2)  # the buyers the orders will name, so they resolve
     except Exception:
         _stop(rig)
@@ -132,14 +110,8 @@ def _start(quick: bool) -> Rig:
 
 def _stop(rig: Rig) -> None:
     if rig.generator is not None:
-        rig.generator.stdin.close()  # type: ignore[union-attr]
-        rig.generator.wait(timeout=30)
-    for process in rig.processes:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        rig.generator.close()
+    loadgen.stop(rig.processes)
     for name, runs in rig.figures.items():
         for run in runs:
             print(f"  {name}: {run['label']}")
@@ -210,53 +182,6 @@ def _bodies(mode: str, requests: int) -> tuple[str, list[bytes]]:
     raise ValueError(mode)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-class _Connection:
-    """A minimal HTTP/1.1 keep-alive client over a socket: a Python HTTP client library costs more CPU per
-    request than the servers under test, and would measure itself."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.host = f"{host}:{port}"
-        self.socket = socket.create_connection((host, int(port)))
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.pending = b""
-
-    def request(self, head: bytes, body: bytes) -> tuple[int, bytes]:
-        self.socket.sendall(head + body)
-        while b"\r\n\r\n" not in self.pending:
-            self.pending += self._receive()
-        headers, _, rest = self.pending.partition(b"\r\n\r\n")
-        length = 0
-        for line in headers.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(rest) < length:
-            rest += self._receive()
-        self.pending = rest[length:]
-        return int(headers[9:12]), rest[:length]
-
-    def _receive(self) -> bytes:
-        chunk = self.socket.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        return chunk
-
-    def close(self) -> None:
-        self.socket.close()
-
-
-def _head(path: str, host: str, key: str, length: int) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
-
-
 def _accepted(status: int, body: bytes) -> int:
     if status == 201:
         return 1
@@ -272,69 +197,16 @@ def _run_load(command: dict[str, Any], templates: dict[tuple[str, int], tuple[st
         templates[shape] = _bodies(*shape)
     path, template = templates[shape]
     token, run = RUN_TOKEN.encode(), command["run"].encode()
-    bodies = [body.replace(token, run) for body in template]
-    connections = [_Connection(command["url"]) for _ in range(command["concurrency"])]
-    requests = [_head(path, connections[0].host, command["key"], len(body)) + body for body in bodies]
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    accepted = 0
-    next_index = iter(range(len(requests)))
-    lock = threading.Lock()
+    requests = loadgen.prepare(command["url"], command["key"], [(path, body.replace(token, run)) for body in template])
+    accepted = [0] * len(requests)
 
-    def worker(connection: _Connection) -> None:
-        nonlocal accepted
-        opened = connection
-        mine: list[float] = []
-        seen: dict[int, int] = {}
-        kept = 0
-        while True:
-            with lock:
-                index = next(next_index, None)
-            if index is None:
-                break
-            started = time.perf_counter()
-            try:
-                status, body = connection.request(requests[index], b"")
-            except OSError:  # counted, and the connection replaced: a failed request must show in the figures
-                status, body = 599, b""
-                connection.close()
-                connection = _Connection(command["url"])
-            mine.append(time.perf_counter() - started)
-            seen[status] = seen.get(status, 0) + 1
-            kept += _accepted(status, body)
-        if connection is not opened:
-            connection.close()
-        with lock:
-            latencies.extend(mine)
-            for status, count in seen.items():
-                statuses[status] = statuses.get(status, 0) + count
-            accepted += kept
+    def inspect(index: int, status: int, body: bytes) -> None:
+        accepted[index] = _accepted(status, body)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in connections]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    for connection in connections:
-        connection.close()
-    latencies.sort()
-    items = len(bodies) * (BATCH if command["mode"] == "events" else 500 if command["mode"] == "customers" else 1)
-    return {"requests": len(bodies), "items": items, "seconds": seconds, "accepted": accepted,
-            "statuses": {str(k): v for k, v in statuses.items()},
-            "p50_ms": _percentile(latencies, 0.50) * 1000, "p99_ms": _percentile(latencies, 0.99) * 1000}
-
-
-def _generator() -> None:
-    templates: dict[tuple[str, int], tuple[str, list[bytes]]] = {}
-    for line in sys.stdin:
-        try:
-            result = _run_load(json.loads(line), templates)
-        except Exception as exc:  # noqa: BLE001 - reported to the benchmark process, which raises it
-            result = {"error": repr(exc)}
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
+    result: dict[str, Any] = loadgen.run(command["url"], requests, command["concurrency"], inspect)
+    per_request = BATCH if command["mode"] == "events" else 500 if command["mode"] == "customers" else 1
+    result.update(items=len(requests) * per_request, accepted=sum(accepted))
+    return result
 
 
 # --- the benchmarks --------------------------------------------------------------------------------------
@@ -385,7 +257,8 @@ BENCHMARKS = [
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "load":
-        _generator()
+        shapes: dict[tuple[str, int], tuple[str, list[bytes]]] = {}
+        loadgen.serve_commands(lambda command: _run_load(command, shapes))
     elif len(sys.argv) > 2 and sys.argv[1] == "serve-baseline":
         _serve_baseline(int(sys.argv[2]))
     else:

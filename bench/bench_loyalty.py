@@ -14,7 +14,8 @@ row, check it, insert a ledger row with its idempotency key, update the balance 
 lots, no programme rules, no authentication. The ratio is what memberops' ledger (lots, allocations,
 catch-up, idempotency, outbox, API keys) costs over that.
 
-The load generator is the HTTP ingestion benchmark's (a separate process, keep-alive sockets). PostgreSQL
+The load generator is ``bench/loadgen.py``'s, shared with the HTTP ingestion benchmark (a separate
+process, keep-alive sockets). PostgreSQL
 comes from ``MEMBEROPS_BENCH_DATABASE_URL`` or ``MEMBEROPS_TEST_DATABASE_URL`` (a database is created and
 dropped); without either, ``loyalty_postgresql`` fails with that reason. Run ``memberops bench
 loyalty_sqlite loyalty_postgresql`` (``--quick`` for a smoke run) or ``python bench/bench_loyalty.py``.
@@ -29,8 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,16 +45,18 @@ TRANSACTIONS = {True: 600, False: 6_000}
 RUN_TOKEN = "@@RUN@@"
 
 
-def _http_module() -> Any:
-    """The HTTP ingestion benchmark's servers and load generator pieces (loaded like the harness does)."""
-    spec = importlib.util.spec_from_file_location("memberops_bench_http_shared", HERE.with_name("bench_http_ingest.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _loadgen() -> Any:
+    """``bench/loadgen.py``, loaded once per process by path (the harness loads bench files the same way)."""
+    name = "memberops_bench_loadgen"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.with_name("loadgen.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
-http = _http_module()
+loadgen = _loadgen()
 
 
 # --- the stores ------------------------------------------------------------------------------------------
@@ -101,26 +102,17 @@ class Rig:
     def __init__(self, root: Path, database_url: str, quick: bool) -> None:
         self.root, self.database_url, self.quick = root, database_url, quick
         self.processes: list[subprocess.Popen[bytes]] = []
-        self.generator: subprocess.Popen[str] | None = None
+        self.generator: Any = None
         self.ours_url = self.baseline_url = self.key = ""
         self.members: list[str] = []
         self.runs = 0
         self.figures: list[str] = []
 
     def load(self, url: str, requests: int, *, mode: str = "mix", concurrency: int = CONCURRENCY) -> dict[str, Any]:
-        assert self.generator is not None and self.generator.stdin and self.generator.stdout
+        assert self.generator is not None
         self.runs += 1
-        command = {"url": url, "key": self.key, "mode": mode, "requests": requests, "concurrency": concurrency,
-                   "run": f"r{self.runs}", "members": self.members}
-        self.generator.stdin.write(json.dumps(command) + "\n")
-        self.generator.stdin.flush()
-        answer = self.generator.stdout.readline()
-        if not answer:
-            raise RuntimeError("the load generator exited")
-        result: dict[str, Any] = json.loads(answer)
-        if "error" in result:
-            raise RuntimeError(result["error"])
-        return result
+        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,  # type: ignore[no-any-return]
+                                   "concurrency": concurrency, "run": f"r{self.runs}", "members": self.members})
 
 
 def _start(store: str, quick: bool) -> Rig:
@@ -130,27 +122,26 @@ def _start(store: str, quick: bool) -> Rig:
     env = {**os.environ, "MEMBEROPS_DATA_DIR": str(root / "data"), "MEMBEROPS_SECRET_KEY": "bench-secret",
            "MEMBEROPS_DATABASE_URL": database_url}
     try:
-        created = http._memberops("keys", "create", "--scope", "loyalty", "--scope", "ingest", "--name", "bench",
+        created = loadgen.memberops("keys", "create", "--scope", "loyalty", "--scope", "ingest", "--name", "bench",
                                   env=env, stdout=subprocess.PIPE, text=True)
         output, _ = created.communicate(timeout=120)
         if created.returncode != 0:
             raise RuntimeError(f"memberops keys create failed: {output}")
         rig.key = output.strip().splitlines()[-1].split()[-1]
-        ours_port, baseline_port = http._free_port(), http._free_port()
+        ours_port, baseline_port = loadgen.free_port(), loadgen.free_port()
         quiet = subprocess.DEVNULL
-        ours = http._memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)
+        ours = loadgen.memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)
         rig.processes.append(ours)
         rig.ours_url = f"http://127.0.0.1:{ours_port}"
-        http._wait_healthy(rig.ours_url, ours)
-        rig.generator = subprocess.Popen([sys.executable, str(HERE), "load"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, env=env)
+        loadgen.wait_healthy(rig.ours_url, ours)
+        rig.generator = loadgen.Generator(HERE, env)
         enrolled = rig.load(rig.ours_url, MEMBERS, mode="enrol", concurrency=4)
         rig.members = enrolled["member_ids"]
         baseline = subprocess.Popen([sys.executable, str(HERE), "serve-baseline", str(baseline_port), database_url,
                                      json.dumps(rig.members)], env=env, stdout=quiet, stderr=quiet)
         rig.processes.append(baseline)
         rig.baseline_url = f"http://127.0.0.1:{baseline_port}"
-        http._wait_healthy(rig.baseline_url, baseline)
+        loadgen.wait_healthy(rig.baseline_url, baseline)
         for url in (rig.ours_url, rig.baseline_url):  # one order each first, so every redemption can be paid
             rig.load(url, MEMBERS, mode="earn", concurrency=8)
     except Exception:
@@ -160,15 +151,9 @@ def _start(store: str, quick: bool) -> Rig:
 
 
 def _stop(rig: Rig) -> None:
-    if rig.generator is not None and rig.generator.stdin is not None:
-        rig.generator.stdin.close()
-        rig.generator.wait(timeout=30)
-    for process in rig.processes:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    if rig.generator is not None:
+        rig.generator.close()
+    loadgen.stop(rig.processes)
     for line in rig.figures:
         print(f"  {line}")
     if rig.database_url.startswith("postgresql"):
@@ -289,56 +274,16 @@ def _run_load(command: dict[str, Any]) -> dict[str, Any]:
     token, run = RUN_TOKEN, command["run"]
     prepared = [(path, json.dumps(body).replace(token, run).encode())
                 for path, body in _requests(command["mode"], command["requests"], command["members"])]
-    connections = [http._Connection(command["url"]) for _ in range(command["concurrency"])]
-    requests = [http._head(path, connections[0].host, command["key"], len(body)) + body for path, body in prepared]
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
     member_ids: dict[int, str] = {}
-    order = iter(range(len(requests)))
-    lock = threading.Lock()
 
-    def worker(connection: Any) -> None:
-        mine: list[float] = []
-        seen: dict[int, int] = {}
-        while True:
-            with lock:
-                index = next(order, None)
-            if index is None:
-                break
-            started = time.perf_counter()
-            status, body = connection.request(requests[index], b"")
-            mine.append(time.perf_counter() - started)
-            seen[status] = seen.get(status, 0) + 1
-            if command["mode"] == "enrol" and status in (200, 201):
-                member_ids[index] = json.loads(body)["member_id"]
-        with lock:
-            latencies.extend(mine)
-            for status, count in seen.items():
-                statuses[status] = statuses.get(status, 0) + count
+    def inspect(index: int, status: int, body: bytes) -> None:
+        if command["mode"] == "enrol" and status in (200, 201):
+            member_ids[index] = json.loads(body)["member_id"]
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in connections]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    for connection in connections:
-        connection.close()
-    latencies.sort()
-    return {"requests": len(requests), "seconds": seconds, "statuses": {str(k): v for k, v in statuses.items()},
-            "p50_ms": http._percentile(latencies, 0.50) * 1000, "p99_ms": http._percentile(latencies, 0.99) * 1000,
-            "member_ids": [member_ids[i] for i in sorted(member_ids)]}
-
-
-def _generator() -> None:
-    for line in sys.stdin:
-        try:
-            result = _run_load(json.loads(line))
-        except Exception as exc:  # noqa: BLE001 - reported to the benchmark process, which raises it
-            result = {"error": repr(exc)}
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
+    result: dict[str, Any] = loadgen.run(command["url"], loadgen.prepare(command["url"], command["key"], prepared),
+                                         command["concurrency"], inspect)
+    result["member_ids"] = [member_ids[i] for i in sorted(member_ids)]
+    return result
 
 
 # --- the benchmarks --------------------------------------------------------------------------------------
@@ -373,7 +318,7 @@ BENCHMARKS = [_benchmark("postgresql"), _benchmark("sqlite")]
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "load":
-        _generator()
+        loadgen.serve_commands(_run_load)
     elif len(sys.argv) > 4 and sys.argv[1] == "serve-baseline":
         _serve_baseline(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]))
     else:
