@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal, cast
 
 from pydantic_core import to_json
@@ -86,11 +87,14 @@ class LiveHooks:
 NO_HOOKS = LiveHooks()
 
 
+@cache
 def default_hooks() -> LiveHooks:
     """The hooks the HTTP API runs live orders, refunds and events through: coupons presented on an order
     are redeemed (and restored on a full refund), enrolled members earn points (taken back on refunds), a
     referred friend's first qualifying order rewards the referrer and the friend (clawed back on its full
-    refund), and members earn for the events the programme rewards."""
+    refund), and members earn for the events the programme rewards.
+
+    Built once (every live request asks for them; they are plain functions, the same for the process)."""
     from memberops.loyalty.coupon_live import redeem_on_live_order, restore_on_full_refund
     from memberops.loyalty.hooks import (
         claw_back_referral_on_refund,
