@@ -21,7 +21,6 @@ timed run. Run with
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from memberops.benchmarks import Benchmark
+from memberops.benchmarks import Benchmark, load_bench_module
 
 BATCH = 1_000
 RUN_TOKEN = "@@RUN@@"
@@ -42,18 +41,7 @@ HERE = Path(__file__).resolve()
 
 
 
-def _loadgen() -> Any:
-    """``bench/loadgen.py``, loaded once per process by path (the harness loads bench files the same way)."""
-    name = "memberops_bench_loadgen"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE.with_name("loadgen.py"))
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-loadgen = _loadgen()
+loadgen = load_bench_module(HERE.with_name("loadgen.py"))  # the shared servers and load generator
 
 
 # --- servers ---------------------------------------------------------------------------------------------

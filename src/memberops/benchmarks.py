@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -58,17 +59,26 @@ def find_bench_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "bench"
 
 
+def load_bench_module(path: Path) -> ModuleType:
+    """The module in the bench folder at ``path``, loaded once per process (the bench folder is not on
+    ``sys.path``): a benchmark file, or a helper the benchmark files share (``bench/loadgen.py``)."""
+    name = f"memberops_bench_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as an import would: dataclasses and typing resolve their own module.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_benchmarks(directory: Path) -> list[Benchmark]:
     found: list[Benchmark] = []
     for path in sorted(directory.glob("bench_*.py")):
-        spec = importlib.util.spec_from_file_location(f"memberops_bench_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        # Registered before it runs, as an import would: dataclasses and typing resolve their own module.
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        found.extend(getattr(module, "BENCHMARKS", []))
+        found.extend(getattr(load_bench_module(path), "BENCHMARKS", []))
     return found
 
 
