@@ -17,10 +17,14 @@ transaction, so only the one that raises fails.
 
 The group runs in the event loop's thread, as :class:`memberops.api.deps.Writer` runs SQLite writes: the
 loop is blocked meanwhile, but the requests arriving then wait in the sockets and are read together when
-it returns, to form the next group. Measured against running the group in a worker thread (so the loop
-could read requests meanwhile) with the HTTP single-order benchmark: a sixth less CPU per order (no thread
-hand-offs, no two threads taking turns at the GIL), and groups as large as the number of clients. With
-``synchronous=NORMAL`` in WAL mode a commit does not wait for the disk, so nothing slow blocks the loop.
+it returns, to form the next group (as large as the number of clients waiting: 8 of 8 in the HTTP
+single-order benchmark). Measured against running the group in a worker thread, so that the loop could
+read requests meanwhile, in the same runs of that benchmark: about a tenth less server CPU per order
+(2.0–2.2 ms against 2.3–2.5 ms: no thread hand-offs, no two threads taking turns at the GIL). On a
+machine whose cores are all busy with other work the worker thread can still answer more orders a second
+(two runnable threads get two shares of the CPU); with the cores to itself, the CPU per order is what
+sets the rate. With ``synchronous=NORMAL`` in WAL mode a commit does not wait for the disk, so nothing
+slow blocks the loop.
 
 Used on SQLite only: PostgreSQL runs writers concurrently and gains nothing from waiting for company.
 """
