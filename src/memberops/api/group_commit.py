@@ -19,8 +19,8 @@ The group runs in the event loop's thread, as :class:`memberops.api.deps.Writer`
 loop is blocked meanwhile, but the requests arriving then wait in the sockets and are read together when
 it returns, to form the next group (as large as the number of clients waiting: 8 of 8 in the HTTP
 single-order benchmark). Measured against running the group in a worker thread, so that the loop could
-read requests meanwhile, in the same runs of that benchmark: about a tenth less server CPU per order
-(2.0–2.2 ms against 2.3–2.5 ms: no thread hand-offs, no two threads taking turns at the GIL). On a
+read requests meanwhile, in interleaved runs of that benchmark: less server CPU per order in each of five
+runs, by 1–19% (1.6–2.5 ms against 1.9–2.6 ms: no thread hand-offs, no two threads taking turns at the GIL). On a
 machine whose cores are all busy with other work the worker thread can still answer more orders a second
 (two runnable threads get two shares of the CPU); with the cores to itself, the CPU per order is what
 sets the rate. With ``synchronous=NORMAL`` in WAL mode a commit does not wait for the disk, so nothing
