@@ -153,7 +153,7 @@ def _move_points(session: Session, workspace: Workspace, programme: ActiveProgra
 
 
 def _repoint(session: Session, statement: Any) -> int:
-    return int(session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0)
+    return int(session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _move_referrals(session: Session, workspace_id: str, absorbed: str, survivor: str) -> int:
