@@ -69,6 +69,10 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         assert session.scalar(select(func.count()).select_from(EventEarning).where(
             EventEarning.workspace_id == ws.id, EventEarning.event_type == "sign_in", EventEarning.streak >= 1,
             EventEarning.movement_id.is_not(None)))
+        # some members check in daily long enough for the 7-day streak bonus
+        assert session.scalar(select(func.count()).select_from(EventEarning).where(
+            EventEarning.workspace_id == ws.id, EventEarning.event_type == "sign_in", EventEarning.streak >= 7,
+            EventEarning.points > 1))
         # members who bought since they joined have points; every balance is its ledger's sum
         buyers = set(session.scalars(select(PointsMovement.member_id).where(
             PointsMovement.workspace_id == ws.id, PointsMovement.source_type == "order")).all())

@@ -16,7 +16,7 @@ from memberops.accounts.models import Workspace
 from memberops.api.app import create_app
 from memberops.ingest import live
 from memberops.ingest.schemas import EventIn
-from memberops.loyalty import event_earning, tiers
+from memberops.loyalty import enrolment, event_earning, tiers
 from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.models import PointsMovement, ProgrammeVersion
 from memberops.loyalty.tier_models import GrowthMovement
@@ -108,8 +108,11 @@ class TestEventEarning:
 
             enrol(session, workspace, "c2", phone="+8613800000002", birthday=date(1990, 5, 4))
         assert post(context, workspace, event("p1", "complete_profile")) == [0]  # c1: no phone, no birthday
+        # c2 enrolled complete and earned then (see TestProfileCompleted): the events pay nothing more
         assert post(context, workspace, event("p2", "complete_profile", customer_key="c2"),
-                    event("p3", "complete_profile", customer_key="c2")) == [50, 0]
+                    event("p3", "complete_profile", customer_key="c2")) == [0, 0]
+        with context.store.read() as session:
+            assert session.scalars(select(EventEarning.points).where(EventEarning.points > 0)).all() == [50]
 
     def test_types_the_programme_does_not_reward_touch_no_loyalty_table(
             self, context: Context, workspace: Workspace) -> None:
@@ -187,3 +190,67 @@ def test_the_backfill_replays_rewarded_events_once(context: Context, workspace: 
     movements = count(context, PointsMovement)
     assert post(context, workspace, event("e1", "sign_in", at(5))) == [1]
     assert count(context, PointsMovement) == movements and count(context, EventEarning) == 5
+
+
+class TestProfileCompleted:
+    """``complete_profile`` also pays when the member's record becomes complete through the API or an import,
+    once per member (and not after an explicit event paid it)."""
+
+    RULE = {"points": 30, "required_fields": ["phone", "email"]}
+
+    def _points(self, context: Context, member_id: str) -> int:
+        with context.store.read() as session:
+            return int(session.scalar(select(func.coalesce(func.sum(PointsMovement.points), 0)).where(
+                PointsMovement.member_id == member_id, PointsMovement.source_type == "event")) or 0)
+
+    def test_a_record_that_completes_the_profile_earns_once(self, context: Context, workspace: Workspace) -> None:
+        from memberops.ingest.schemas import CustomerIn
+
+        with context.store.transaction() as session:
+            set_programme(session, workspace, events={"complete_profile": self.RULE})
+            member = enrol(session, workspace, "c1", phone="+8613800000001")  # no e-mail yet: not complete
+        assert self._points(context, member) == 0
+        for source_id in ("app-1", "app-2"):  # the app posts the e-mail, then another record of the person
+            with context.store.transaction() as session:
+                (outcome,) = live.ingest_customers(session, workspace, [CustomerIn(
+                    channel="app", source_id=source_id, phone="+8613800000001", email="mei@example.com")])
+                assert outcome.member_id == member
+        assert self._points(context, member) == 30
+        with context.store.transaction() as session:  # the record path pays once per member
+            assert event_earning.earn_if_profile_complete(session, workspace, member) == 0
+        assert self._points(context, member) == 30
+        with context.store.transaction() as session:
+            complete = enrolment.enrol(session, workspace, channel="pos", source_id="c2",
+                                       identifiers={"phone": "+8613800000002", "email": "li@example.com"}).member.id
+        assert self._points(context, complete) == 30  # complete at enrolment
+
+    def test_an_explicit_event_first_leaves_nothing_for_the_record(self, context: Context, workspace: Workspace) -> None:
+        from memberops.identity.models import Identifier
+        from memberops.loyalty.enrolment import sync_enrolment
+
+        with context.store.transaction() as session:
+            set_programme(session, workspace, events={"complete_profile": self.RULE})
+            member = enrol(session, workspace, "c1", phone="+8613800000001")
+            session.add(Identifier(workspace_id=workspace.id, member_id=member, type="email", value="mei@example.com"))
+        assert post(context, workspace, event("e1", "complete_profile")) == [30]
+        with context.store.transaction() as session:
+            assert event_earning.earn_if_profile_complete(session, workspace, member) == 0
+            assert sync_enrolment(session, workspace).profiles_completed == 0
+        assert self._points(context, member) == 30
+
+    def test_the_membership_job_pays_profiles_an_import_completed(self, context: Context,
+                                                                   workspace: Workspace) -> None:
+        from memberops.identity.models import Identifier
+        from memberops.loyalty.enrolment import sync_enrolment
+
+        with context.store.transaction() as session:
+            set_programme(session, workspace, events={"complete_profile": self.RULE})
+            member = enrol(session, workspace, "c1", phone="+8613800000001")
+            enrol(session, workspace, "c2", phone="+8613800000002")
+            assert sync_enrolment(session, workspace).profiles_completed == 0
+            # a batch import's resolution gives c1 an e-mail
+            session.add(Identifier(workspace_id=workspace.id, member_id=member, type="email", value="mei@example.com"))
+            session.flush()
+            assert sync_enrolment(session, workspace).profiles_completed == 1
+            assert sync_enrolment(session, workspace).profiles_completed == 0
+        assert self._points(context, member) == 30

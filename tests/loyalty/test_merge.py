@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from memberops.accounts.models import Workspace
@@ -89,3 +90,63 @@ def test_a_split_after_a_merge_leaves_the_points_with_the_survivor(context: Cont
         assert check_ledger(session, c2).available == 0
         assert session.get(Member, c2).is_enrolled  # type: ignore[union-attr]
         assert post_order(session, workspace, "o3", customer_key="c2", paid="10.00").points == 10
+
+
+def test_a_merge_moves_growth_referrals_and_reward_redemptions_once(context: Context, workspace: Workspace) -> None:
+    """B's growth value, the friends B referred (and so the counts), B's own binding as a friend and B's
+    reward redemptions become A's; A's per-member reward limit then counts what B redeemed."""
+    from memberops.loyalty import referral_reports, referrals, rewards, tiers
+    from memberops.loyalty.referral_models import ReferralBinding
+    from memberops.loyalty.reward_errors import RewardLimitReached
+    from memberops.loyalty.reward_models import RewardRedemption
+    from memberops.loyalty.tier_models import GrowthMovement
+    from tests.loyalty.factories import set_programme
+    from tests.loyalty.reward_factories import OPERATOR, make_reward
+
+    with context.store.transaction() as session:
+        set_programme(session, workspace, referrals={"enabled": True, "referrer_points": 0, "friend_points": 0})
+        a = enrol(session, workspace, "c1", phone="13800138001")
+        b = enrol(session, workspace, "c2", phone="13900139002")
+        carol = enrol(session, workspace, "c3", phone="13700137003")
+        dave = enrol(session, workspace, "c4", phone="13600136004")
+        referrals.bind_referral(session, workspace, carol, referrals.ensure_referral_code(session, workspace.id, b))
+        referrals.bind_referral(session, workspace, b, referrals.ensure_referral_code(session, workspace.id, dave))
+        tiers.award_growth(session, workspace.id, b, value=40, source_type="event", source_id="review",
+                           idempotency_key="growth:b:1", occurred_at=WHEN)
+        make_reward(session, workspace, "MUG", points_price=10, per_member_limit=1)
+        points.adjust(session, workspace, b, points=50, reason="test", idempotency_key="fund-b", actor=OPERATOR)
+        points.adjust(session, workspace, a, points=50, reason="test", idempotency_key="fund-a", actor=OPERATOR)
+        rewards.redeem_reward(session, workspace, b, "MUG", quantity=1, idempotency_key="b-mug", actor=OPERATOR)
+    _merge(context, workspace)
+    with context.store.transaction() as session:
+        assert session.scalars(select(GrowthMovement.member_id)).all() == [a]
+        bindings = dict(session.execute(select(ReferralBinding.friend_member_id, ReferralBinding.referrer_member_id)).all())
+        assert bindings == {carol: a, a: dave}
+        assert referral_reports.referral_summary(session, workspace, a).counts["bindings"] == 1
+        assert session.scalars(select(RewardRedemption.member_id)).all() == [a]
+        with pytest.raises(RewardLimitReached):  # B's redemption counts against the survivor's limit
+            rewards.redeem_reward(session, workspace, a, "MUG", quantity=1, idempotency_key="a-mug", actor=OPERATOR)
+    with context.store.transaction() as session:  # a replayed repair moves nothing more
+        again = merge.absorb_merged_members(session, workspace)
+        assert (again.growth_movements, again.referral_bindings, again.reward_redemptions) == (0, 0, 0)
+        assert session.scalar(select(func.count()).select_from(GrowthMovement)) == 1
+
+
+def test_a_friend_already_bound_keeps_their_binding_and_no_one_becomes_their_own_referrer(
+        context: Context, workspace: Workspace) -> None:
+    from memberops.loyalty import referrals
+    from memberops.loyalty.referral_models import ReferralBinding
+    from tests.loyalty.factories import set_programme
+
+    with context.store.transaction() as session:
+        set_programme(session, workspace, referrals={"enabled": True, "referrer_points": 0, "friend_points": 0})
+        a = enrol(session, workspace, "c1", phone="13800138001")
+        b = enrol(session, workspace, "c2", phone="13900139002")
+        carol = enrol(session, workspace, "c3", phone="13700137003")
+        referrals.bind_referral(session, workspace, a, referrals.ensure_referral_code(session, workspace.id, carol))
+        referrals.bind_referral(session, workspace, b, referrals.ensure_referral_code(session, workspace.id, a))
+    _merge(context, workspace)
+    with context.store.read() as session:
+        bindings = sorted(session.execute(select(ReferralBinding.friend_member_id,
+                                                 ReferralBinding.referrer_member_id)).all())
+    assert bindings == sorted([(a, carol), (b, a)])  # A's own binding stands; A referring B stays recorded on B

@@ -20,7 +20,7 @@ from memberops.db.base import utcnow
 from memberops.errors import DomainError
 from memberops.identity.models import Identifier
 from memberops.ingest.models import LiveRefund
-from memberops.loyalty import enrolment, points, referral_reports, referrals
+from memberops.loyalty import coupons, enrolment, points, referral_reports, referrals
 from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.models import PointsMovement
 from memberops.loyalty.referral_errors import (
@@ -246,6 +246,24 @@ class TestRewards:
         with context.store.read() as session:
             assert session.scalars(select(Coupon.status).where(Coupon.member_id == bound["bob"])).all() == ["voided"]
         assert balance(context, workspace, bound["alice"], NOW + timedelta(days=8)) == (0, 0)
+
+    def test_the_clawback_voids_the_coupon_the_reward_issued_not_a_later_one_of_a_shared_code(
+            self, context: Context, workspace: Workspace, bound: dict[str, str]) -> None:
+        with context.store.transaction() as session:
+            template = make_template(session, workspace.id, "FRIEND-SHARED", shared_code="HELLOFRIEND")
+            set_programme(session, workspace, earn={"pending_days": 7},
+                          referrals={**RULES, "friend_coupon": "FRIEND-SHARED"})
+            post_order(session, workspace, "b-1", customer_key="bob", paid="120.00", ordered_at=NOW)
+            # a later coupon of the same shared code for Bob, from a campaign: not the reward's
+            later = coupons.issue_coupon(session, workspace.id, template.id, bound["bob"], "campaign:1").coupon.id
+        with context.store.transaction() as session:
+            post_refund(session, workspace, "r-1", order_id="b-1", amount="120.00", refunded_at=NOW + timedelta(hours=2))
+        with context.store.read() as session:
+            statuses = dict(session.execute(select(Coupon.issue_key, Coupon.status)
+                                            .where(Coupon.member_id == bound["bob"])).all())
+            assert session.get(Coupon, later).status == "issued"
+        assert statuses == {referrals.reward_key(binding(context, workspace, bound["bob"]).id, "pos:b-1", "friend"):
+                            "voided", "campaign:1": "issued"}
 
     def test_a_refund_after_the_window_leaves_the_rewards(self, context: Context, workspace: Workspace,
                                                           bound: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from memberops.accounts.models import Workspace
 from memberops.audit.models import AuditEntry
 from memberops.errors import DomainError
-from memberops.loyalty import benefits, coupons, points, rewards, tiers
+from memberops.loyalty import benefits, coupons, points, reward_fulfilment, rewards, tiers
 from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
 from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints
@@ -220,10 +220,10 @@ class TestCancel:
             member = funded_member(session, workspace, "c1", 100)
         done = redeem(context, workspace, member, "SHIP", "k1")
         with context.store.transaction() as session:
-            cancelled = rewards.cancel_redemption(session, workspace, done.redemption.id, reason="changed mind",
+            cancelled = reward_fulfilment.cancel_redemption(session, workspace, done.redemption.id, reason="changed mind",
                                                   actor=OPERATOR, now=NOW)
             assert (cancelled.points_returned, cancelled.is_replay, cancelled.redemption.status) == (80, False, "cancelled")
-            again = rewards.cancel_redemption(session, workspace, done.redemption.id, reason="twice", actor=OPERATOR)
+            again = reward_fulfilment.cancel_redemption(session, workspace, done.redemption.id, reason="twice", actor=OPERATOR)
             assert again.is_replay and again.points_returned == 80
         assert available(context, workspace, member) == 100 and stock_of(context, workspace, "SHIP") == 0
         with context.store.read() as session:
@@ -240,7 +240,7 @@ class TestCancel:
         second = redeem(context, workspace, member, "SHIP", "k2").redemption
         with context.store.transaction() as session:  # a coupon an operator voided first is no obstacle
             coupons.void_coupon_by_id(session, workspace.id, second.coupon_ids[0], "misissued", actor=OPERATOR)
-            assert rewards.cancel_redemption(session, workspace, second.id, reason="void", actor=OPERATOR,
+            assert reward_fulfilment.cancel_redemption(session, workspace, second.id, reason="void", actor=OPERATOR,
                                              now=NOW).points_returned == 80
         with context.store.read() as session:
             card = loyalty_section(session, workspace.id, member)
@@ -259,21 +259,21 @@ class TestCancel:
             coupon = session.get(Coupon, coupon_done.redemption.coupon_ids[0])
             assert coupon is not None
             coupons.redeem_coupon(session, workspace.id, coupon.code, order(member), now=NOW)
-            rewards.set_fulfilment(session, workspace.id, item_done.redemption.id, "shipped", note="SF123",
+            reward_fulfilment.set_fulfilment(session, workspace.id, item_done.redemption.id, "shipped", note="SF123",
                                    actor=OPERATOR)
-            assert rewards.set_fulfilment(session, workspace.id, item_done.redemption.id, "shipped",
+            assert reward_fulfilment.set_fulfilment(session, workspace.id, item_done.redemption.id, "shipped",
                                           actor=OPERATOR).fulfilment_note == "SF123"
             with pytest.raises(FulfilmentNotAllowed):
-                rewards.set_fulfilment(session, workspace.id, coupon_done.redemption.id, "shipped", actor=OPERATOR)
+                reward_fulfilment.set_fulfilment(session, workspace.id, coupon_done.redemption.id, "shipped", actor=OPERATOR)
         for redemption_id in (coupon_done.redemption.id, item_done.redemption.id):
             with context.store.transaction() as session, pytest.raises(RewardRedemptionNotCancellable):
-                rewards.cancel_redemption(session, workspace, redemption_id, reason="no", actor=OPERATOR)
+                reward_fulfilment.cancel_redemption(session, workspace, redemption_id, reason="no", actor=OPERATOR)
         assert available(context, workspace, member) == 300
         with context.store.transaction() as session:
-            assert rewards.set_fulfilment(session, workspace.id, item_done.redemption.id, "collected",
+            assert reward_fulfilment.set_fulfilment(session, workspace.id, item_done.redemption.id, "collected",
                                           actor=OPERATOR).fulfilment_status == "collected"
             with pytest.raises(FulfilmentNotAllowed):
-                rewards.set_fulfilment(session, workspace.id, item_done.redemption.id, "shipped", actor=OPERATOR)
+                reward_fulfilment.set_fulfilment(session, workspace.id, item_done.redemption.id, "shipped", actor=OPERATOR)
 
 
 def race(n: int, work: Callable[[int], object]) -> list[str]:

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, func
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -72,6 +72,21 @@ def insert_many(session: Session, statement: Insert, columns: Mapping[str, Seque
         if not compiled.positional:
             rows = [dict(zip(order, row, strict=True)) for row in rows]
         connection.exec_driver_sql(compiled.string, rows)
+
+
+def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
+    """``count`` new ids of ``table``'s autoincrement ``id``, ascending, for rows a bulk write refers to
+    before they exist (a lot names its movement). PostgreSQL draws them from the column's sequence, so a
+    writer inserting meanwhile gets others; SQLite hands out ``max(id) + 1`` on as a plain insert would
+    (its writers are serialised by ``BEGIN IMMEDIATE``, so the ids stay this transaction's)."""
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        drawn = session.execute(text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+                                {"table": table.name, "n": count}).scalars().all()
+        return sorted(int(value) for value in drawn)
+    last = int(session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+    return list(range(last + 1, last + 1 + count))
 
 
 def upsert(

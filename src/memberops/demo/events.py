@@ -5,6 +5,9 @@ come more often than prospects. Purchases leave traces in the app whichever chan
 product views and add-to-carts before an order, bottle-code scans (points for the can's inner code)
 after a formula order. Before registering, a device browses anonymously; the SDK then sends both ids.
 
+A few engaged users also check in daily for a stretch of days (sign-in streaks, :func:`_streaks`), drawn
+from a random stream of their own, so the rest of the brand is the same with or without them.
+
 Lines are built as Arrow strings, so writing them is a copy of one buffer, never a loop per event.
 """
 
@@ -30,6 +33,11 @@ IN_SESSION_WEIGHTS = np.array([0.14, 0.38, 0.12, 0.07, 0.0, 0.08, 0.21, 0.0])
 PAGES = ("home", "category/formula", "category/diapers", "member_center", "points_mall", "store_locator", "parenting_tips")
 TOPICS = ("feeding", "sleep", "growth", "recipes", "skin_care", "pregnancy")
 SESSIONS_PER_WEEK = {"buyer": 0.08, "prospect": 0.04}
+# Daily check-ins: a few engaged app users (buyers) sign in day after day for a while, one to three times
+# in the window, so the programme's sign-in streak (7 days in a row) pays some of them.
+STREAK_SHARE = 0.05
+STREAK_RUNS = (1, 4)  # runs per engaged user: at least 1, fewer than 4
+STREAK_LENGTHS = np.array([2, 3, 4, 5, 6, 7, 8, 10, 14, 15, 21, 30])
 CHUNK = 500_000
 
 
@@ -103,16 +111,19 @@ def build_events(world: World) -> tuple[Events, Devices]:
     visitor_seconds = rng.integers(START_SECONDS, END_SECONDS, len(visitor_device))
 
     added_to_cart = before + rng.integers(20, 600, len(browsed))
-    all_seconds = np.concatenate([seconds, before, added_to_cart, scan_at, prior_seconds, visitor_seconds])
+    streak_record, streak_seconds = _streaks(world, is_buyer)
+    all_seconds = np.concatenate([seconds, before, added_to_cart, scan_at, prior_seconds, visitor_seconds,
+                                  streak_seconds])
     all_kind = np.concatenate([kind, np.full(len(browsed), PRODUCT_VIEW), np.full(len(browsed), ADD_TO_CART),
                                np.full(len(scanned), BOTTLE_CODE_SCAN),
                                np.where(rng.random(len(prior_record)) < 0.5, PAGE_VIEW, PRODUCT_VIEW),
-                               np.where(rng.random(len(visitor_device)) < 0.6, PAGE_VIEW, PRODUCT_VIEW)])
+                               np.where(rng.random(len(visitor_device)) < 0.6, PAGE_VIEW, PRODUCT_VIEW),
+                               np.full(len(streak_record), SIGN_IN)])
     all_record = np.concatenate([record, buyer_record[browsed], buyer_record[browsed], buyer_record[scanned],
-                                 np.full(len(prior_record), -1), np.full(len(visitor_device), -1)])
+                                 np.full(len(prior_record), -1), np.full(len(visitor_device), -1), streak_record])
     all_device = np.concatenate([device_of_record[record], device_of_record[buyer_record[browsed]],
                                  device_of_record[buyer_record[browsed]], device_of_record[buyer_record[scanned]],
-                                 device_of_record[prior_record], visitor_device])
+                                 device_of_record[prior_record], visitor_device, device_of_record[streak_record]])
     n = len(all_seconds)
     owner = np.where(all_record >= 0, app.person[np.maximum(all_record, 0)], -1)
     favourite = np.where(owner >= 0, world.main_category[np.maximum(owner, 0)], rng.integers(0, len(CATEGORIES), n))
@@ -123,7 +134,7 @@ def build_events(world: World) -> tuple[Events, Devices]:
                           browsed_sku[len(seconds) + 2 * len(browsed) + len(scanned):]])
     quantity = np.concatenate([1 + rng.poisson(0.4, len(seconds)), baskets.quantity[main_line][browsed],
                                baskets.quantity[main_line][browsed], baskets.quantity[main_line][scanned],
-                               np.ones(len(prior_record) + len(visitor_device), dtype=np.int64)])
+                               np.ones(len(prior_record) + len(visitor_device) + len(streak_record), dtype=np.int64)])
     uses_sku = np.isin(all_kind, [PRODUCT_VIEW, ADD_TO_CART, BOTTLE_CODE_SCAN, SHARE])
     detail = rng.integers(0, 1 << 16, n)
     in_window = np.flatnonzero((all_seconds >= START_SECONDS) & (all_seconds <= END_SECONDS))
@@ -136,6 +147,23 @@ def build_events(world: World) -> tuple[Events, Devices]:
     device_person = np.concatenate([app.person[has_device], np.full(visitors, -1)])
     devices = Devices(device_id=uuids(rng, np.arange(device_count), salt=61, upper=True), person=device_person)
     return events, devices
+
+
+def _streaks(world: World, is_buyer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Daily sign-ins of engaged app users: ``(app record, seconds)`` of one sign-in a day through each run
+    of consecutive days, at a daytime hour (09:00–21:00 in China), from the user's registration on.
+    Deterministic for the world's seed, from a random stream of its own."""
+    rng = np.random.default_rng([world.seed, 64])
+    app = world.records["app"]
+    engaged = np.flatnonzero(app.is_primary & is_buyer & (rng.random(len(app)) < STREAK_SHARE))
+    run_record = np.repeat(engaged, rng.integers(*STREAK_RUNS, len(engaged)))
+    first_day = (np.maximum(app.joined[run_record], START_SECONDS) - START_SECONDS) // SECONDS_PER_DAY + 1
+    last_day = (END_SECONDS - START_SECONDS) // SECONDS_PER_DAY
+    start = first_day + (rng.random(len(run_record)) * np.maximum(last_day - first_day, 0)).astype(np.int64)
+    length = rng.choice(STREAK_LENGTHS, len(run_record))
+    day = np.repeat(start, length) + np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    seconds = START_SECONDS + day * SECONDS_PER_DAY + rng.integers(9 * 3600, 21 * 3600, len(day))
+    return np.repeat(run_record, length), seconds
 
 
 def _properties(world: World, events: Events, rows: slice) -> pa.Array:

@@ -32,7 +32,7 @@ from memberops.db.base import utcnow
 from memberops.errors import DomainError
 from memberops.identity.models import Member
 from memberops.lake.engine import Warehouse
-from memberops.loyalty import benefits, coupon_templates, coupons, enrolment, rewards
+from memberops.loyalty import benefits, coupon_templates, coupons, enrolment, reward_fulfilment, rewards
 from memberops.loyalty.backfill import BackfillSummary, backfill_points
 from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
 from memberops.loyalty.coupon_schemas import CouponTemplateIn
@@ -241,7 +241,7 @@ def open_demo_mall(context: Context, workspace: Workspace, *, now: datetime) -> 
                 if spec["kind"] == "item" and _sampled(member_id, "fulfil", 2):
                     status: Literal["shipped", "collected"] = \
                         "collected" if _sampled(member_id, "collect", 2) else "shipped"
-                    rewards.set_fulfilment(session, ws.id, done.redemption.id, status, actor=actor, now=now)
+                    reward_fulfilment.set_fulfilment(session, ws.id, done.redemption.id, status, actor=actor, now=now)
                 break
     return redeemed
 

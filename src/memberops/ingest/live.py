@@ -424,6 +424,10 @@ def ingest_customers(session: Session, workspace: Workspace, customers: Sequence
 
             record_channel_enrolment(session, workspace, resolution.member, channel=customer.channel,
                                      joined_at=customer.joined_at)
+        if resolution.is_new_record:  # a new record may complete an enrolled member's profile: points, once
+            from memberops.loyalty.event_earning import earn_if_profile_complete
+
+            earn_if_profile_complete(session, workspace, resolution.member.id)
         outcomes.append(Outcome("accepted" if resolution.is_new_record else "duplicate", resolution.member.id))
     return outcomes
 

@@ -1,9 +1,9 @@
 """Points for history: replay enrolled members' orders and refunds from the lake through the live ledger rules.
 
 Orders imported in bulk never passed the live path, so they earned nothing. The backfill reads them
-(and their refunds) through the warehouse, tied to members by the identity map, and posts each one in
-time order with :func:`memberops.loyalty.points.earn_for_order` and
-:func:`~memberops.loyalty.points.reverse_for_refund`, the movement time being the order's (or refund's)
+(and their refunds) through the warehouse, tied to members by the identity map, and replays each member's
+history in time order by the live rules (:func:`memberops.loyalty.points.earn_for_order`,
+:func:`~memberops.loyalty.points.reverse_for_refund`), the movement time being the order's (or refund's)
 own time: member days, birthday months and caps use the order's local date, lots lapse as the replay
 reaches their expiry, and a final catch-up brings every replayed member to ``now``.
 
@@ -13,14 +13,16 @@ joining earn nothing, the usual programme rule. Every movement carries the same 
 live path (``order:{channel}:{order_id}``, ``refund:{channel}:{refund_id}``), so a rerun, or a later live
 post of the same order, never earns or reverses twice.
 
-Events of the types the programme rewards (``events``) are replayed in the same timelines through
-:func:`memberops.loyalty.event_earning.earn_for_event`, keyed like the live path (``{channel}:{event_id}``),
-so streaks, caps and once-per-member rules count them as if they had been posted live in time order.
+Events of the types the programme rewards (``events``) are replayed in the same timelines as
+:func:`memberops.loyalty.event_earning.earn_for_event` would, keyed like the live path
+(``{channel}:{event_id}``), so streaks, caps and once-per-member rules count them as if they had been
+posted live in time order.
 
-Reading is one query per table (order lines only when the programme has category or SKU rules, events
-only when it rewards some);
-the loop over orders is the ledger's own (one member's movements at a time, committed in chunks of
-members).
+Reading the lake is one query per table (order lines only when the programme has category or SKU rules,
+events only when it rewards some). The ledger is written set-based (:func:`backfill_points`: a chunk of
+members read, replayed in memory by :mod:`memberops.loyalty.backfill_replay` and written in a few bulk
+statements by :mod:`memberops.loyalty.backfill_bulk`); :func:`backfill_points_per_member` makes the same
+ledger through the live calls one movement at a time, and the tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -43,12 +45,17 @@ from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.insight.config import InsightConfig
 from memberops.lake.engine import Warehouse
+from memberops.loyalty import backfill_bulk as bulk
 from memberops.loyalty import enrolment, event_earning, ledger, points
+from memberops.loyalty.backfill_replay import PastEvent, PastOrder, PastRefund
 from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.models import Membership, PointsMovement
+from memberops.loyalty.programme import Programme
+from memberops.loyalty.programmes import ActiveProgramme
 from memberops.runtime import Context
 
-MEMBERS_PER_TRANSACTION = 500
+MEMBERS_PER_TRANSACTION = 500  # member by member: the ledger's own calls
+MEMBERS_PER_BULK_TRANSACTION = 2_000  # set-based: read, replayed in memory and written together
 
 
 @dataclass(frozen=True)
@@ -63,36 +70,6 @@ class BackfillSummary:
     seconds: float
     events: int = 0  # events of rewarded types that earned points in this run
     points_for_events: int = 0
-
-
-@dataclass(frozen=True)
-class _Order:
-    member_id: str
-    channel: str
-    order_id: str
-    ordered_at: datetime
-    gross: Decimal | None
-    shipping: Decimal | None
-    paid: Decimal
-    lines: tuple[ledger.OrderLine, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Event:
-    member_id: str
-    channel: str
-    event_id: str
-    type: str
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class _Refund:
-    channel: str
-    refund_id: str
-    refunded_at: datetime
-    amount: Decimal
-    order: _Order
 
 
 def _utc(moment: datetime) -> datetime:
@@ -163,18 +140,18 @@ def _lines_by_order(lines: pa.Table | None) -> dict[tuple[str, str], tuple[ledge
 
 
 def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime],
-               lines: pa.Table | None = None) -> tuple[dict[str, list[tuple[datetime, int, _Order | _Refund]]], int]:
+               lines: pa.Table | None = None) -> tuple[dict[str, list[tuple[datetime, int, PastOrder | PastRefund]]], int]:
     """Each enrolled member's orders (from enrolment on, with their ``lines`` when given) and refunds, in
     time order; and how many orders were placed before their buyer enrolled."""
-    by_order: dict[tuple[str, str], _Order] = {}
-    timelines: dict[str, list[tuple[datetime, int, _Order | _Refund]]] = defaultdict(list)
+    by_order: dict[tuple[str, str], PastOrder] = {}
+    timelines: dict[str, list[tuple[datetime, int, PastOrder | PastRefund]]] = defaultdict(list)
     order_lines = _lines_by_order(lines)
     before = 0
     for row in orders.to_pylist():
         joined = enrolled.get(row["member_id"])
         if joined is None or row["paid_amount"] is None:
             continue
-        order = _Order(row["member_id"], row["channel"], row["order_id"], _utc(row["ordered_at"]),
+        order = PastOrder(row["member_id"], row["channel"], row["order_id"], _utc(row["ordered_at"]),
                        row["gross_amount"], row["shipping_amount"], row["paid_amount"],
                        order_lines.get((row["channel"], row["order_id"]), ()))
         if order.ordered_at < joined:
@@ -186,7 +163,7 @@ def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime
         earned = by_order.get((row["channel"], row["order_id"]))
         if earned is None or row["amount"] is None or row["refunded_at"] is None:
             continue
-        refund = _Refund(row["channel"], row["refund_id"], _utc(row["refunded_at"]), row["amount"], earned)
+        refund = PastRefund(row["channel"], row["refund_id"], _utc(row["refunded_at"]), row["amount"], earned)
         timelines[earned.member_id].append((refund.refunded_at, 1, refund))
     for events in timelines.values():
         events.sort(key=lambda event: (event[0], event[1], _event_id(event[2])))
@@ -202,7 +179,7 @@ def _add_events(timelines: dict[str, list[tuple[datetime, int, Any]]], events: p
         joined = enrolled.get(row["member_id"])
         if joined is None or row["occurred_at"] is None:
             continue
-        event = _Event(row["member_id"], row["channel"], row["event_id"], row["type"], _utc(row["occurred_at"]))
+        event = PastEvent(row["member_id"], row["channel"], row["event_id"], row["type"], _utc(row["occurred_at"]))
         if event.occurred_at >= joined:
             timelines[event.member_id].append((event.occurred_at, 2, event))
             touched.add(event.member_id)
@@ -210,10 +187,10 @@ def _add_events(timelines: dict[str, list[tuple[datetime, int, Any]]], events: p
         timelines[member_id].sort(key=lambda item: (item[0], item[1], _event_id(item[2])))
 
 
-def _event_id(event: _Order | _Refund | _Event) -> str:
-    if isinstance(event, _Order):
+def _event_id(event: PastOrder | PastRefund | PastEvent) -> str:
+    if isinstance(event, PastOrder):
         return event.order_id
-    return event.refund_id if isinstance(event, _Refund) else event.event_id
+    return event.refund_id if isinstance(event, PastRefund) else event.event_id
 
 
 def _enrolled_members(session: Session, workspace: Workspace, now: datetime) -> dict[str, datetime]:
@@ -234,20 +211,25 @@ def _posted_keys(session: Session, workspace_id: str) -> set[str]:
         PointsMovement.source_type.in_(("order", "refund")))).all())
 
 
-def backfill_points(context: Context, workspace: Workspace, *, since: datetime | None = None,
-                    now: datetime | None = None) -> BackfillSummary:
-    """Replay the lake's orders and refunds of enrolled members into the points ledger (see the module)."""
-    started = time.perf_counter()
-    now = now or utcnow()
+def _posted(session: Session, workspace_id: str, programme: Programme) -> set[str]:
+    """Keys of the orders, refunds (and, when the programme rewards events, events) already in the ledger."""
+    posted = _posted_keys(session, workspace_id)
+    if programme.events:
+        posted |= {f"event:{key}" for key in session.scalars(select(EventEarning.event_key).where(
+            EventEarning.workspace_id == workspace_id)).all()}
+    return posted
+
+
+def _history(context: Context, workspace: Workspace, since: datetime | None, now: datetime,
+             ) -> tuple[dict[str, list[tuple[datetime, int, Any]]], int, dict[str, datetime], set[str], ActiveProgramme]:
+    """Every enrolled member's timeline to replay, and what the replay needs to know first."""
     with context.store.transaction() as session:
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
         enrolled = _enrolled_members(session, ws, now)
-        posted = _posted_keys(session, ws.id)
-        programme = points.active_programme(session, ws.id).programme
-        if programme.events:
-            posted |= {f"event:{key}" for key in session.scalars(select(EventEarning.event_key).where(
-                EventEarning.workspace_id == ws.id)).all()}
+        active = points.active_programme(session, ws.id)
+        posted = _posted(session, ws.id, active.programme)
+    programme = active.programme
     warehouse = context.warehouse()
     orders, refunds = read_history(warehouse, workspace.id, since=since)
     has_line_rules = bool(programme.earn.category_rules or programme.earn.sku_rules)
@@ -255,18 +237,81 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
     timelines, before = _timelines(orders, refunds, enrolled, lines)
     if programme.events:
         _add_events(timelines, read_events(warehouse, workspace.id, sorted(programme.events), since=since), enrolled)
+    return timelines, before, enrolled, posted, active
+
+
+def _summary(enrolled: dict[str, datetime], before: int, totals: dict[str, int], started: float) -> BackfillSummary:
+    return BackfillSummary(
+        members=len(enrolled), orders=totals["orders"], points_earned=totals["earned"], refunds=totals["refunds"],
+        points_reversed=totals["reversed"], skipped_before_enrolment=before, already_posted=totals["posted"],
+        seconds=time.perf_counter() - started, events=totals["events"], points_for_events=totals["event_points"])
+
+
+def backfill_points(context: Context, workspace: Workspace, *, since: datetime | None = None,
+                    now: datetime | None = None) -> BackfillSummary:
+    """Replay the lake's orders and refunds of enrolled members into the points ledger (see the module).
+
+    Set-based: each chunk of members is read in a few queries (balances locked, lots with points left,
+    memberships, the events already rewarded), replayed in memory by the live rules
+    (:mod:`memberops.loyalty.backfill_replay`) and written in a few bulk statements. A member whose history
+    the memory replay does not cover (a refund of an order posted before this run, no points account) and
+    every member of a programme whose events earn growth value are replayed by the ledger's own calls, as
+    :func:`backfill_points_per_member` does."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    timelines, before, enrolled, posted, active = _history(context, workspace, since, now)
     totals: dict[str, int] = defaultdict(int)
     members = sorted(timelines)
+    if _events_earn_growth(active.programme):
+        _replay_per_member(context, workspace, members, timelines, posted, totals, now)
+        return _summary(enrolled, before, totals, started)
+    by_ledger = [member_id for member_id in members if _refunds_posted_order(timelines[member_id], posted)]
+    _replay_per_member(context, workspace, by_ledger, timelines, posted, totals, now)
+    skip = set(by_ledger)
+    in_memory = [member_id for member_id in members if member_id not in skip]
+    for start in range(0, len(in_memory), MEMBERS_PER_BULK_TRANSACTION):
+        chunk = in_memory[start:start + MEMBERS_PER_BULK_TRANSACTION]
+        with context.store.transaction() as session:
+            ws = session.get(Workspace, workspace.id)
+            assert ws is not None
+            missing = bulk.replay_members(session, ws, active, chunk, timelines, posted, totals, now)
+        _replay_per_member(context, workspace, missing, timelines, posted, totals, now)
+    return _summary(enrolled, before, totals, started)
+
+
+def backfill_points_per_member(context: Context, workspace: Workspace, *, since: datetime | None = None,
+                               now: datetime | None = None) -> BackfillSummary:
+    """:func:`backfill_points` order by order through the live ledger calls (one member's movements at a
+    time): the reference the set-based backfill is compared with, row for row, in the tests."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    timelines, before, enrolled, posted, _ = _history(context, workspace, since, now)
+    totals: dict[str, int] = defaultdict(int)
+    _replay_per_member(context, workspace, sorted(timelines), timelines, posted, totals, now)
+    return _summary(enrolled, before, totals, started)
+
+
+def _events_earn_growth(programme: Programme) -> bool:
+    return bool(programme.tiers) and programme.tier_rules.metric == "growth" \
+        and bool(set(programme.tier_rules.growth_events) & set(programme.events))
+
+
+def _refunds_posted_order(timeline: list[tuple[datetime, int, Any]], posted: set[str]) -> bool:
+    """Whether the member's timeline refunds (anew) an order whose points were posted before this run."""
+    return any(isinstance(event, PastRefund) and points.refund_key(event.channel, event.refund_id) not in posted
+               and points.order_key(event.order.channel, event.order.order_id) in posted
+               for _, _, event in timeline)
+
+
+def _replay_per_member(context: Context, workspace: Workspace, members: list[str],
+                       timelines: dict[str, list[tuple[datetime, int, Any]]], posted: set[str],
+                       totals: dict[str, int], now: datetime) -> None:
     for start in range(0, len(members), MEMBERS_PER_TRANSACTION):
         with context.store.transaction() as session:
             ws = session.get(Workspace, workspace.id)
             assert ws is not None
             for member_id in members[start:start + MEMBERS_PER_TRANSACTION]:
                 _replay(session, ws, timelines[member_id], posted, totals, now)
-    return BackfillSummary(
-        members=len(enrolled), orders=totals["orders"], points_earned=totals["earned"], refunds=totals["refunds"],
-        points_reversed=totals["reversed"], skipped_before_enrolment=before, already_posted=totals["posted"],
-        seconds=time.perf_counter() - started, events=totals["events"], points_for_events=totals["event_points"])
 
 
 def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime, int, Any]], posted: set[str],
@@ -277,7 +322,7 @@ def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime,
     for at, _, event in events:
         if at > now:
             break
-        if isinstance(event, _Event):
+        if isinstance(event, PastEvent):
             member_id = event.member_id
             key = event_earning.event_key(event.channel, event.event_id)
             if f"event:{key}" in posted:
@@ -288,7 +333,7 @@ def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime,
             if earned:
                 totals["events"] += 1
                 totals["event_points"] += earned
-        elif isinstance(event, _Order):
+        elif isinstance(event, PastOrder):
             member_id = event.member_id
             if points.order_key(event.channel, event.order_id) in posted:
                 totals["posted"] += 1
@@ -318,7 +363,7 @@ def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime,
         session.flush()
 
 
-def _live_order(order: _Order, refunded: Decimal) -> LiveOrder:
+def _live_order(order: PastOrder, refunded: Decimal) -> LiveOrder:
     """The order as the live path holds it (never added to the session: the ledger only reads it)."""
     return LiveOrder(workspace_id="", channel=order.channel, order_id=order.order_id, customer_key="",
                      member_id=order.member_id, ordered_at=order.ordered_at, gross_amount=order.gross,

@@ -215,6 +215,7 @@ def memberships_sync(workspace: WorkspaceOpt = "default") -> None:
     table = Table(title="memberships sync", show_header=False)
     for label, value in [("memberships recorded for flagged members", synced.memberships_recorded),
                          ("enrolled flags set", synced.flags_set), ("enrolled flags cleared", synced.flags_cleared),
+                         ("members paid for a completed profile", synced.profiles_completed),
                          ("absorbed members moved", moved.members), ("points moved", moved.points)]:
         table.add_row(label, f"{value:,}")
     out.print(table)

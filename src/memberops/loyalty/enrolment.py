@@ -38,7 +38,7 @@ from memberops.identity.models import Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
 from memberops.identity.service import resolve_customer
 from memberops.ingest.models import LiveOrder
-from memberops.loyalty import memberships, points
+from memberops.loyalty import event_earning, memberships, points
 from memberops.loyalty.errors import EnrolmentNeedsIdentifier, SpendThresholdNotReached
 from memberops.loyalty.memberships import ACTIVE, Payment, membership_of
 from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount, PointsMovement
@@ -102,6 +102,8 @@ def enrol(
     member = _lock_member(session, resolution.member.id)
     membership = membership_of(session, workspace.id, member.id)
     if membership is not None and membership.status == ACTIVE:
+        if resolution.is_new_record:  # a member's new record may complete their profile
+            event_earning.earn_if_profile_complete(session, workspace, member.id, now=now)
         return _referred(session, workspace, referrer_code, now, Enrolled(
             member, membership, resolution.is_new_member, resolution.is_new_record, False))
     programme = active_programme(session, workspace.id)
@@ -115,6 +117,7 @@ def enrol(
             raise SpendThresholdNotReached(spend, rules.spend_threshold.amount, rules.spend_threshold.window_days)
     membership, warnings = _join(session, workspace, member, programme, existing=membership, channel=channel, now=now,
                                  birth_month=birthday.month if birthday else None, payment=payment)
+    event_earning.earn_if_profile_complete(session, workspace, member.id, now=now)
     return _referred(session, workspace, referrer_code, now, Enrolled(
         member, membership, resolution.is_new_member, resolution.is_new_record, True, warnings))
 
@@ -276,12 +279,14 @@ class EnrolmentSync:
     memberships_recorded: int
     flags_set: int
     flags_cleared: int
+    profiles_completed: int = 0  # members paid for a profile an import completed
 
 
 def sync_enrolment(session: Session, workspace: Workspace, *, now: datetime | None = None) -> EnrolmentSync:
     """Make ``Member.is_enrolled`` agree with the memberships (see :mod:`memberops.loyalty.memberships`):
     a member a channel record flagged enrolled without a membership gets one (dated from their flag);
     every other flag is set to whether the member's membership is active. Absorbed members are left out.
+    Members whose records an import completed earn for it (:func:`event_earning.earn_for_completed_profiles`).
     Running it again changes nothing."""
     now = now or utcnow()
     has_membership = select(Membership.member_id).where(Membership.workspace_id == workspace.id)
@@ -298,4 +303,6 @@ def sync_enrolment(session: Session, workspace: Workspace, *, now: datetime | No
         Member.workspace_id == workspace.id, Member.is_enrolled.is_(True), ~Member.id.in_(active))
         .values(is_enrolled=False).execution_options(synchronize_session="fetch"))
     session.flush()
-    return EnrolmentSync(len(unrecorded), int(set_.rowcount or 0), int(cleared.rowcount or 0))  # type: ignore[attr-defined]
+    completed = event_earning.earn_for_completed_profiles(session, workspace, now=now)
+    return EnrolmentSync(len(unrecorded), int(set_.rowcount or 0), int(cleared.rowcount or 0),  # type: ignore[attr-defined]
+                         completed)

@@ -127,13 +127,15 @@ def _may_earn(session: Session, member_id: str, event_type: str, rule: EventRule
         if _rewarded_count(session, member_id, event_type, first.isoformat(),
                            ledger.add_months(first, 1).isoformat()) >= rule.max_per_month:
             return False
-    if rule.required_fields:
-        held = set(session.scalars(select(Identifier.type).where(Identifier.member_id == member_id).distinct()))
-        if membership.birth_month is not None:
-            held.add("birthday")
-        if not set(rule.required_fields) <= held:
-            return False
-    return True
+    return not rule.required_fields or set(rule.required_fields) <= _fields_held(session, member_id, membership)
+
+
+def _fields_held(session: Session, member_id: str, membership: Membership) -> set[str]:
+    """The profile fields the member holds: their identifier types, and ``birthday`` when one is known."""
+    held = set(session.scalars(select(Identifier.type).where(Identifier.member_id == member_id).distinct()))
+    if membership.birth_month is not None:
+        held.add("birthday")
+    return held
 
 
 def _streak(session: Session, member_id: str, event_type: str, rule: EventRule, day: date) -> tuple[int, int]:
@@ -150,3 +152,66 @@ def _streak(session: Session, member_id: str, event_type: str, rule: EventRule, 
     streak = int(before or 0) + 1
     return streak, rule.streak.bonus if streak % rule.streak.days == 0 else 0
 
+
+
+# --- a profile completed ---------------------------------------------------------------------------------
+
+COMPLETE_PROFILE = "complete_profile"
+
+
+def profile_rule(programme: Programme) -> EventRule | None:
+    """The programme's ``complete_profile`` rule when it names the fields a complete profile holds."""
+    rule = programme.events.get(COMPLETE_PROFILE)
+    return rule if rule is not None and rule.required_fields else None
+
+
+def _profile_key(member_id: str) -> str:
+    return f"profile-complete:{member_id}"
+
+
+def earn_if_profile_complete(session: Session, workspace: Workspace, member_id: str, *,
+                             now: datetime | None = None) -> int | None:
+    """Points for a member whose record has just become complete (every field the ``complete_profile`` rule
+    requires), as if a ``complete_profile`` event had been posted: called where records change (enrolment
+    through the API, a customer record posted live, the membership job after an import). Once per member:
+    under the key ``profile-complete:<member id>``, and not at all when the member already earned for an
+    explicit ``complete_profile`` event. ``None`` when the programme has no such rule or the member is not
+    enrolled; 0 when the profile is not complete yet (nothing recorded, so a later change can still pay)."""
+    rule = profile_rule(active_programme(session, workspace.id).programme)
+    if rule is None:
+        return None
+    membership = session.scalar(select(Membership).where(Membership.workspace_id == workspace.id,
+                                                         Membership.member_id == member_id))
+    if membership is None:
+        return None
+    if not set(rule.required_fields) <= _fields_held(session, member_id, membership):
+        return 0
+    if session.scalar(select(exists().where(EventEarning.member_id == member_id,
+                                            EventEarning.event_type == COMPLETE_PROFILE, EventEarning.points > 0))):
+        return 0
+    now = now or utcnow()
+    return earn_for_event(session, workspace, member_id, COMPLETE_PROFILE, _profile_key(member_id), now, now=now)
+
+
+def earn_for_completed_profiles(session: Session, workspace: Workspace, *, now: datetime | None = None) -> int:
+    """:func:`earn_if_profile_complete` for every enrolled member whose profile is complete and who has not
+    earned for it yet (a batch import filled their records): the members are found in one query; returns
+    how many earned."""
+    rule = profile_rule(active_programme(session, workspace.id).programme)
+    if rule is None:
+        return 0
+    kinds = sorted(set(rule.required_fields) - {"birthday"})
+    query = select(Membership.member_id).where(Membership.workspace_id == workspace.id, ~exists().where(
+        EventEarning.member_id == Membership.member_id, EventEarning.event_type == COMPLETE_PROFILE,
+        EventEarning.points > 0))
+    if "birthday" in rule.required_fields:
+        query = query.where(Membership.birth_month.is_not(None))
+    if kinds:
+        holding = select(Identifier.member_id).where(Identifier.workspace_id == workspace.id,
+                                                     Identifier.type.in_(kinds)).group_by(Identifier.member_id) \
+            .having(func.count(Identifier.type.distinct()) == len(kinds))
+        query = query.where(Membership.member_id.in_(holding))
+    earned = 0
+    for member_id in session.scalars(query.order_by(Membership.member_id)).all():
+        earned += bool(earn_if_profile_complete(session, workspace, member_id, now=now))
+    return earned

@@ -12,6 +12,13 @@ transaction.
   idempotency keys name B and B's last movement: a replayed merge finds B empty and moves nothing.
   A's debt (or B's) is then settled from A's available points.
 - **Coupons and benefit grants** held by B become A's; **the tier**: A keeps the higher of the two.
+- **Growth value** earned by B becomes A's, each movement keeping its date (so it counts in the windows it
+  was earned in); **reward redemptions** made by B become A's, so the per-member limits count them.
+- **Referrals**: friends B referred become A's (the referrer's counts and cap follow); B's own binding as a
+  friend becomes A's unless A has one (a friend is bound once: A's stands, B's stays recorded on B). A
+  binding that would make A their own referrer (A referred B, or B referred A) stays where it is.
+
+Every move is an ``UPDATE`` of the rows still naming B, so a replayed merge finds none and moves nothing.
 
 A split after a merge (B revived by a later run) does not move anything back: B starts with an empty
 account and no membership (they may enrol again; no second welcome gift), and the points stay with A,
@@ -23,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -43,7 +51,9 @@ from memberops.loyalty.models import (
     PointsMovement,
 )
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
-from memberops.loyalty.tier_models import MemberTier
+from memberops.loyalty.referral_models import ReferralBinding
+from memberops.loyalty.reward_models import RewardRedemption
+from memberops.loyalty.tier_models import GrowthMovement, MemberTier
 
 CHUNK = 5_000
 
@@ -56,6 +66,9 @@ class MergeTransfer:
     lots: int = 0
     coupons: int = 0
     benefit_grants: int = 0
+    growth_movements: int = 0
+    referral_bindings: int = 0
+    reward_redemptions: int = 0
 
 
 def _better(a: Membership, b: Membership) -> Membership:
@@ -139,6 +152,24 @@ def _move_points(session: Session, workspace: Workspace, programme: ActiveProgra
     summary.lots += len(carried)
 
 
+def _repoint(session: Session, statement: Any) -> int:
+    return int(session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _move_referrals(session: Session, workspace_id: str, absorbed: str, survivor: str) -> int:
+    """B's friends become A's; B's own binding as a friend becomes A's when A has none (see the module)."""
+    moved = _repoint(session, update(ReferralBinding).where(
+        ReferralBinding.workspace_id == workspace_id, ReferralBinding.referrer_member_id == absorbed,
+        ReferralBinding.friend_member_id != survivor).values(referrer_member_id=survivor))
+    has_own = session.scalar(select(ReferralBinding.id).where(ReferralBinding.workspace_id == workspace_id,
+                                                              ReferralBinding.friend_member_id == survivor))
+    if has_own is None:
+        moved += _repoint(session, update(ReferralBinding).where(
+            ReferralBinding.workspace_id == workspace_id, ReferralBinding.friend_member_id == absorbed,
+            ReferralBinding.referrer_member_id != survivor).values(friend_member_id=survivor))
+    return moved
+
+
 def _move_tier(session: Session, programme: ActiveProgramme, workspace_id: str, absorbed: str, survivor: str) -> None:
     gone = session.scalar(select(MemberTier).where(MemberTier.workspace_id == workspace_id,
                                                    MemberTier.member_id == absorbed))
@@ -162,12 +193,14 @@ def _move_tier(session: Session, programme: ActiveProgramme, workspace_id: str, 
 
 def transfer_loyalty(session: Session, workspace: Workspace, absorbed: str, survivor: str, *,
                      now: datetime | None = None, summary: MergeTransfer | None = None) -> MergeTransfer:
-    """Move ``absorbed``'s membership, points (lots keep their expiry), coupons, benefit grants and tier to
+    """Move ``absorbed``'s membership, points (lots keep their expiry), coupons, benefit grants, growth value,
+    referral bindings, reward redemptions and tier to
     ``survivor`` (see the module docstring). Moving an absorbed member that holds nothing changes nothing."""
     now = now or utcnow()
     summary = summary or MergeTransfer()
     programme = active_programme(session, workspace.id)
-    before = (summary.memberships, summary.points, summary.coupons, summary.benefit_grants, summary.lots)
+    before = (summary.memberships, summary.points, summary.coupons, summary.benefit_grants, summary.lots,
+              summary.growth_movements, summary.referral_bindings, summary.reward_redemptions)
     if _move_membership(session, workspace.id, absorbed, survivor):
         summary.memberships += 1
     _move_points(session, workspace, programme, absorbed, survivor, now, summary)
@@ -177,14 +210,22 @@ def transfer_loyalty(session: Session, workspace: Workspace, absorbed: str, surv
     summary.benefit_grants += int(session.execute(update(BenefitGrant).where(
         BenefitGrant.workspace_id == workspace.id, BenefitGrant.member_id == absorbed)
         .values(member_id=survivor)).rowcount or 0)  # type: ignore[attr-defined]
+    summary.growth_movements += _repoint(session, update(GrowthMovement).where(
+        GrowthMovement.workspace_id == workspace.id, GrowthMovement.member_id == absorbed).values(member_id=survivor))
+    summary.referral_bindings += _move_referrals(session, workspace.id, absorbed, survivor)
+    summary.reward_redemptions += _repoint(session, update(RewardRedemption).where(
+        RewardRedemption.workspace_id == workspace.id, RewardRedemption.member_id == absorbed)
+        .values(member_id=survivor))
     _move_tier(session, programme, workspace.id, absorbed, survivor)
-    after = (summary.memberships, summary.points, summary.coupons, summary.benefit_grants, summary.lots)
+    after = (summary.memberships, summary.points, summary.coupons, summary.benefit_grants, summary.lots,
+             summary.growth_movements, summary.referral_bindings, summary.reward_redemptions)
     if after != before:
         summary.members += 1
         session.add(LoyaltyEvent(workspace_id=workspace.id, member_id=survivor, type="member_merged", occurred_at=now,
                                  payload={"absorbed_member_id": absorbed,
                                           **{name: a - b for name, a, b in zip(
-                                              ("memberships", "points", "coupons", "benefit_grants", "lots"),
+                                              ("memberships", "points", "coupons", "benefit_grants", "lots",
+                                               "growth_movements", "referral_bindings", "reward_redemptions"),
                                               after, before, strict=True)}}))
     session.flush()
     return summary
@@ -205,6 +246,10 @@ def absorb_merged_members(session: Session, workspace: Workspace, absorbed: Mapp
             (PointsAccount.available != 0) | (PointsAccount.pending != 0) | (PointsAccount.debt != 0))),
         Member.id.in_(select(Coupon.member_id).where(Coupon.workspace_id == ws.id)),
         Member.id.in_(select(BenefitGrant.member_id).where(BenefitGrant.workspace_id == ws.id)),
+        Member.id.in_(select(GrowthMovement.member_id).where(GrowthMovement.workspace_id == ws.id)),
+        Member.id.in_(select(ReferralBinding.referrer_member_id).where(ReferralBinding.workspace_id == ws.id)),
+        Member.id.in_(select(ReferralBinding.friend_member_id).where(ReferralBinding.workspace_id == ws.id)),
+        Member.id.in_(select(RewardRedemption.member_id).where(RewardRedemption.workspace_id == ws.id)),
     )
     absorbed_members = select(Member.id).where(Member.workspace_id == ws.id, Member.merged_into_id.is_not(None), holders)
     if absorbed is None:

@@ -383,11 +383,13 @@ def claw_back_on_refund(session: Session, workspace: Workspace, refund: LiveRefu
             points.catch_up(session, account, programme, now)
             points.take_back(session, account, programme, earned, earned.points, key=key, source_type="referral",
                              source_id=str(binding.id), occurred_at=refund.refunded_at, now=now)
+        # the coupon this reward issued (its issue key names the binding, the order and the side): by id, as a
+        # shared code would name the member's latest coupon of that code, which may be another one
         coupon = session.scalar(select(Coupon).where(Coupon.workspace_id == workspace.id,
                                                      Coupon.issue_key == reward_key(binding.id, ref, side)))
         if coupon is not None and coupon.status == "issued":
-            coupons.void_coupon(session, workspace.id, coupon.code, "referral order refunded", actor=Actor.system(),
-                                member_id=member_id)
+            coupons.void_coupon_by_id(session, workspace.id, coupon.id, "referral order refunded",
+                                      actor=Actor.system(), now=now)
     binding.status, binding.reward_order, binding.rewarded_at, binding.reward_available_at = (
         "awaiting_purchase", None, None, None)
     binding.referrer_points = binding.friend_points = 0

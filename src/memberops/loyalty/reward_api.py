@@ -18,7 +18,7 @@ from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
 from memberops.identity.errors import MemberNotFound
 from memberops.ingest.api import IngestSlot
-from memberops.loyalty import rewards
+from memberops.loyalty import reward_fulfilment, rewards
 from memberops.loyalty.coupon_api import require_any_scope
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints, MemberNotEnrolled
 from memberops.loyalty.reward_errors import (
@@ -133,11 +133,11 @@ def member_rewards(member_id: str, session: SessionDep, caller: ReaderCaller,
 @router.get("/reward-redemptions/{redemption_id}", response_model=RewardRedemptionOut,
             responses=problem_responses(*AUTH_ERRORS, RewardRedemptionNotFound))
 def get_redemption(redemption_id: str, session: SessionDep, caller: ReaderCaller) -> RewardRedemptionOut:
-    return rewards.redemption_views(session, [rewards.get_redemption(session, caller.workspace.id, redemption_id)])[0]
+    return rewards.redemption_views(session, [reward_fulfilment.get_redemption(session, caller.workspace.id, redemption_id)])[0]
 
 
 def _cancel(session: SessionDep, caller: Caller, redemption_id: str, body: CancelRedemptionIn) -> CancelRedemptionOut:
-    done = rewards.cancel_redemption(session, caller.workspace, redemption_id, reason=body.reason, actor=caller.actor)
+    done = reward_fulfilment.cancel_redemption(session, caller.workspace, redemption_id, reason=body.reason, actor=caller.actor)
     return CancelRedemptionOut(redemption=rewards.redemption_views(session, [done.redemption])[0],
                                points_returned=done.points_returned, is_replay=done.is_replay)
 
@@ -159,6 +159,6 @@ def fulfil_redemption(redemption_id: str, body: FulfilmentIn, session: SessionDe
                       caller: LoyaltyCaller) -> RewardRedemptionOut:
     """Record an item's fulfilment (scope ``loyalty`` or ``admin``; audited): ``pending`` → ``shipped`` →
     ``collected``, or straight to ``collected``; the status it already has answers unchanged."""
-    redemption = rewards.set_fulfilment(session, caller.workspace.id, redemption_id, body.status, note=body.note,
+    redemption = reward_fulfilment.set_fulfilment(session, caller.workspace.id, redemption_id, body.status, note=body.note,
                                         actor=caller.actor)
     return rewards.redemption_views(session, [redemption])[0]

@@ -110,11 +110,11 @@ def cancel(redemption: Annotated[str, typer.Argument(help="the redemption's id")
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor
     from memberops.cli import _context, out
-    from memberops.loyalty import rewards
+    from memberops.loyalty import reward_fulfilment
 
     with _context() as context, context.store.transaction() as session:
         ws = accounts.get_workspace(session, workspace)
-        done = rewards.cancel_redemption(session, ws, redemption, reason=reason, actor=Actor.cli())
+        done = reward_fulfilment.cancel_redemption(session, ws, redemption, reason=reason, actor=Actor.cli())
     out.print(("already cancelled; " if done.is_replay else "cancelled; ") + f"{done.points_returned:,} points returned")
 
 
@@ -127,7 +127,7 @@ def fulfil(redemption: Annotated[str, typer.Argument(help="the redemption's id")
     from memberops.accounts import service as accounts
     from memberops.audit.service import Actor
     from memberops.cli import _context, err, out
-    from memberops.loyalty import rewards
+    from memberops.loyalty import reward_fulfilment
 
     if status not in ("shipped", "collected"):
         err.print("[red]error[/red] --status: shipped or collected")
@@ -135,7 +135,7 @@ def fulfil(redemption: Annotated[str, typer.Argument(help="the redemption's id")
     wanted: Literal["shipped", "collected"] = "shipped" if status == "shipped" else "collected"
     with _context() as context, context.store.transaction() as session:
         ws = accounts.get_workspace(session, workspace)
-        done = rewards.set_fulfilment(session, ws.id, redemption, wanted, note=note, actor=Actor.cli())
+        done = reward_fulfilment.set_fulfilment(session, ws.id, redemption, wanted, note=note, actor=Actor.cli())
         out.print(f"fulfilment: {done.fulfilment_status}")
 
 

@@ -1,5 +1,5 @@
-"""The rewards catalogue (points mall): rewards members buy with points (and optionally cash), their
-redemption, cancellation and an item's fulfilment.
+"""The rewards catalogue (points mall): rewards members buy with points (and optionally cash) and their
+redemption; cancelling a redemption and an item's fulfilment are in :mod:`memberops.loyalty.reward_fulfilment`.
 
 A redemption is one piece of work inside the caller's transaction, in a savepoint, so a refused
 redemption moves nothing even when the caller carries on (the demo does):
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, or_, select, update
@@ -37,11 +37,10 @@ from memberops.db.dialect import locked
 from memberops.identity.service import get_member
 from memberops.ids import new_id
 from memberops.loyalty import benefits, coupon_templates, coupons, points, tiers
-from memberops.loyalty.benefit_models import BenefitDefinition, BenefitGrant
+from memberops.loyalty.benefit_models import BenefitDefinition
 from memberops.loyalty.coupon_errors import (
     BenefitNotFound,
     CouponIssueLimitReached,
-    CouponNotVoidable,
     CouponSoldOut,
     CouponTemplateNotFound,
     CouponTemplateUnavailable,
@@ -52,15 +51,12 @@ from memberops.loyalty.errors import IdempotencyKeyReused
 from memberops.loyalty.models import PointsMovement
 from memberops.loyalty.programmes import active_programme
 from memberops.loyalty.reward_errors import (
-    FulfilmentNotAllowed,
     InvalidReward,
     RewardExists,
     RewardLimitReached,
     RewardNotAvailable,
     RewardNotFound,
     RewardOutOfStock,
-    RewardRedemptionNotCancellable,
-    RewardRedemptionNotFound,
 )
 from memberops.loyalty.reward_models import Reward, RewardRedemption, RewardVersion
 from memberops.loyalty.reward_schemas import PeriodLimit, RewardIn, RewardOut, RewardRedemptionOut
@@ -235,9 +231,6 @@ _TAKE_STOCK = (update(Reward).where(Reward.id == bindparam("reward_id"),
                                     or_(Reward.stock.is_(None), Reward.redeemed_count + bindparam("units") <= Reward.stock))
                .values(redeemed_count=Reward.redeemed_count + bindparam("units"))
                .execution_options(synchronize_session=False))
-_RETURN_STOCK = (update(Reward).where(Reward.id == bindparam("reward_id"))
-                 .values(redeemed_count=Reward.redeemed_count - bindparam("units"))
-                 .execution_options(synchronize_session=False))
 
 
 def redeem_reward(
@@ -361,110 +354,6 @@ def _deliver(session: Session, workspace: Workspace, reward: Reward, redemption:
         if granted.is_replay:
             raise IdempotencyKeyReused(key)
         redemption.benefit_grant_id = granted.grant.id
-
-
-# --- cancel and fulfil ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    redemption: RewardRedemption
-    points_returned: int
-    is_replay: bool
-
-
-def get_redemption(session: Session, workspace_id: str, redemption_id: str) -> RewardRedemption:
-    redemption = session.get(RewardRedemption, redemption_id)
-    if redemption is None or redemption.workspace_id != workspace_id:
-        raise RewardRedemptionNotFound(redemption_id)
-    return redemption
-
-
-def _lock_redemption(session: Session, redemption_id: str) -> RewardRedemption:
-    fresh = session.scalar(locked(select(RewardRedemption).where(RewardRedemption.id == redemption_id))
-                           .execution_options(populate_existing=True))
-    assert fresh is not None
-    return fresh
-
-
-def cancel_redemption(session: Session, workspace: Workspace, redemption_id: str, *, reason: str, actor: Actor,
-                      now: datetime | None = None) -> Cancelled:
-    """Undo a redemption (audited): its points come back through a ``reverse`` movement of the ledger
-    (:func:`~memberops.loyalty.points.return_redeemed`), its units back to the stock, its unused coupons
-    are voided and its unused benefit grant ended. Cancelling again changes nothing and answers the same.
-
-    Raises :class:`RewardRedemptionNotCancellable` when an issued coupon was redeemed (or lapsed unused),
-    the benefit was used, or the item was shipped or collected.
-    """
-    now = now or utcnow()
-    found = get_redemption(session, workspace.id, redemption_id)
-    points.lock_account(session, workspace.id, found.member_id)
-    redemption = _lock_redemption(session, found.id)
-    if redemption.status == "cancelled":
-        reversal = session.get(PointsMovement, redemption.reversal_movement_id)
-        return Cancelled(redemption, reversal.points if reversal else 0, True)
-    if redemption.fulfilment_status in ("shipped", "collected"):
-        raise RewardRedemptionNotCancellable(redemption.id, f"the item was {redemption.fulfilment_status}")
-    movement = session.get(PointsMovement, redemption.points_movement_id)
-    assert movement is not None
-    with session.begin_nested():
-        session.execute(_RETURN_STOCK, {"reward_id": redemption.reward_id, "units": redemption.quantity})
-        for coupon_id in redemption.coupon_ids:
-            try:
-                coupons.void_coupon_by_id(session, workspace.id, coupon_id, "reward redemption cancelled",
-                                          actor=actor, now=now)
-            except CouponNotVoidable as exc:
-                if exc.facts["status"] == "voided":  # withdrawn already (by an operator): nothing to take back
-                    continue
-                raise RewardRedemptionNotCancellable(redemption.id, f"its coupon is {exc.facts['status']}") from None
-        if redemption.benefit_grant_id is not None:
-            grant = session.scalar(locked(select(BenefitGrant).where(BenefitGrant.id == redemption.benefit_grant_id))
-                                   .execution_options(populate_existing=True))
-            assert grant is not None
-            if grant.consumed > 0:
-                raise RewardRedemptionNotCancellable(redemption.id, "its benefit was used")
-            grant.valid_until = now  # ended: no use can be taken from it from now on
-        returned = points.return_redeemed(session, workspace, movement, idempotency_key=f"reward-cancel:{redemption.id}",
-                                          reason=f"reward redemption cancelled: {reason}"[:500], actor=actor,
-                                          source_type="reward", source_id=redemption.id, now=now)
-        redemption.status, redemption.cancelled_at, redemption.cancel_reason = "cancelled", now, reason[:200]
-        redemption.reversal_movement_id = returned.movement.id
-        session.flush()
-        record(session, actor, "reward_redemption.cancel", workspace_id=workspace.id, target_type="reward_redemption",
-               target_id=redemption.id, detail={"reason": reason[:200], "points_returned": returned.movement.points,
-                                                "quantity": redemption.quantity})
-    return Cancelled(redemption, returned.movement.points, False)
-
-
-# An item's fulfilment moves forward only: what each status may become.
-FULFILMENT_TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"shipped", "collected"}),
-    "shipped": frozenset({"collected"}),
-    "collected": frozenset(),
-}
-
-
-def set_fulfilment(session: Session, workspace_id: str, redemption_id: str,
-                   status: Literal["shipped", "collected"], *, note: str = "", actor: Actor,
-                   now: datetime | None = None) -> RewardRedemption:
-    """Move an item redemption's fulfilment forward (audited); setting the status it already has changes
-    nothing. Raises :class:`FulfilmentNotAllowed` for any other move (backwards, a cancelled redemption, a
-    reward that is not an item)."""
-    get_redemption(session, workspace_id, redemption_id)
-    redemption = _lock_redemption(session, redemption_id)
-    current = redemption.fulfilment_status
-    if redemption.status == "completed" and current == status:
-        return redemption
-    if redemption.status != "completed" or current is None or status not in FULFILMENT_TRANSITIONS[current]:
-        raise FulfilmentNotAllowed(redemption.id, current if redemption.status == "completed" else "cancelled",
-                                   status)
-    redemption.fulfilment_status = status
-    redemption.fulfilment_note = note[:200] or redemption.fulfilment_note
-    redemption.fulfilment_updated_at = now or utcnow()
-    session.flush()
-    record(session, actor, "reward_redemption.fulfilment", workspace_id=workspace_id, target_type="reward_redemption",
-           target_id=redemption.id, detail={"from": current, "to": status})
-    return redemption
 
 
 # --- reading --------------------------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""The set-based backfill's reads and writes: a chunk of members' ledger state read in a few queries, their
+histories replayed in memory (:mod:`memberops.loyalty.backfill_replay`), and what the replay made written
+in a few bulk statements — the same rows the live calls would write one by one.
+
+The chunk's points accounts are locked first (``SELECT … FOR UPDATE`` on PostgreSQL, as every movement
+does; SQLite's write transaction serialises writers), so no live movement of these members interleaves
+with the replay; an order or event posted live meanwhile meets the ledger's unique idempotency key and
+the chunk's transaction fails rather than earning twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from memberops.accounts.models import Workspace
+from memberops.db.dialect import insert_many, locked, reserve_ids
+from memberops.identity.models import Identifier
+from memberops.loyalty import event_earning, points
+from memberops.loyalty.backfill_replay import (
+    Account,
+    Earning,
+    Lot,
+    MemberLedger,
+    PastEvent,
+    PastOrder,
+    PastRefund,
+    Written,
+)
+from memberops.loyalty.event_models import EventEarning
+from memberops.loyalty.models import (
+    LoyaltyEvent,
+    Membership,
+    PointsAccount,
+    PointsAllocation,
+    PointsLot,
+    PointsMovement,
+)
+from memberops.loyalty.programmes import ActiveProgramme
+from memberops.loyalty.tier_models import MemberTier
+
+_MOVEMENTS = cast(Table, PointsMovement.__table__)
+_LOTS = cast(Table, PointsLot.__table__)
+
+
+def replay_members(session: Session, workspace: Workspace, active: ActiveProgramme, members: list[str],
+                   timelines: dict[str, list[tuple[datetime, int, Any]]], posted: set[str], totals: dict[str, int],
+                   now: datetime) -> list[str]:
+    """Replay ``members``' timelines into the ledger (see the module) and add up ``totals`` as the member by
+    member replay does; returns the members left out because they have no points account (the caller
+    replays them through the live calls, which say why)."""
+    accounts = {account.member_id: account for account in session.scalars(locked(select(PointsAccount).where(
+        PointsAccount.workspace_id == workspace.id, PointsAccount.member_id.in_(members))
+        .order_by(PointsAccount.id)))}
+    missing = [member_id for member_id in members if member_id not in accounts]
+    present = [member_id for member_id in members if member_id in accounts]
+    state = _read_state(session, workspace, active, present)
+    out = Written()
+    zone = points.zone_of(workspace)
+    cached: dict[str, Account] = {}
+    for member_id in present:
+        stored = accounts[member_id]
+        account = cached[member_id] = Account(stored.available, stored.pending, stored.debt)
+        memory = MemberLedger(active, zone, member_id, account, state.lots[member_id], state.memberships[member_id],
+                              tier_multiplier=state.tier_multipliers.get(member_id),
+                              order_earnings=state.order_earnings[member_id], earnings=state.earnings[member_id],
+                              fields_held=state.fields[member_id], out=out)
+        _replay(memory, timelines[member_id], posted, totals, now)
+    _write(session, workspace.id, out, state.lots, accounts, cached)
+    return missing
+
+
+class _State:
+    """What the replay of a chunk of members needs from the store, read in one query per table."""
+
+    def __init__(self) -> None:
+        self.lots: dict[str, list[Lot]] = defaultdict(list)
+        self.memberships: dict[str, Membership] = {}
+        self.tier_multipliers: dict[str, Decimal | None] = {}
+        self.order_earnings: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+        self.earnings: dict[str, list[Earning]] = defaultdict(list)
+        self.fields: dict[str, set[str]] = defaultdict(set)
+
+
+def _read_state(session: Session, workspace: Workspace, active: ActiveProgramme, members: list[str]) -> _State:
+    programme = active.programme
+    state = _State()
+    for lot in session.scalars(select(PointsLot).where(PointsLot.member_id.in_(members), PointsLot.remaining > 0)
+                               .order_by(PointsLot.id)):
+        state.lots[lot.member_id].append(Lot(lot.id, lot.member_id, lot.points, lot.remaining, lot.state, lot.earned_at,
+                                             lot.available_at, lot.expires_at, id=lot.id))
+    state.memberships = {membership.member_id: membership for membership in session.scalars(select(Membership).where(
+        Membership.workspace_id == workspace.id, Membership.member_id.in_(members)))}
+    if programme.tiers:
+        multipliers = {tier.code: tier.earn_multiplier for tier in programme.tiers}
+        for member_id, tier in session.execute(select(MemberTier.member_id, MemberTier.tier).where(
+                MemberTier.workspace_id == workspace.id, MemberTier.member_id.in_(members))):
+            state.tier_multipliers[member_id] = multipliers.get(tier)
+    if programme.earn.daily_cap is not None or programme.earn.monthly_cap is not None:
+        for member_id, occurred_at, count in session.execute(select(
+                PointsMovement.member_id, PointsMovement.occurred_at, PointsMovement.points).where(
+                PointsMovement.member_id.in_(members), PointsMovement.kind == "earn",
+                PointsMovement.source_type == "order")):
+            state.order_earnings[member_id].append((occurred_at, count))
+    if programme.events:
+        for row in session.execute(select(EventEarning.member_id, EventEarning.event_type, EventEarning.local_day,
+                                          EventEarning.points, EventEarning.streak).where(
+                EventEarning.member_id.in_(members)).order_by(EventEarning.id)):
+            state.earnings[row.member_id].append(Earning(row.event_type, row.local_day, row.points, row.streak))
+    if any(rule.required_fields for rule in programme.events.values()):
+        for member_id, kind in session.execute(select(Identifier.member_id, Identifier.type).where(
+                Identifier.member_id.in_(members)).distinct()):
+            state.fields[member_id].add(kind)
+        for member_id, membership in state.memberships.items():
+            if membership.birth_month is not None:
+                state.fields[member_id].add("birthday")
+    return state
+
+
+def _replay(memory: MemberLedger, timeline: list[tuple[datetime, int, Any]], posted: set[str],
+            totals: dict[str, int], now: datetime) -> None:
+    """One member's history in time order, then the member's ledger caught up with ``now`` — step for step
+    :func:`memberops.loyalty.backfill._replay`."""
+    refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    seen = False
+    for at, _, event in timeline:
+        if at > now:
+            break
+        seen = True
+        if isinstance(event, PastEvent):
+            key = event_earning.stored_key(event_earning.event_key(event.channel, event.event_id))
+            if f"event:{key}" in posted:
+                totals["posted"] += 1
+                continue
+            earned = memory.earn_for_event(event_type=event.type, event_key=key, occurred_at=event.occurred_at, now=at)
+            if earned:
+                totals["events"] += 1
+                totals["event_points"] += earned
+        elif isinstance(event, PastOrder):
+            key = points.order_key(event.channel, event.order_id)
+            if key in posted:
+                totals["posted"] += 1
+                continue
+            gained = memory.earn_for_order(key=key, source_id=f"{event.channel}:{event.order_id}",
+                                           ordered_at=event.ordered_at, paid=event.paid, gross=event.gross,
+                                           shipping=event.shipping, channel=event.channel, lines=event.lines, now=at)
+            if gained:
+                totals["orders"] += 1
+                totals["earned"] += gained
+        else:
+            refund: PastRefund = event
+            order = refund.order
+            refunded[(order.channel, order.order_id)] += refund.amount
+            key = points.refund_key(refund.channel, refund.refund_id)
+            if key in posted:
+                totals["posted"] += 1
+                continue
+            taken = memory.reverse_for_refund(
+                order_key=points.order_key(order.channel, order.order_id), key=key,
+                source_id=f"{refund.channel}:{refund.refund_id}", paid=order.paid,
+                refunded=refunded[(order.channel, order.order_id)], refunded_at=refund.refunded_at, now=at)
+            if taken:
+                totals["refunds"] += 1
+                totals["reversed"] += taken
+    if seen:
+        memory.catch_up(now)
+
+
+def _write(session: Session, workspace_id: str, out: Written, stored_lots: dict[str, list[Lot]],
+           accounts: dict[str, PointsAccount], cached: dict[str, Account]) -> None:
+    """Everything the replay made, in a few bulk statements, with ids in the order it was made."""
+    for movement, new_id in zip(out.movements, reserve_ids(session, _MOVEMENTS, len(out.movements)), strict=True):
+        movement.id = new_id
+    for lot, new_id in zip(out.lots, reserve_ids(session, _LOTS, len(out.lots)), strict=True):
+        lot.id = new_id
+    last_change: dict[str, datetime] = {}
+    for movement in out.movements:
+        last_change[movement.member_id] = movement.created_at
+    moved = out.movements
+    insert_many(session, insert(PointsMovement), {
+        "id": [m.id for m in moved], "member_id": [m.member_id for m in moved], "kind": [m.kind for m in moved],
+        "points": [m.points for m in moved], "available_delta": [m.available_delta for m in moved],
+        "pending_delta": [m.pending_delta for m in moved], "debt_delta": [m.debt_delta for m in moved],
+        "idempotency_key": [m.key() for m in moved], "source_type": [m.source_type for m in moved],
+        "source_id": [m.source_id() for m in moved], "reason": [m.reason for m in moved],
+        "programme_version": [m.version for m in moved],
+        "reverses_id": [m.reverses.id if m.reverses is not None else None for m in moved],
+        "outcome": [m.outcome for m in moved], "occurred_at": [m.occurred_at for m in moved],
+        "created_at": [m.created_at for m in moved],
+    }, {"workspace_id": workspace_id, "actor": ""})
+    lots = out.lots
+    insert_many(session, insert(PointsLot), {
+        "id": [lot.id for lot in lots], "member_id": [lot.member_id for lot in lots],
+        "movement_id": [lot.movement.id if lot.movement is not None else None for lot in lots],
+        "points": [lot.points for lot in lots], "remaining": [lot.remaining for lot in lots],
+        "state": [lot.state for lot in lots], "earned_at": [lot.earned_at for lot in lots],
+        "available_at": [lot.available_at for lot in lots], "expires_at": [lot.expires_at for lot in lots],
+    }, {"workspace_id": workspace_id, "warned_at": None, "origin_lot_id": None})
+    taken = [(m.id, lot.id, count) for m in moved for lot, count in m.taken]
+    insert_many(session, insert(PointsAllocation), {
+        "movement_id": [row[0] for row in taken], "lot_id": [row[1] for row in taken],
+        "points": [row[2] for row in taken]}, {})
+    rows = out.events
+    insert_many(session, insert(EventEarning), {
+        "member_id": [row.member_id for row in rows], "event_type": [row.event_type for row in rows],
+        "event_key": [row.event_key for row in rows], "occurred_at": [row.occurred_at for row in rows],
+        "local_day": [row.local_day for row in rows], "points": [row.points for row in rows],
+        "streak": [row.streak for row in rows],
+        "movement_id": [row.movement.id if row.movement is not None else None for row in rows],
+        "created_at": [row.created_at for row in rows]}, {"workspace_id": workspace_id})
+    expired = out.expired
+    insert_many(session, insert(LoyaltyEvent), {
+        "member_id": [member_id for member_id, _, _ in expired], "occurred_at": [at for _, at, _ in expired],
+        "payload": [{"points": payload["points"], "lot_id": payload["lot"].id, "expires_at": payload["expires_at"]}
+                    for _, _, payload in expired]}, {"workspace_id": workspace_id, "type": "points_expired"})
+    changed = [lot for member_lots in stored_lots.values() for lot in member_lots if lot.changed and lot.movement is None]
+    if changed:
+        session.connection().execute(
+            update(_LOTS).where(_LOTS.c.id == bindparam("lot_id")).values(remaining=bindparam("left"),
+                                                                         state=bindparam("lot_state")),
+            [{"lot_id": lot.id, "left": lot.remaining, "lot_state": lot.state} for lot in changed])
+    touched = [(accounts[member_id], account) for member_id, account in cached.items() if account.changed]
+    if touched:
+        table = cast(Table, PointsAccount.__table__)
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("account_id")).values(
+                available=bindparam("now_available"), pending=bindparam("now_pending"), debt=bindparam("now_debt"),
+                updated_at=bindparam("changed_at")),
+            [{"account_id": stored.id, "now_available": account.available, "now_pending": account.pending,
+              "now_debt": account.debt, "changed_at": last_change[stored.member_id]} for stored, account in touched])
+        for stored, _ in touched:  # the session's copies are stale now
+            session.expire(stored)
