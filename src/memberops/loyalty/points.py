@@ -30,6 +30,8 @@ from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
 from memberops.db.dialect import locked
+from memberops.identity import service as identity
+from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.loyalty import ledger, memberships
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints, MemberNotEnrolled
@@ -85,6 +87,7 @@ _SPENDABLE_LOTS = select(PointsLot).where(
 _MEMBERSHIP = select(Membership).where(Membership.workspace_id == bindparam("workspace_id"),
                                        Membership.member_id == bindparam("member_id"))
 _NEW_LOT = insert(cast(Table, PointsLot.__table__))
+_NEW_ALLOCATIONS = insert(cast(Table, PointsAllocation.__table__))
 # An earning order's first statement: the buyer's balance row locked, with their membership (read as the
 # separate read before the lock did, so a wait for the lock changes nothing about it).
 _ACCOUNT_AND_MEMBERSHIP = select(PointsAccount, Membership).outerjoin(Membership, and_(
@@ -101,6 +104,17 @@ _UNDER_LOCK = select(
     _DUE_LOTS.with_only_columns(PointsLot.id).order_by(None).exists().label("anything_due"),
     *HEAD_COLUMNS,
 )
+
+
+_UNMERGED_ACCOUNT = select(PointsAccount).join(Member, Member.id == PointsAccount.member_id).where(
+    PointsAccount.workspace_id == bindparam("workspace_id"), PointsAccount.member_id == bindparam("member_id"),
+    Member.workspace_id == bindparam("workspace_id"), Member.merged_into_id.is_(None),
+).with_for_update(of=PointsAccount)
+
+
+def _lock_unmerged(session: Session, workspace_id: str, member_id: str) -> PointsAccount | None:
+    """The member's balance row, locked, when the member is of the workspace and not merged away."""
+    return session.scalar(_UNMERGED_ACCOUNT, {"workspace_id": workspace_id, "member_id": member_id})
 
 
 def lock_account(session: Session, workspace_id: str, member_id: str) -> PointsAccount:
@@ -158,13 +172,14 @@ def _record(
         outcome={"available": account.available, "pending": account.pending, "debt": account.debt},
     )
     session.add(movement)
-    if taken:
-        session.flush()
     for lot, count in taken:
         if count > lot.remaining:
             raise AssertionError(f"lot {lot.id} has {lot.remaining} points left, {count} taken")
         lot.remaining -= count
-        session.add(PointsAllocation(movement_id=movement.id, lot_id=lot.id, points=count))
+    if taken:  # one flush writes the balance, the movement (for its id) and the lots; the allocations as rows
+        session.flush()
+        session.execute(_NEW_ALLOCATIONS, [{"movement_id": movement.id, "lot_id": lot.id, "points": count}
+                                           for lot, count in taken])
     return movement
 
 
@@ -460,8 +475,13 @@ def _replayed(previous: PointsMovement | None, key: str, *, member_id: str, kind
 def redeem(
     session: Session, workspace: Workspace, member_id: str, *, points: int, reason: str, idempotency_key: str,
     actor: Actor, now: datetime | None = None, source_type: str = "api", source_id: str = "",
+    resolve_member: bool = False,
 ) -> MovementResult:
     """Spend ``points`` of the member's available balance, nearest-expiring lots first.
+
+    ``resolve_member``: ``member_id`` is as a client sent it: a member merged into another redeems from the
+    survivor, and one of another workspace (or none) is :class:`MemberNotFound`
+    (:func:`memberops.identity.service.get_member`) — checked with the lock in the common case.
 
     Raises :class:`InsufficientPoints` (and moves nothing) when the available balance is smaller; never
     drives it below zero, however many redemptions run at once: the balance is re-read under the member's
@@ -469,7 +489,13 @@ def redeem(
     the points paid for (``reward`` and the reward redemption's id; ``api`` for a plain redeem).
     """
     now = now or utcnow()
-    account = lock_account(session, workspace.id, member_id)
+    if resolve_member:
+        account = _lock_unmerged(session, workspace.id, member_id)
+        if account is None:
+            member_id = identity.get_member(session, workspace.id, member_id).id
+            account = lock_account(session, workspace.id, member_id)
+    else:
+        account = lock_account(session, workspace.id, member_id)
     state = _under_lock(session, workspace.id, member_id, idempotency_key, now)
     programme = state.programme
     replay = _replayed(state.previous, idempotency_key, member_id=member_id, kind="redeem", points=points,
