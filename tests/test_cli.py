@@ -110,6 +110,40 @@ def test_serve_answers_health_and_rejects_bad_keys(tmp_path: Path) -> None:
         server.wait(timeout=30)
 
 
+def test_serve_workers_run_several_processes_on_postgresql_only(tmp_path: Path, database_url: str) -> None:
+    """``serve --workers 2``: refused on SQLite (one writer at a time), two processes on PostgreSQL."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBEROPS_")}
+    env.update(MEMBEROPS_DATA_DIR=str(tmp_path / "d"), MEMBEROPS_DATABASE_URL=database_url)
+    command = [sys.executable, "-m", "memberops.cli", "serve", "--no-jobs", "--workers", "2", "--port", str(port)]
+    if database_url.startswith("sqlite"):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "workers_need_postgresql" in done.stderr
+        return
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server did not come up")
+        assert httpx.get(f"{base}/api/v1/me").status_code == 401
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=60)
+    assert "Started parent process" in output
+    assert output.count("Started server process") == 2 or output.count("Finished server process") == 2, output
+
+
 class TestImportCommands:
     """`memberops import` and `memberops quarantine` as an operator runs them."""
 
