@@ -43,7 +43,12 @@ from memberops.loyalty.models import (
     PointsLot,
     PointsMovement,
 )
-from memberops.loyalty.programmes import HEAD_COLUMNS, ActiveProgramme, active_programme, active_programme_from
+from memberops.loyalty.programmes import (
+    HEAD_COLUMNS,
+    ActiveProgramme,
+    active_programme,
+    active_programme_from,
+)
 from memberops.loyalty.tier_models import MemberTier
 
 
