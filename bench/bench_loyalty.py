@@ -49,6 +49,7 @@ CONCURRENCY = int(os.environ.get("BENCH_LOYALTY_CONCURRENCY", "32"))
 POSTGRESQL_WORKERS = int(os.environ.get("BENCH_LOYALTY_WORKERS", str(os.cpu_count() or 1)))
 TRANSACTIONS = {True: 600, False: 6_000}
 RUN_TOKEN = "@@RUN@@"
+STARTUP_SECONDS = 300.0  # processes importing everything at once on a loaded machine take minutes
 
 
 def _http_module() -> Any:
@@ -149,7 +150,7 @@ def _start(store: str, quick: bool) -> Rig:
                                stdout=quiet, stderr=quiet)
         rig.processes.append(ours)
         rig.ours_url = f"http://127.0.0.1:{ours_port}"
-        http._wait_healthy(rig.ours_url, ours)
+        http._wait_healthy(rig.ours_url, ours, timeout=STARTUP_SECONDS)
         rig.generator = subprocess.Popen([sys.executable, str(HERE), "load"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, env=env)
         enrolled = rig.load(rig.ours_url, MEMBERS, mode="enrol", concurrency=4)
@@ -158,7 +159,7 @@ def _start(store: str, quick: bool) -> Rig:
                                      json.dumps(rig.members), workers], env=env, stdout=quiet, stderr=quiet)
         rig.processes.append(baseline)
         rig.baseline_url = f"http://127.0.0.1:{baseline_port}"
-        http._wait_healthy(rig.baseline_url, baseline)
+        http._wait_healthy(rig.baseline_url, baseline, timeout=STARTUP_SECONDS)
         for url in (rig.ours_url, rig.baseline_url):  # one order each first, so every redemption can be paid
             rig.load(url, MEMBERS, mode="earn", concurrency=8)
     except Exception:
