@@ -5,14 +5,16 @@
   PostgreSQL (target in issue 6: at least 1,000 transactions/s, p99 under 50 ms).
 - ``loyalty_sqlite``: the same on SQLite.
 
-Ours is ``memberops serve --no-jobs`` over a fresh store with 1,000 members enrolled through
+Ours is ``memberops serve --no-jobs --workers N`` over a fresh store with 1,000 members enrolled through
 ``POST /api/v1/members`` and one order each (so redemptions have points). The baseline is the same
 transaction written the way a careful developer would by hand: a minimal FastAPI app under the same
 uvicorn, on the same database, with raw SQL — for an earn, insert the order (``ON CONFLICT DO NOTHING``),
 lock the member's balance row, insert a ledger row, update the balance; for a redemption, lock the balance
 row, check it, insert a ledger row with its idempotency key, update the balance — one transaction each, no
 lots, no programme rules, no authentication. The ratio is what memberops' ledger (lots, allocations,
-catch-up, idempotency, outbox, API keys) costs over that.
+catch-up, idempotency, outbox, API keys) costs over that. Both serve with N processes: one per core on
+PostgreSQL (``BENCH_LOYALTY_WORKERS`` overrides), as one deploys there; one on SQLite, whose writes are
+serialised (and whose group commit batches them inside one process).
 
 The load generator is ``bench/loadgen.py``'s, shared with the HTTP ingestion benchmark (a separate
 process, keep-alive sockets). PostgreSQL
@@ -40,8 +42,12 @@ from memberops.benchmarks import Benchmark, load_bench_module
 HERE = Path(__file__).resolve()
 MEMBERS = 1_000
 CONCURRENCY = int(os.environ.get("BENCH_LOYALTY_CONCURRENCY", "32"))
+# Server processes on PostgreSQL, as one would deploy there: one per core (a process runs Python on one
+# core). SQLite serves from one process (one writer at a time; its group commit is in-process).
+POSTGRESQL_WORKERS = int(os.environ.get("BENCH_LOYALTY_WORKERS", str(os.cpu_count() or 1)))
 TRANSACTIONS = {True: 600, False: 6_000}
 RUN_TOKEN = "@@RUN@@"
+STARTUP_SECONDS = 300.0  # processes importing everything at once on a loaded machine take minutes
 
 
 loadgen = load_bench_module(HERE.with_name("loadgen.py"))  # the shared servers and load generator
@@ -118,18 +124,21 @@ def _start(store: str, quick: bool) -> Rig:
         rig.key = output.strip().splitlines()[-1].split()[-1]
         ours_port, baseline_port = loadgen.free_port(), loadgen.free_port()
         quiet = subprocess.DEVNULL
-        ours = loadgen.memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)
+        workers = str(POSTGRESQL_WORKERS if store == "postgresql" else 1)
+        rig.figures.append(f"server processes (ours and baseline): {workers}")
+        ours = loadgen.memberops("serve", "--no-jobs", "--port", str(ours_port), "--workers", workers, env=env,
+                                 stdout=quiet, stderr=quiet)
         rig.processes.append(ours)
         rig.ours_url = f"http://127.0.0.1:{ours_port}"
-        loadgen.wait_healthy(rig.ours_url, ours)
+        loadgen.wait_healthy(rig.ours_url, ours, timeout=STARTUP_SECONDS)
         rig.generator = loadgen.Generator(HERE, env)
         enrolled = rig.load(rig.ours_url, MEMBERS, mode="enrol", concurrency=4)
         rig.members = enrolled["member_ids"]
         baseline = subprocess.Popen([sys.executable, str(HERE), "serve-baseline", str(baseline_port), database_url,
-                                     json.dumps(rig.members)], env=env, stdout=quiet, stderr=quiet)
+                                     json.dumps(rig.members), workers], env=env, stdout=quiet, stderr=quiet)
         rig.processes.append(baseline)
         rig.baseline_url = f"http://127.0.0.1:{baseline_port}"
-        loadgen.wait_healthy(rig.baseline_url, baseline)
+        loadgen.wait_healthy(rig.baseline_url, baseline, timeout=STARTUP_SECONDS)
         for url in (rig.ours_url, rig.baseline_url):  # one order each first, so every redemption can be paid
             rig.load(url, MEMBERS, mode="earn", concurrency=8)
     except Exception:
@@ -152,20 +161,16 @@ def _stop(rig: Rig) -> None:
 # --- the baseline server (its own process) ---------------------------------------------------------------
 
 
-def _serve_baseline(port: int, database_url: str, members: list[str]) -> None:
-    """Earn and redeem by hand: raw SQL, the balance row locked, one transaction per request."""
-    import asyncio
-
+def _serve_baseline(port: int, database_url: str, members: list[str], workers: int) -> None:
+    """Earn and redeem by hand: raw SQL, the balance row locked, one transaction per request; its tables
+    made here, then served by ``workers`` uvicorn processes (each building :func:`baseline_app`)."""
     import uvicorn
     from sqlalchemy import text
-    from starlette.concurrency import run_in_threadpool
 
     from memberops.db.engine import create_store_engine
 
-    engine = create_store_engine(database_url, pool_size=20, max_overflow=10) if database_url.startswith("postgresql") \
-        else create_store_engine(database_url)
+    engine = create_store_engine(database_url)
     is_sqlite = engine.dialect.name == "sqlite"
-    lock_suffix = "" if is_sqlite else " FOR UPDATE"
     identity = "INTEGER PRIMARY KEY AUTOINCREMENT" if is_sqlite else "BIGSERIAL PRIMARY KEY"
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE hand_balance (member_id VARCHAR(36) PRIMARY KEY, available INTEGER NOT NULL)"))
@@ -178,6 +183,26 @@ def _serve_baseline(port: int, database_url: str, members: list[str]) -> None:
         conn.execute(text("INSERT INTO hand_balance VALUES (:m, 0)"), [{"m": m} for m in members])
         conn.execute(text("INSERT INTO hand_customer VALUES (:k, :m)"),
                      [{"k": f"c{i}", "m": m} for i, m in enumerate(members)])
+    engine.dispose()
+    os.environ["BENCH_BASELINE_DATABASE_URL"] = database_url
+    uvicorn.run("bench_loyalty:baseline_app", app_dir=str(HERE.parent), factory=True, workers=workers,
+                host="127.0.0.1", port=port, log_level="warning", timeout_worker_healthcheck=60)
+
+
+def baseline_app() -> FastAPI:
+    """The baseline's app over ``BENCH_BASELINE_DATABASE_URL`` (tables made by :func:`_serve_baseline`)."""
+    import asyncio
+
+    from sqlalchemy import text
+    from starlette.concurrency import run_in_threadpool
+
+    from memberops.db.engine import create_store_engine
+
+    database_url = os.environ["BENCH_BASELINE_DATABASE_URL"]
+    engine = create_store_engine(database_url, pool_size=20, max_overflow=10) if database_url.startswith("postgresql") \
+        else create_store_engine(database_url)
+    is_sqlite = engine.dialect.name == "sqlite"
+    lock_suffix = "" if is_sqlite else " FOR UPDATE"
     insert_order = text("INSERT INTO hand_order VALUES (:channel, :order_id, :member_id, :paid) "
                         "ON CONFLICT (channel, order_id) DO NOTHING")
     lock = text(f"SELECT available FROM hand_balance WHERE member_id = :m{lock_suffix}")
@@ -227,7 +252,7 @@ def _serve_baseline(port: int, database_url: str, members: list[str]) -> None:
     async def redeem_points(member_id: str, request: Request) -> Response:
         return await run(redeem, member_id, await request.json())
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return app
 
 
 # --- the load generator (its own process) ----------------------------------------------------------------
@@ -307,8 +332,8 @@ BENCHMARKS = [_benchmark("postgresql"), _benchmark("sqlite")]
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "load":
         loadgen.serve_commands(_run_load)
-    elif len(sys.argv) > 4 and sys.argv[1] == "serve-baseline":
-        _serve_baseline(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]))
+    elif len(sys.argv) > 5 and sys.argv[1] == "serve-baseline":
+        _serve_baseline(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5]))
     else:
         from rich.console import Console
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -82,32 +83,66 @@ class TestWorkflow:
         assert done.returncode == 2 and "invalid_scope" in done.stderr
 
 
-def test_serve_answers_health_and_rejects_bad_keys(tmp_path: Path) -> None:
+def _free_port() -> int:
     import socket
-    import time
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_health(base: str, attempts: int = 150) -> None:
+    for _ in range(attempts):
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("server did not come up")
+
+
+def test_serve_answers_health_and_rejects_bad_keys(tmp_path: Path) -> None:
+    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBEROPS_")}
     env["MEMBEROPS_DATA_DIR"] = str(tmp_path / "d")
     server = subprocess.Popen([sys.executable, "-m", "memberops.cli", "serve", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server did not come up")
+        _wait_for_health(base)
         assert httpx.get(f"{base}/api/v1/me").status_code == 401
         assert httpx.get(f"{base}/api/v1/me", headers={"Authorization": "Bearer mo_x_y"}).status_code == 401
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_serve_workers_run_several_processes_on_postgresql_only(tmp_path: Path, database_url: str) -> None:
+    """``serve --workers 2``: refused on SQLite (one writer at a time), two processes on PostgreSQL."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBEROPS_")}
+    env.update(MEMBEROPS_DATA_DIR=str(tmp_path / "d"), MEMBEROPS_DATABASE_URL=database_url)
+    command = [sys.executable, "-m", "memberops.cli", "serve", "--no-jobs", "--workers", "2", "--port", str(port)]
+    if database_url.startswith("sqlite"):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "workers_need_postgresql" in done.stderr
+        return
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for_health(base, attempts=600)  # two processes import everything: slow on a loaded machine
+        assert httpx.get(f"{base}/api/v1/me").status_code == 401
+        deadline = time.monotonic() + 120
+        while log.read_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    output = log.read_text()
+    assert "Started parent process" in output
+    assert output.count("Application startup complete") == 2, output
 
 
 class TestImportCommands:

@@ -104,6 +104,10 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     jobs: Annotated[bool, typer.Option("--jobs/--no-jobs", help="run a job worker and the scheduler too")] = True,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=1,
+        help="server processes (PostgreSQL only; about one per core: one process runs Python on one core)",
+    )] = 1,
 ) -> None:
     """Serve the API and the console (and, by default, a job worker and the scheduler)."""
     import uvicorn
@@ -113,9 +117,18 @@ def serve(
     from memberops.logs import uvicorn_log_config
 
     with _context() as context:
+        if workers > 1 and context.store.dialect == "sqlite":
+            # SQLite takes one writer at a time and its group commit batches writers inside one process:
+            # more processes would only queue for the lock (and lose the batching).
+            err.print("[red]error[/red] (workers_need_postgresql): --workers above 1 needs PostgreSQL; "
+                      "on SQLite one process serves all writes")
+            raise typer.Exit(2)
         with context.store.transaction() as session:
             accounts.ensure_workspace(session)
         out.print(f"console and API on http://{host}:{port}  (API docs: /api/docs)")
+        if workers > 1:
+            _serve_processes(context, host, port, workers, jobs)
+            return
         app_ = create_app(context, run_jobs=jobs)
         # Everything imported so far lives as long as the server: keep it out of every garbage
         # collection (measured: a third less CPU per batch of 1,000 events).
@@ -123,6 +136,40 @@ def serve(
         gc.freeze()
         uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True,
                     log_config=uvicorn_log_config())
+
+
+def _serve_processes(context: Context, host: str, port: int, workers: int, jobs: bool) -> None:
+    """``workers`` uvicorn processes sharing the port, each building its app with :func:`served_app`; the job
+    worker and scheduler (``jobs``) run once, in this supervising process, so periodic jobs never run twice."""
+    import uvicorn
+
+    from memberops.logs import uvicorn_log_config
+
+    consumer = None
+    if jobs:
+        from memberops.jobs.queue import start_consumer
+
+        consumer = start_consumer(context.queue(), workers=1)
+    try:
+        # A busy (or slowly importing) process may answer the supervisor's ping late: give it a minute
+        # before it is taken for hung and killed, requests in flight and all (uvicorn's default is 5 s).
+        uvicorn.run("memberops.cli:served_app", factory=True, workers=workers, host=host, port=port,
+                    log_level="info", proxy_headers=True, log_config=uvicorn_log_config(),
+                    timeout_worker_healthcheck=60)
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+def served_app() -> Any:
+    """The app one of ``serve --workers N``'s processes serves (settings from the environment, as the
+    supervisor read them; its migrations are already applied)."""
+    from memberops.api.app import create_app
+
+    app_ = create_app(Context.from_settings(Settings()), run_jobs=False)
+    gc.collect()
+    gc.freeze()
+    return app_
 
 
 @app.command()

@@ -236,9 +236,8 @@ def _movement(result: points.MovementResult) -> MovementResultOut:
 
 
 def _redeem(session: Session, caller: Caller, member_id: str, body: RedeemIn) -> MovementResultOut:
-    return _movement(points.redeem(session, caller.workspace, _member_id(session, caller, member_id),
-                                   points=body.points, reason=body.reason, idempotency_key=body.idempotency_key,
-                                   actor=caller.actor))
+    return _movement(points.redeem(session, caller.workspace, member_id, points=body.points, reason=body.reason,
+                                   idempotency_key=body.idempotency_key, actor=caller.actor, resolve_member=True))
 
 
 @router.post("/members/{member_id}/points/redeem", response_model=MovementResultOut,

@@ -20,16 +20,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
 from memberops.db.dialect import locked
+from memberops.identity import service as identity
+from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.loyalty import ledger, memberships
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints, MemberNotEnrolled
@@ -41,7 +43,12 @@ from memberops.loyalty.models import (
     PointsLot,
     PointsMovement,
 )
-from memberops.loyalty.programmes import ActiveProgramme, active_programme
+from memberops.loyalty.programmes import (
+    HEAD_COLUMNS,
+    ActiveProgramme,
+    active_programme,
+    active_programme_from,
+)
 from memberops.loyalty.tier_models import MemberTier
 
 
@@ -84,6 +91,35 @@ _SPENDABLE_LOTS = select(PointsLot).where(
 )
 _MEMBERSHIP = select(Membership).where(Membership.workspace_id == bindparam("workspace_id"),
                                        Membership.member_id == bindparam("member_id"))
+_NEW_LOT = insert(cast(Table, PointsLot.__table__))
+_NEW_ALLOCATIONS = insert(cast(Table, PointsAllocation.__table__))
+# An earning order's first statement: the buyer's balance row locked, with their membership (read as the
+# separate read before the lock did, so a wait for the lock changes nothing about it).
+_ACCOUNT_AND_MEMBERSHIP = select(PointsAccount, Membership).outerjoin(Membership, and_(
+    Membership.workspace_id == PointsAccount.workspace_id, Membership.member_id == PointsAccount.member_id,
+)).where(PointsAccount.workspace_id == bindparam("workspace_id"),
+         PointsAccount.member_id == bindparam("member_id")).with_for_update(of=PointsAccount)
+# Under the lock, one statement answers what a movement asks before it moves anything: was its key used
+# (the movement's id), has any lot fallen due (else catching up reads no lot), and which programme version
+# is in force. Read after the lock, so a movement committed while this one waited is seen.
+_UNDER_LOCK = select(
+    select(PointsMovement.id).where(PointsMovement.workspace_id == bindparam("workspace_id"),
+                                    PointsMovement.idempotency_key == bindparam("key")).scalar_subquery()
+    .label("previous_id"),
+    _DUE_LOTS.with_only_columns(PointsLot.id).order_by(None).exists().label("anything_due"),
+    *HEAD_COLUMNS,
+)
+
+
+_UNMERGED_ACCOUNT = select(PointsAccount).join(Member, Member.id == PointsAccount.member_id).where(
+    PointsAccount.workspace_id == bindparam("workspace_id"), PointsAccount.member_id == bindparam("member_id"),
+    Member.workspace_id == bindparam("workspace_id"), Member.merged_into_id.is_(None),
+).with_for_update(of=PointsAccount)
+
+
+def _lock_unmerged(session: Session, workspace_id: str, member_id: str) -> PointsAccount | None:
+    """The member's balance row, locked, when the member is of the workspace and not merged away."""
+    return session.scalar(_UNMERGED_ACCOUNT, {"workspace_id": workspace_id, "member_id": member_id})
 
 
 def lock_account(session: Session, workspace_id: str, member_id: str) -> PointsAccount:
@@ -92,6 +128,22 @@ def lock_account(session: Session, workspace_id: str, member_id: str) -> PointsA
     if account is None:
         raise MemberNotEnrolled(member_id)
     return account
+
+
+@dataclass(frozen=True)
+class _Locked:
+    """What :data:`_UNDER_LOCK` answered."""
+
+    previous: PointsMovement | None  # the movement that used the key already
+    anything_due: bool
+    programme: ActiveProgramme
+
+
+def _under_lock(session: Session, workspace_id: str, member_id: str, key: str, now: datetime) -> _Locked:
+    row = session.execute(_UNDER_LOCK, {"workspace_id": workspace_id, "member_id": member_id, "key": key,
+                                        "now": now}).one()
+    previous = None if row.previous_id is None else session.get(PointsMovement, row.previous_id)
+    return _Locked(previous, bool(row.anything_due), active_programme_from(session, workspace_id, row))
 
 
 def balance_of(account: PointsAccount, programme: ActiveProgramme) -> dict[str, int]:
@@ -125,13 +177,14 @@ def _record(
         outcome={"available": account.available, "pending": account.pending, "debt": account.debt},
     )
     session.add(movement)
-    if taken:
-        session.flush()
     for lot, count in taken:
         if count > lot.remaining:
             raise AssertionError(f"lot {lot.id} has {lot.remaining} points left, {count} taken")
         lot.remaining -= count
-        session.add(PointsAllocation(movement_id=movement.id, lot_id=lot.id, points=count))
+    if taken:  # one flush writes the balance, the movement (for its id) and the lots; the allocations as rows
+        session.flush()
+        session.execute(_NEW_ALLOCATIONS, [{"movement_id": movement.id, "lot_id": lot.id, "points": count}
+                                           for lot, count in taken])
     return movement
 
 
@@ -167,9 +220,13 @@ def _take(lots: Sequence[PointsLot], allocation: Sequence[tuple[int, int]]) -> l
     return [(by_id[lot_id], count) for lot_id, count in allocation]
 
 
-def catch_up(session: Session, account: PointsAccount, programme: ActiveProgramme, now: datetime) -> None:
+def catch_up(session: Session, account: PointsAccount, programme: ActiveProgramme, now: datetime, *,
+             anything_due: bool = True) -> None:
     """Release pending lots whose return window has passed, expire lapsed lots, settle debts — for the
-    member of ``account``, which the caller has locked."""
+    member of ``account``, which the caller has locked (``anything_due=False``: the caller has just read
+    under that lock that no lot is due, and nothing is read again)."""
+    if not anything_due:
+        return
     due = session.scalars(_DUE_LOTS, {"member_id": account.member_id, "now": now}).all()
     released: PointsMovement | None = None
     for lot in due:
@@ -251,17 +308,22 @@ def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, 
         return None
     now = now or utcnow()
     key = order_key(order.channel, order.order_id)
-    membership = _membership(session, workspace.id, order.member_id)
+    found = session.execute(_ACCOUNT_AND_MEMBERSHIP, {"workspace_id": workspace.id,
+                                                      "member_id": order.member_id}).first()
+    if found is None:
+        if _membership(session, workspace.id, order.member_id) is None:
+            return None
+        raise MemberNotEnrolled(order.member_id)
+    account, membership = found
     if membership is None:
         return None
-    account = lock_account(session, workspace.id, order.member_id)
-    previous = _existing(session, workspace.id, key)
-    if previous is not None:
-        return previous.points
-    programme = active_programme(session, workspace.id)
+    state = _under_lock(session, workspace.id, order.member_id, key, now)
+    if state.previous is not None:
+        return state.previous.points
+    programme = state.programme
     if not memberships.is_earning(programme.programme, membership, order.ordered_at):
         return None
-    catch_up(session, account, programme, now)
+    catch_up(session, account, programme, now, anything_due=state.anything_due)
     rules = programme.programme.earn
     zone = zone_of(workspace)
     local_day = order.ordered_at.astimezone(zone).date()
@@ -297,12 +359,14 @@ def grant(
                        source_type=source_type, source_id=source_id, reason=reason, actor=actor,
                        version=programme.version, occurred_at=earned_at, now=now)
     session.flush()  # the lot refers to the movement's id
-    session.add(PointsLot(
-        workspace_id=account.workspace_id, member_id=account.member_id, movement_id=movement.id, points=points,
-        remaining=points, state="available" if is_available else "pending", earned_at=earned_at,
-        available_at=available_at, expires_at=ledger.expires_at(programme.programme.expiry, earned_at, zone),
-    ))
-    session.flush()
+    # Inserted as a plain row: nothing in this transaction holds the lot as an object (the next reader
+    # selects it), and the unit of work would cost more than the insert.
+    session.execute(_NEW_LOT, {
+        "workspace_id": account.workspace_id, "member_id": account.member_id, "movement_id": movement.id,
+        "points": points, "remaining": points, "state": "available" if is_available else "pending",
+        "earned_at": earned_at, "available_at": available_at,
+        "expires_at": ledger.expires_at(programme.programme.expiry, earned_at, zone),
+    })
     if is_available:
         settle_debt(session, account, programme, after=movement, now=now)
     return movement
@@ -404,9 +468,8 @@ def _lot_and_holder(session: Session, workspace_id: str, earned: PointsMovement)
 # --- redemptions and adjustments -------------------------------------------------------------------------
 
 
-def _replayed(session: Session, workspace_id: str, key: str, *, member_id: str, kind: str,
+def _replayed(previous: PointsMovement | None, key: str, *, member_id: str, kind: str,
               points: int, programme: ActiveProgramme) -> MovementResult | None:
-    previous = _existing(session, workspace_id, key)
     if previous is None:
         return None
     if (previous.member_id, previous.kind, previous.points) != (member_id, kind, points):
@@ -417,8 +480,13 @@ def _replayed(session: Session, workspace_id: str, key: str, *, member_id: str, 
 def redeem(
     session: Session, workspace: Workspace, member_id: str, *, points: int, reason: str, idempotency_key: str,
     actor: Actor, now: datetime | None = None, source_type: str = "api", source_id: str = "",
+    resolve_member: bool = False,
 ) -> MovementResult:
     """Spend ``points`` of the member's available balance, nearest-expiring lots first.
+
+    ``resolve_member``: ``member_id`` is as a client sent it: a member merged into another redeems from the
+    survivor, and one of another workspace (or none) is :class:`MemberNotFound`
+    (:func:`memberops.identity.service.get_member`) — checked with the lock in the common case.
 
     Raises :class:`InsufficientPoints` (and moves nothing) when the available balance is smaller; never
     drives it below zero, however many redemptions run at once: the balance is re-read under the member's
@@ -426,13 +494,20 @@ def redeem(
     the points paid for (``reward`` and the reward redemption's id; ``api`` for a plain redeem).
     """
     now = now or utcnow()
-    account = lock_account(session, workspace.id, member_id)
-    programme = active_programme(session, workspace.id)
-    replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="redeem", points=points,
+    if resolve_member:
+        account = _lock_unmerged(session, workspace.id, member_id)
+        if account is None:
+            member_id = identity.get_member(session, workspace.id, member_id).id
+            account = lock_account(session, workspace.id, member_id)
+    else:
+        account = lock_account(session, workspace.id, member_id)
+    state = _under_lock(session, workspace.id, member_id, idempotency_key, now)
+    programme = state.programme
+    replay = _replayed(state.previous, idempotency_key, member_id=member_id, kind="redeem", points=points,
                        programme=programme)
     if replay is not None:
         return replay
-    catch_up(session, account, programme, now)
+    catch_up(session, account, programme, now, anything_due=state.anything_due)
     if account.available < points:
         raise InsufficientPoints(member_id, points, balance_of(account, programme)["available"])
     lots = _spendable(session, member_id, now)
@@ -494,14 +569,15 @@ def adjust(
     programme allows a negative balance. Audited with its reason and operator."""
     now = now or utcnow()
     account = lock_account(session, workspace.id, member_id)
-    programme = active_programme(session, workspace.id)
-    replay = _replayed(session, workspace.id, idempotency_key, member_id=member_id, kind="adjust",
+    state = _under_lock(session, workspace.id, member_id, idempotency_key, now)
+    programme = state.programme
+    replay = _replayed(state.previous, idempotency_key, member_id=member_id, kind="adjust",
                        points=abs(points), programme=programme)
     if replay is not None:
         if (replay.movement.available_delta > 0) != (points > 0):  # the same size in the other direction
             raise IdempotencyKeyReused(idempotency_key)
         return replay
-    catch_up(session, account, programme, now)
+    catch_up(session, account, programme, now, anything_due=state.anything_due)
     who = f"{actor.type}:{actor.id}"[:100]
     if points > 0:
         movement = grant(session, account, programme, points=points, key=idempotency_key, kind="adjust",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from memberops.accounts import service as accounts
@@ -40,22 +40,66 @@ class ActiveProgramme:
 
 _VERSIONS = cast(Table, ProgrammeVersion.__table__)
 _SESSION_KEY = "memberops.loyalty.active_programme"  # session.info: (transaction, {workspace id: programme})
-_PARSED: dict[tuple[str, int], Programme] = {}  # versions never change: parse each once per process
+# Versions never change: each is parsed once per process, keyed by what identifies the row (its creation
+# instant too, so two databases holding a version of the same number never share an entry).
+_PARSED: dict[tuple[str, int, int, datetime], Programme] = {}
+_NEWEST = (select(ProgrammeVersion.id, ProgrammeVersion.version, ProgrammeVersion.created_at)
+           .where(ProgrammeVersion.workspace_id == bindparam("workspace_id"))
+           .order_by(ProgrammeVersion.version.desc()).limit(1))
+_DEFINITION = select(ProgrammeVersion.definition).where(ProgrammeVersion.id == bindparam("id"))
 
 
 def _parsed(row: ProgrammeVersion) -> ActiveProgramme:
-    key = (row.workspace_id, row.version)
+    key = (row.workspace_id, row.version, row.id, _naive(row.created_at))
     programme = _PARSED.get(key)
     if programme is None:
         programme = _PARSED[key] = programme_from_dict(row.definition)
     return ActiveProgramme(row.version, programme)
 
 
-def _newest(session: Session, workspace_id: str) -> ProgrammeVersion | None:
-    return session.scalar(
-        select(ProgrammeVersion).where(ProgrammeVersion.workspace_id == workspace_id)
-        .order_by(ProgrammeVersion.version.desc()).limit(1)
-    )
+def _naive(instant: datetime) -> datetime:
+    return instant.replace(tzinfo=None)
+
+
+def _newest(session: Session, workspace_id: str) -> ActiveProgramme | None:
+    """The newest version: its number, id and creation instant are read (a small index lookup) and its
+    definition only when this process has not parsed it yet — most requests never load the document."""
+    head = session.execute(_NEWEST, {"workspace_id": workspace_id}).first()
+    if head is None:
+        return None
+    key = (workspace_id, head.version, head.id, _naive(head.created_at))
+    programme = _PARSED.get(key)
+    if programme is None:
+        programme = _PARSED[key] = programme_from_dict(session.scalar(_DEFINITION, {"id": head.id}))
+    return ActiveProgramme(head.version, programme)
+
+
+def _head_column(column: Any) -> Any:
+    return (select(column).where(ProgrammeVersion.workspace_id == bindparam("workspace_id"))
+            .order_by(ProgrammeVersion.version.desc()).limit(1).scalar_subquery())
+
+
+# The newest version's id, number and creation instant as columns another statement can carry (one round
+# trip instead of two on the hot path); read back with :func:`active_programme_from`.
+HEAD_COLUMNS = (_head_column(ProgrammeVersion.id).label("programme_id"),
+                _head_column(ProgrammeVersion.version).label("programme_version"),
+                _head_column(ProgrammeVersion.created_at).label("programme_created_at"))
+
+
+def active_programme_from(session: Session, workspace_id: str, row: Any) -> ActiveProgramme:
+    """:func:`active_programme`, given a row carrying :data:`HEAD_COLUMNS` (bound to ``workspace_id``) that
+    this transaction has just read."""
+    known = _known(session)
+    if workspace_id in known:
+        return known[workspace_id]
+    if row.programme_id is None:
+        return active_programme(session, workspace_id)
+    key = (workspace_id, row.programme_version, row.programme_id, _naive(row.programme_created_at))
+    programme = _PARSED.get(key)
+    if programme is None:
+        programme = _PARSED[key] = programme_from_dict(session.scalar(_DEFINITION, {"id": row.programme_id}))
+    known[workspace_id] = ActiveProgramme(row.programme_version, programme)
+    return known[workspace_id]
 
 
 def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
@@ -69,19 +113,19 @@ def active_programme(session: Session, workspace_id: str) -> ActiveProgramme:
     known = _known(session)
     if workspace_id in known:
         return known[workspace_id]
-    row = _newest(session, workspace_id)
-    if row is None and Store.is_reading(session):
+    active = _newest(session, workspace_id)
+    if active is None and Store.is_reading(session):
         return ActiveProgramme(1, DEFAULT_PROGRAMME)  # what the first write will record; a read writes nothing
-    if row is None:
+    if active is None:
         session.execute(
             insert_ignoring_conflicts(session, _VERSIONS, ("workspace_id", "version")),
             [{"workspace_id": workspace_id, "version": 1, "definition": programme_document(DEFAULT_PROGRAMME),
               "created_by": "system:default", "created_at": utcnow()}],
         )
-        row = _newest(session, workspace_id)
-        assert row is not None
-    known[workspace_id] = _parsed(row)
-    return known[workspace_id]
+        active = _newest(session, workspace_id)
+        assert active is not None
+    known[workspace_id] = active
+    return active
 
 
 def programme_in_force(session: Session, workspace_id: str) -> Programme:
@@ -92,11 +136,11 @@ def programme_in_force(session: Session, workspace_id: str) -> Programme:
     known = _known(session)
     if workspace_id in known:
         return known[workspace_id].programme
-    row = _newest(session, workspace_id)
-    if row is None:
+    active = _newest(session, workspace_id)
+    if active is None:
         return DEFAULT_PROGRAMME
-    known[workspace_id] = _parsed(row)
-    return known[workspace_id].programme
+    known[workspace_id] = active
+    return active.programme
 
 
 def _known(session: Session) -> dict[str, ActiveProgramme]:
