@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from memberops.accounts.errors import (
@@ -229,12 +229,20 @@ def create_api_key(
     return IssuedKey(f"{KEY_PREFIX}_{prefix}_{secret}", api_key)
 
 
+# Every API request runs this: one prebuilt statement that also loads the key's workspace into the session,
+# so the caller's ``session.get(Workspace, …)`` needs no second round trip.
+_KEY_WITH_WORKSPACE = (select(ApiKey, Workspace).join(Workspace, Workspace.id == ApiKey.workspace_id)
+                       .where(ApiKey.prefix == bindparam("prefix")))
+
+
 def authenticate_api_key(session: Session, key: str) -> ApiKey:
-    """The active key matching ``key``; :class:`AuthenticationFailed` for anything else."""
+    """The active key matching ``key`` (its workspace loaded with it); :class:`AuthenticationFailed` for
+    anything else."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise AuthenticationFailed("malformed API key")
-    api_key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    found = session.execute(_KEY_WITH_WORKSPACE, {"prefix": parts[1]}).first()
+    api_key = found[0] if found is not None else None
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _sha256(parts[2])):
         raise AuthenticationFailed("unknown API key")
     if not api_key.is_active:
