@@ -5,6 +5,11 @@ PostgreSQL when ``MEMBEROPS_TEST_DATABASE_URL`` is set. Every test that takes ``
 engine: DuckDB always, PySpark when it is installed and a Java runtime is found. The store is built by
 the Alembic migrations, never by ``create_all`` — once per run, into a template each test's database is
 copied from; each test gets a database of its own.
+
+`make test` runs the suite in parallel (pytest-xdist, one process per core): each worker builds its own
+templates, each test's database has a unique name, servers bind port 0, and each worker uses a Redis
+database of its own (below). Tests that share a module- or class-scoped fixture (a seeded server, a browser)
+run on one worker, so that set-up is made once.
 """
 
 from __future__ import annotations
@@ -23,8 +28,25 @@ from memberops.config import EngineKind, Settings
 from memberops.db import migrate
 from memberops.runtime import Context
 
+
+
+def _worker_redis_url(url: str) -> str:
+    """Under pytest-xdist, worker ``gwN`` uses the Redis database N below the one configured (15, 14, …), so a
+    test that empties its database never empties another worker's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base - int(worker[2:])) % 16}"))
+
+
 PG_URL = os.environ.get("MEMBEROPS_TEST_DATABASE_URL", "")
-REDIS_URL = os.environ.get("MEMBEROPS_TEST_REDIS_URL", "")
+REDIS_URL = _worker_redis_url(os.environ.get("MEMBEROPS_TEST_REDIS_URL", ""))
+if REDIS_URL:  # set back in the environment: test modules read the variable themselves
+    os.environ["MEMBEROPS_TEST_REDIS_URL"] = REDIS_URL
 
 
 def _spark_missing() -> str | None:
@@ -133,10 +155,23 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 @pytest.fixture
 def context(settings: Settings) -> Iterator[Context]:
+    """A context over the test's own database, which is a copy of the migrated template (no migration to run)."""
     context = Context.from_settings(settings)
-    migrate.upgrade(context.store)
     yield context
     context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep on one xdist worker (``--dist loadgroup``) the tests of a module that share a module- or
+    class-scoped fixture, so it is built once rather than once per worker."""
+    for item in items:
+        fixtureinfo = getattr(item, "_fixtureinfo", None)
+        if fixtureinfo is None:
+            continue
+        shared = any(defs[-1].scope in ("module", "class", "package")
+                     for defs in fixtureinfo.name2fixturedefs.values() if defs)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture
