@@ -30,7 +30,6 @@ from memberops.db import migrate
 from memberops.runtime import Context
 
 
-
 def _worker_redis_url(url: str) -> str:
     """Under pytest-xdist, worker ``gwN`` uses the Redis database N below the one configured (15, 14, …), so a
     test that empties its database never empties another worker's."""
