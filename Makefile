@@ -39,8 +39,9 @@ demo: $(RUN)
 serve: $(RUN)
 	$(BIN)/memberops serve
 
+# In parallel, one worker per core (pytest-xdist); tests sharing a module-scoped fixture stay on one worker.
 test: $(DEV)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 test-fast: $(DEV)
 	$(BIN)/python -m pytest -m "not spark and not browser" -x
