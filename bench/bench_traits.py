@@ -25,6 +25,7 @@ from memberops.benchmarks import Benchmark
 from memberops.demo.setup import DEMO_TAGS
 from memberops.insight.compute import compute_traits
 from memberops.insight.tags import TagDefinition
+from memberops.lake.compact import compact
 from memberops.lake.engine import DuckDBWarehouse
 from memberops.lake.registry import table_spec
 from memberops.lake.writer import table_dir
@@ -120,6 +121,9 @@ def make_lake(members: int, root: Path | None = None) -> dict[str, Any]:
         folder = lake / table / "day=2026-06-30"
         folder.mkdir()
         (lake / table / "part.parquet").rename(folder / "part.parquet")
+    # the lake as a deployment keeps it: the product's own compaction merges each partition's files (a
+    # partitioned COPY leaves tens of small files per day, as a day of imports and outbox batches would)
+    compact(lake, lambda _batches: set())
     return {"root": root, "lake": lake, "members": members}
 
 
