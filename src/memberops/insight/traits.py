@@ -38,16 +38,24 @@ def attach(base: Table, part: Table) -> Table:
     return joined.drop(f"{MEMBER}_right") if f"{MEMBER}_right" in joined.columns else joined
 
 
+# a weight is far below 2^32 (orders or units of one member), a workspace has far fewer than 2^31 values
+_RANKS = 2**31
+
+
 def most_frequent(table: Table, value: str, weight: str | None = None, *, name: str) -> Table:
-    """``member_id, <name>``: each member's ``value`` with the highest total ``weight`` (default: rows)."""
+    """``member_id, <name>``: each member's ``value`` with the highest total ``weight`` (default: rows);
+    among values of equal weight, the alphabetically first."""
     present = table.filter(table[value].notnull())
     grouped = present.group_by([MEMBER, value]).aggregate(
-        _weight=(present[weight].sum() if weight is not None else present.count()))
-    # the heaviest weight per member, then the alphabetically first value of that weight: two hash
-    # aggregations, no window sort of every (member, value) pair
-    heaviest = grouped.group_by(MEMBER).aggregate(_top=grouped._weight.max())
-    top = grouped.join(heaviest, MEMBER).filter(lambda t: t._weight == t._top)
-    return top.group_by(MEMBER).aggregate(**{name: top[value].min()})
+        _weight=(present[weight].sum() if weight is not None else present.count()).cast("int64"))
+    # one integer key orders (weight, then the value's alphabetical rank backwards): a plain max per member
+    # finds the heaviest value and, among equals, the first; the few distinct values are ranked once
+    distinct = grouped.select(value).distinct()
+    ranks = distinct.select(value, _rank=ibis.row_number().over(order_by=distinct[value]).cast("int64"))
+    keyed = grouped.join(ranks, value)
+    best = keyed.group_by(MEMBER).aggregate(_key=(keyed._weight * _RANKS + (_RANKS - 1 - keyed._rank)).max())
+    best = best.select(MEMBER, _rank=_RANKS - 1 - best._key % _RANKS)
+    return best.join(ranks, "_rank").select(MEMBER, **{name: ranks[value]})
 
 
 def purchase_days(facts: MemberFacts) -> Table:
