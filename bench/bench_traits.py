@@ -4,7 +4,8 @@
   median), preferred channel / category / store / associate, RFM, lifecycle and AIPL, the next-purchase
   window, BG/NBD + Gamma–Gamma fitted on the buyers' summary, KOC and the demo brand's six tags — for
   1M members (1.2M channel records through the identity map), 10M orders, ~13M order lines, 300k
-  refunds and 3M events in the lake.
+  refunds and 3M events in the lake, compacted as the product's own maintenance (``lake compact``,
+  lake/compact.py) leaves a deployed lake: one file per day partition.
   Baseline: what a careful analyst writes directly in DuckDB SQL over the same Parquet files — one query
   for the purchase statistics and NTILE RFM scores (orders through the identity map, refunds netted,
   units) — and nothing else. Both sides must agree on buyers, orders and net spend.
