@@ -89,6 +89,22 @@ class TestBGNBDReference:
         np.testing.assert_allclose(clv.bgnbd_expected_purchases(PUBLISHED_BGNBD, 39, x, t_x, T), expected, rtol=1e-9)
         np.testing.assert_allclose(clv.bgnbd_p_alive(PUBLISHED_BGNBD, x, t_x, T), p_alive, rtol=1e-9)
 
+    def test_predictions_for_many_customers_equal_each_customers_own(self) -> None:
+        """Customers sharing (x, T) share the hypergeometric term, computed once: every value is what the
+        customer alone would get, bit for bit, for one horizon and for a column of horizons (CLV's)."""
+        rng = np.random.default_rng(5)
+        x = rng.integers(0, 4, 300).astype(float)
+        T = rng.integers(20, 26, 300).astype(float)
+        t_x = np.where(x > 0, np.floor(T * rng.random(300)), 0.0)
+        horizons = np.array([[0.0], [30.0], [60.0]])
+        together = clv.bgnbd_expected_purchases(PUBLISHED_BGNBD, horizons, x, t_x, T)
+        for i in range(0, 300, 7):
+            alone = clv.bgnbd_expected_purchases(PUBLISHED_BGNBD, horizons, x[i:i + 1], t_x[i:i + 1], T[i:i + 1])
+            assert np.array_equal(together[:, i], alone[:, 0])
+        one_by_one = [clv.bgnbd_expected_purchases(PUBLISHED_BGNBD, 39, x[i:i + 1], t_x[i:i + 1], T[i:i + 1])[0]
+                      for i in range(300)]
+        assert np.array_equal(clv.bgnbd_expected_purchases(PUBLISHED_BGNBD, 39, x, t_x, T), np.array(one_by_one))
+
     def test_new_customer_predictions_agree_with_lifetimes(self) -> None:
         """[LT] expected_number_of_purchases_up_to_time and probability_of_n_purchases_up_to_time(39, n)."""
         np.testing.assert_allclose(clv.bgnbd_expected_purchases_new(PUBLISHED_BGNBD, [1.0, 39.0, 78.0]),

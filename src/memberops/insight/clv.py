@@ -234,6 +234,16 @@ def _patterns(columns: tuple[FloatArray, ...], weights: FloatArray) -> _Patterns
     return _Patterns(tuple(values), codes, totals[keep])
 
 
+def _distinct_pairs(first: FloatArray, second: FloatArray) -> tuple[tuple[FloatArray, FloatArray], NDArray[np.intp]]:
+    """The distinct (first, second) pairs of two columns of equal length and each row's index into them."""
+    (v1, c1), (v2, c2) = _codes(first), _codes(second)
+    if float(len(v1)) * float(len(v2)) < _PACKED_KEY_LIMIT:
+        keys, inverse = np.unique(c1.astype(np.int64) * len(v2) + c2, return_inverse=True)
+        return (v1[keys // len(v2)], v2[keys % len(v2)]), inverse.reshape(-1).astype(np.intp)
+    rows, inverse = np.unique(np.stack([c1, c2], axis=1), axis=0, return_inverse=True)
+    return (v1[rows[:, 0]], v2[rows[:, 1]]), inverse.reshape(-1).astype(np.intp)
+
+
 class _Optimum(NamedTuple):
     """Where a minimisation ended: the log-parameters and BFGS's inverse-Hessian estimate there."""
 
@@ -485,7 +495,11 @@ def bgnbd_expected_purchases(params: BGNBDParams, t: ArrayLike, frequency: Array
     """E[purchases in the next ``t`` periods | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10)."""
     x, t_x, age = _rft(frequency, recency, T)
     horizon = np.asarray(t, dtype=np.float64)
-    alive = _bgnbd_alive_purchases(params.r, params.alpha, params.a, params.b, horizon, x, age)
+    # the hypergeometric part depends on (x, T) only: computed once per distinct pair (a brand's buyers
+    # share a few thousand), the same values as per customer
+    (x_pairs, age_pairs), pair_of = _distinct_pairs(x, age)
+    alive = _bgnbd_alive_purchases(params.r, params.alpha, params.a, params.b, horizon,
+                                   x_pairs, age_pairs)[..., pair_of]
     return np.asarray(alive * bgnbd_p_alive(params, x, t_x, age), dtype=np.float64)
 
 
@@ -600,20 +614,39 @@ def pareto_nbd_expected_purchases(params: ParetoNBDParams, t: ArrayLike, frequen
 
 # --- Gamma–Gamma ----------------------------------------------------------------------------------------
 
-def _gamma_gamma_loglik(log_params: FloatArray, x: FloatArray, m: FloatArray,
-                        w: FloatArray) -> tuple[float, FloatArray]:
+class _SpendTerms(NamedTuple):
+    """Gamma–Gamma's data as the likelihood needs it: per pattern (x, m̄, weight), with the terms that do
+    not change during the fit computed once — ln m̄, ln x — and x's distinct values with each pattern's
+    index into them, so the Γ and ψ functions of px run once per distinct x, not once per pattern."""
+
+    x: FloatArray
+    m: FloatArray
+    w: FloatArray
+    log_m: FloatArray
+    log_x: FloatArray
+    x_values: FloatArray
+    x_codes: NDArray[np.intp]
+
+
+def _spend_terms(patterns: _Patterns, m_scale: float = 1.0) -> _SpendTerms:
+    x, m = patterns.column(0), patterns.column(1) * m_scale
+    return _SpendTerms(x, m, patterns.weights, np.log(m), np.log(x), patterns.values[0], patterns.codes[0])
+
+
+def _gamma_gamma_loglik(log_params: FloatArray, data: _SpendTerms) -> tuple[float, FloatArray]:
     """Σ w · ln f(m̄ | p, q, v, x) and its gradient in log-parameters (note 025, eq. 5).
 
     f(m̄) = Γ(px+q) / (Γ(px) Γ(q)) · v^q x^(px) m̄^(px−1) / (v + x m̄)^(px+q)
     """
     p, q, v = np.exp(log_params)
-    px = p * x
+    x, m, w, log_m, log_x, codes = data.x, data.m, data.w, data.log_m, data.log_x, data.x_codes
+    px_values = p * data.x_values
+    px = px_values[codes]
     log_vxm = np.log(v + x * m)
-    log_x, log_m = np.log(x), np.log(m)
-    ll = float((w * (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + (px - 1) * log_m
-                     + px * log_x - (px + q) * log_vxm)).sum())
-    dig_pxq = digamma(px + q)
-    g_p = (w * x * (dig_pxq - digamma(px) + log_m + log_x - log_vxm)).sum()
+    ll = float((w * (gammaln(px_values + q)[codes] - gammaln(px_values)[codes] - gammaln(q) + q * np.log(v)
+                     + (px - 1) * log_m + px * log_x - (px + q) * log_vxm)).sum())
+    dig_pxq = digamma(px_values + q)[codes]
+    g_p = (w * x * (dig_pxq - digamma(px_values)[codes] + log_m + log_x - log_vxm)).sum()
     g_q = (w * (dig_pxq - digamma(q) + np.log(v) - log_vxm)).sum()
     g_v = (w * (q / v - (px + q) / (v + x * m))).sum()
     return ll, np.array([g_p * p, g_q * q, g_v * v])
@@ -641,13 +674,15 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, *,
         raise ClvInputError("no customer with a repeat purchase: nothing to fit spend on")
     scale = 1.0 / float(np.average(m, weights=w))  # spend in units of its mean: v starts near its optimum
 
+    scaled = _spend_terms(patterns, scale)
+
     def objective(z: FloatArray) -> tuple[float, FloatArray]:
-        ll, grad = _gamma_gamma_loglik(z, x, m * scale, w)
+        ll, grad = _gamma_gamma_loglik(z, scaled)
         return -ll / n, -grad / n
 
     z = np.exp(_maximise(objective, np.zeros(3), analytic=True).x)
     p, q, v = float(z[0]), float(z[1]), float(z[2] / scale)
-    ll, _ = _gamma_gamma_loglik(np.log([p, q, v]), x, m, w)
+    ll, _ = _gamma_gamma_loglik(np.log([p, q, v]), _spend_terms(patterns))
     return GammaGammaFit(GammaGammaParams(p, q, v), ll, int(round(n)))
 
 

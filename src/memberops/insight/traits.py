@@ -38,16 +38,24 @@ def attach(base: Table, part: Table) -> Table:
     return joined.drop(f"{MEMBER}_right") if f"{MEMBER}_right" in joined.columns else joined
 
 
+# a weight is far below 2^32 (orders or units of one member), a workspace has far fewer than 2^31 values
+_RANKS = 2**31
+
+
 def most_frequent(table: Table, value: str, weight: str | None = None, *, name: str) -> Table:
-    """``member_id, <name>``: each member's ``value`` with the highest total ``weight`` (default: rows)."""
+    """``member_id, <name>``: each member's ``value`` with the highest total ``weight`` (default: rows);
+    among values of equal weight, the alphabetically first."""
     present = table.filter(table[value].notnull())
     grouped = present.group_by([MEMBER, value]).aggregate(
-        _weight=(present[weight].sum() if weight is not None else present.count()))
-    # the heaviest weight per member, then the alphabetically first value of that weight: two hash
-    # aggregations, no window sort of every (member, value) pair
-    heaviest = grouped.group_by(MEMBER).aggregate(_top=grouped._weight.max())
-    top = grouped.join(heaviest, MEMBER).filter(lambda t: t._weight == t._top)
-    return top.group_by(MEMBER).aggregate(**{name: top[value].min()})
+        _weight=(present[weight].sum() if weight is not None else present.count()).cast("int64"))
+    # one integer key orders (weight, then the value's alphabetical rank backwards): a plain max per member
+    # finds the heaviest value and, among equals, the first; the few distinct values are ranked once
+    distinct = grouped.select(value).distinct()
+    ranks = distinct.select(value, _rank=ibis.row_number().over(order_by=distinct[value]).cast("int64"))
+    keyed = grouped.join(ranks, value)
+    best = keyed.group_by(MEMBER).aggregate(_key=(keyed._weight * _RANKS + (_RANKS - 1 - keyed._rank)).max())
+    best = best.select(MEMBER, _rank=_RANKS - 1 - best._key % _RANKS)
+    return best.join(ranks, "_rank").select(MEMBER, **{name: ranks[value]})
 
 
 def purchase_days(facts: MemberFacts) -> Table:
@@ -82,6 +90,20 @@ def purchase_gaps(days: Table) -> Table:
     numbered = days.mutate(gap=days.day - days.day.lag().over(by_member),
                            gap_number=ibis.row_number().over(by_member).cast("int64"))
     return numbered.filter(numbered.gap.notnull()).select(MEMBER, "gap", "gap_number")
+
+
+def median_gaps(gaps: Table) -> Table:
+    """``member_id, median_interpurchase_days``: the exact median of each member's gaps (the mean of the two
+    middle ones when their number is even), the same on every engine.
+
+    One window sorts each member's gaps and counts them; the middle rows are then averaged. A holistic
+    ``median()`` aggregate keeps every group's values apart and is several times slower on DuckDB.
+    """
+    by_value = ibis.window(group_by=gaps[MEMBER], order_by=gaps.gap)
+    whole = ibis.window(group_by=gaps[MEMBER], order_by=gaps.gap, rows=(None, None))
+    ranked = gaps.select(MEMBER, "gap", _position=ibis.row_number().over(by_value), _n=gaps.gap.count().over(whole))
+    middle = ranked.filter((ranked._position == (ranked._n - 1) // 2) | (ranked._position == ranked._n // 2))
+    return middle.group_by(MEMBER).aggregate(median_interpurchase_days=middle.gap.cast("float64").mean())
 
 
 def order_mix(facts: MemberFacts) -> Table:
@@ -126,15 +148,11 @@ def purchase_statistics(facts: MemberFacts, days: Table | None = None, *, gaps: 
         _first_day_value=days.value.argmin(days.day),
         **measures,
     )
-    intervals = gaps.group_by(MEMBER).aggregate(
-        mean_interpurchase_days=gaps.gap.cast("float64").mean(),
-        # the exact median (mean of the two middle gaps when their number is even) on every engine
-        median_interpurchase_days=gaps.gap.median().cast("float64"),
-    )
+    intervals = gaps.group_by(MEMBER).aggregate(mean_interpurchase_days=gaps.gap.cast("float64").mean())
     units = categories.group_by(MEMBER).aggregate(units=categories.units.sum().cast("int64"))
 
     table = facts.members.select(MEMBER)
-    for part in (per_member, intervals, units,
+    for part in (per_member, intervals, median_gaps(gaps), units,
                  most_frequent(mix, "channel", "orders", name="preferred_channel"),
                  most_frequent(mix, "store_id", "orders", name="preferred_store"),
                  most_frequent(categories, "category", "units", name="preferred_category"),

@@ -209,9 +209,10 @@ class DuckDBWarehouse(Warehouse):
         self._con.create_table(spec.name, schema=ibis.Schema.from_pyarrow(spec.read_schema), temp=True)
 
     def numbered(self, expr: Table, column: str) -> Table:
-        """A materialised table's ``rowid`` numbers its rows at no cost."""
+        """A materialised table's ``rowid`` numbers its rows at no cost: the column reads it, so the rows are
+        not copied into a second table (the temp table is never modified, so its row ids stay put)."""
         materialised = self.materialise(expr)
-        return self.materialise(materialised.mutate(**{column: materialised.rowid().cast("int64")}))
+        return materialised.mutate(**{column: materialised.rowid().cast("int64")})
 
     def close(self) -> None:
         # Cached (materialised) tables are temp tables: they go with the connection. Detach Ibis's
