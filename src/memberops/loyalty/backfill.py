@@ -41,6 +41,7 @@ from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
 from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.insight import config_store
 from memberops.insight.config import InsightConfig
 from memberops.lake.engine import Warehouse
 from memberops.loyalty import enrolment, event_earning, ledger, points
@@ -245,11 +246,12 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
         enrolled = _enrolled_members(session, ws, now)
         posted = _posted_keys(session, ws.id)
         programme = points.active_programme(session, ws.id).programme
+        uncounted = config_store.current(session, ws.id).uncounted_statuses  # the workspace's, as insight counts
         if programme.events:
             posted |= {f"event:{key}" for key in session.scalars(select(EventEarning.event_key).where(
                 EventEarning.workspace_id == ws.id)).all()}
     warehouse = context.warehouse()
-    orders, refunds = read_history(warehouse, workspace.id, since=since)
+    orders, refunds = read_history(warehouse, workspace.id, since=since, uncounted_statuses=uncounted)
     has_line_rules = bool(programme.earn.category_rules or programme.earn.sku_rules)
     lines = read_lines(warehouse, workspace.id, since=since) if has_line_rules else None
     timelines, before = _timelines(orders, refunds, enrolled, lines)
