@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from memberops.identity.normalise import IDENTIFIER_TYPES
 from memberops.lake.registry import PARTITION_COLUMN, table_spec
-from memberops.lake.writer import TMP_DIR, table_dir
+from memberops.lake.writer import DERIVED_DIR, TMP_DIR, table_dir
 
 INDEX_DIR = "_index"
 MANIFEST = "manifest.json"
@@ -174,10 +174,18 @@ def _partitions(lake: Path, table: str) -> dict[str, int]:
 
 
 def _files_in(lake: Path, folder: str) -> frozenset[str]:
+    """The folder's Parquet files by name — and, in a derived table's folder, where a snapshot is replaced
+    under the same name, by name and mtime (``name@mtime_ns``): a replaced file is a new one."""
+    derived = folder.startswith(f"{DERIVED_DIR}/")
     try:
-        return frozenset(e.name for e in os.scandir(lake / folder) if e.name.endswith(".parquet") and e.is_file())
+        return frozenset(f"{e.name}@{e.stat().st_mtime_ns}" if derived else e.name for e in os.scandir(lake / folder)
+                         if e.name.endswith(".parquet") and e.is_file())
     except FileNotFoundError:
         return frozenset()
+
+
+def _path(lake: Path, folder: str, entry: str) -> Path:
+    return lake / folder / entry.split("@", 1)[0]
 
 
 def _uncovered(lake: Path, index: _Index, table: str) -> list[Path]:
@@ -188,7 +196,7 @@ def _uncovered(lake: Path, index: _Index, table: str) -> list[Path]:
         if known is not None and known[0] == mtime and mtime / 1e9 < index.built_at - SETTLED_SECONDS:
             continue
         names = _files_in(lake, folder) - (known[1] if known else frozenset())
-        missing += [lake / folder / name for name in sorted(names)]
+        missing += [_path(lake, folder, name) for name in sorted(names)]
     return missing
 
 
@@ -247,7 +255,7 @@ def _build(lake: Path, spec: IndexedTable) -> None:
     """Write a new index of every file the table holds now, then point the manifest at it."""
     built_at = time.time()
     partitions = {folder: (mtime, _files_in(lake, folder)) for folder, mtime in _partitions(lake, spec.table).items()}
-    files = [lake / folder / name for folder, (_, names) in partitions.items() for name in sorted(names)]
+    files = [_path(lake, folder, name) for folder, (_, names) in partitions.items() for name in sorted(names)]
     schema = table_spec(spec.table).schema
     rows = (ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(columns=spec.stored)
             if files else schema.empty_table().select(spec.stored))
