@@ -3,7 +3,8 @@
 - ``profile_demo``: the demo brand (``generate_brand``, 20,000 people; ``--quick``: 2,000) imported through
   the channel presets, resolved (OneID) and compacted (``memberops lake compact``), as ``memberops demo``
   leaves it. Ours: ``member_profile`` of 50 random members (seeded) on one warehouse, as the API serves
-  them. Baseline: the same members' lake facts — orders (newest 1,000), their refunds, the newest events,
+  them; it reads the member's lake rows through the key-sorted index of ``insight/fact_index.py``, which
+  the first profile builds (its cost is in the first repeat's p95). Baseline: the same members' lake facts — orders (newest 1,000), their refunds, the newest events,
   the listed orders' lines and the identifier kinds — fetched by hand-written DuckDB SQL over the same
   compacted lake on one connection with the Parquet metadata cache on: the lake read at its cheapest,
   without the state store, traits or the golden record the profile also reads.

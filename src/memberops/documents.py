@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 
@@ -58,3 +59,19 @@ def line_of(text: str, path: Sequence[Any]) -> int | None:
             node = node.value[part]
             line = node.start_mark.line + 1
     return line
+
+
+def field_path(field: str) -> list[str | int]:
+    """A dotted field name as a path: ``tiers.1.threshold`` → ``["tiers", 1, "threshold"]``."""
+    return [int(part) if part.isdigit() else part for part in field.split(".") if part]
+
+
+def problems_of(error: ValidationError) -> list[dict[str, Any]]:
+    """A pydantic error as one ``{"field", "message"}`` per problem, ``field`` dotted (``rfm.window_days``)."""
+    return [{"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]} for e in error.errors()]
+
+
+def with_lines(text: str, problems: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``problems`` (each with a dotted ``field``) with the 1-based ``line`` of ``text`` each is on
+    (``None`` for the document as a whole), so a text box can point at it."""
+    return [{**p, "line": line_of(text, field_path(p["field"])) if p["field"] else None} for p in problems]

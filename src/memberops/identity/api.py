@@ -10,7 +10,7 @@ from memberops.api.errors import problem_responses
 from memberops.identity import config as identity_config
 from memberops.identity import decisions, search, service
 from memberops.identity.config import IdentityConfig
-from memberops.identity.errors import MemberNotFound
+from memberops.identity.errors import InvalidIdentityConfig, MemberNotFound
 from memberops.identity.schemas import (
     DecisionOut,
     EventOut,
@@ -33,6 +33,7 @@ from memberops.identity.schemas import (
 )
 from memberops.identity.search import MAX_QUERY_LENGTH, InvalidSearch
 from memberops.insight.profile import member_profile
+from memberops.settings_versions import SettingsConflict
 
 router = APIRouter(tags=["members"])
 AUTH_ERRORS = (AuthenticationFailed, MissingScope)
@@ -153,11 +154,14 @@ def get_identity_config(session: SessionDep,
 
 
 @router.put("/identity/config", response_model=IdentityConfigOut, tags=["identity"],
-            responses=problem_responses(*AUTH_ERRORS))
-def put_identity_config(body: IdentityConfig, session: SessionDep,
-                        caller: Annotated[Caller, Depends(require_scope("admin"))]) -> IdentityConfigOut:
+            responses=problem_responses(*AUTH_ERRORS, InvalidIdentityConfig, SettingsConflict))
+def put_identity_config(
+    body: IdentityConfig, session: SessionDep, caller: Annotated[Caller, Depends(require_scope("admin"))],
+    based_on: Annotated[int | None, Query(ge=0, description="the version these settings were edited from: "
+                                          "refused (409 settings_conflict) if another is in force since")] = None,
+) -> IdentityConfigOut:
     """Replace the settings (fields left out take their defaults) as a new version; the next resolution run
     and every live customer record from now on follow it."""
     config, version = identity_config.update(session, caller.workspace.id, body.model_dump(mode="json"),
-                                             actor=caller.actor)
+                                             actor=caller.actor, based_on=based_on)
     return IdentityConfigOut(version=version, config=config)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import func, select
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
-from memberops.audit.service import Actor, record
+from memberops.audit.service import Actor
 from memberops.identity.errors import InvalidIdentityConfig
 from memberops.identity.matching import MatchSettings
 from memberops.identity.models import IdentityConfigVersion
 from memberops.identity.normalise import IDENTIFIER_TYPES
 from memberops.identity.stitch import BLOCKED_VALUES, STRONG_TYPES, StitchRules
+from memberops.settings_versions import VersionedSettings
 
 
 class IdentityConfig(BaseModel):
@@ -87,49 +87,28 @@ class IdentityConfig(BaseModel):
         return value.strip().lower() in self.blocked_values
 
 
-DEFAULT = IdentityConfig()
+STORE = VersionedSettings(kind="OneID", model=IdentityConfig, row=IdentityConfigVersion,
+                          invalid=InvalidIdentityConfig, audit_action="identity.config.update",
+                          target_type="identity_config")
+DEFAULT = STORE.default
 
 
 def parse(document: Any) -> IdentityConfig:
     """``document`` (a mapping, as read from YAML or JSON) as a configuration, or every problem with it."""
-    if not isinstance(document, dict):
-        raise InvalidIdentityConfig([{"field": "", "message": "the configuration is an object of settings"}])
-    try:
-        return IdentityConfig.model_validate(document)
-    except ValidationError as exc:
-        raise InvalidIdentityConfig([
-            {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]) from None
+    return STORE.parse(document)
 
 
 def current(session: Session, workspace_id: str) -> tuple[IdentityConfig, int]:
     """The workspace's configuration in force and its version (0: the defaults, never set)."""
-    row = session.scalars(
-        select(IdentityConfigVersion).where(IdentityConfigVersion.workspace_id == workspace_id)
-        .order_by(IdentityConfigVersion.version.desc()).limit(1)
-    ).first()
-    if row is None:
-        return DEFAULT, 0
-    return IdentityConfig.model_validate(row.document), row.version
+    return STORE.current(session, workspace_id)
 
 
-def update(session: Session, workspace_id: str, document: Any, *, actor: Actor) -> tuple[IdentityConfig, int]:
-    """Validate ``document`` (fields left out keep their defaults) and make it the new version.
-
-    A bad document raises :class:`InvalidIdentityConfig` with every problem, and nothing is stored.
+def update(session: Session, workspace_id: str, document: Any, *, actor: Actor,
+           based_on: int | None = None) -> tuple[IdentityConfig, int]:
+    """Validate ``document`` (fields left out keep their defaults) and make it the new version, as
+    :meth:`~memberops.settings_versions.VersionedSettings.update` does: a bad document raises
+    :class:`InvalidIdentityConfig` with every problem and stores nothing; a stale ``based_on`` or the loser
+    of two saves at once raises :class:`~memberops.settings_versions.SettingsConflict`. The audit entry
+    names the changed fields only: blocked values can be real phones or e-mails.
     """
-    config = parse(document)
-    latest = session.scalar(
-        select(func.max(IdentityConfigVersion.version)).where(IdentityConfigVersion.workspace_id == workspace_id)
-    ) or 0
-    previous, _ = current(session, workspace_id)
-    version = latest + 1
-    session.add(IdentityConfigVersion(workspace_id=workspace_id, version=version,
-                                      document=config.model_dump(mode="json"), created_by=f"{actor.type}:{actor.id}"))
-    session.flush()
-    changed = sorted(name for name in IdentityConfig.model_fields
-                     if getattr(previous, name) != getattr(config, name))
-    # Field names only: blocked values can be real phones or e-mails, which never go to the audit log.
-    record(session, actor, "identity.config.update", workspace_id=workspace_id, target_type="identity_config",
-           target_id=str(version), detail={"version": version, "changed": changed})
-    return config, version
+    return STORE.update(session, workspace_id, document, actor=actor, based_on=based_on)

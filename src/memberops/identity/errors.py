@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from memberops.errors import Invalid, NotFound
 
 
@@ -20,6 +22,6 @@ class InvalidIdentifier(Invalid):
 class InvalidIdentityConfig(Invalid):
     code = "invalid_identity_config"
 
-    def __init__(self, problems: list[dict[str, str]]) -> None:
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
         summary = "; ".join(f"{p['field'] or 'config'}: {p['message']}" for p in problems)
         super().__init__(f"the identity configuration is not valid: {summary}", problems=problems)

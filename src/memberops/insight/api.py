@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from memberops.accounts.errors import AuthenticationFailed, MissingScope
 from memberops.api.deps import Caller, SessionDep, require_scope
@@ -13,6 +13,7 @@ from memberops.insight.errors import InvalidInsightConfig, InvalidTag, TagNotFou
 from memberops.insight.models import TagVersion
 from memberops.insight.schemas import InsightConfigOut, TagIn, TagList, TagOut
 from memberops.insight.tags import TagDefinition
+from memberops.settings_versions import SettingsConflict
 
 router = APIRouter(tags=["tags"])
 AUTH_ERRORS = (AuthenticationFailed, MissingScope)
@@ -65,11 +66,14 @@ def get_insight_config(session: SessionDep,
 
 
 @router.put("/insight/config", response_model=InsightConfigOut, tags=["insight"],
-            responses=problem_responses(*AUTH_ERRORS, InvalidInsightConfig))
-def put_insight_config(body: InsightConfig, session: SessionDep,
-                       caller: Annotated[Caller, Depends(require_scope("admin"))]) -> InsightConfigOut:
+            responses=problem_responses(*AUTH_ERRORS, InvalidInsightConfig, SettingsConflict))
+def put_insight_config(
+    body: InsightConfig, session: SessionDep, caller: Annotated[Caller, Depends(require_scope("admin"))],
+    based_on: Annotated[int | None, Query(ge=0, description="the version these settings were edited from: "
+                                          "refused (409 settings_conflict) if another is in force since")] = None,
+) -> InsightConfigOut:
     """Replace the settings (fields left out take their defaults) as a new, audited version; the next
     ``insight compute`` and the nightly job follow it."""
     config, version = config_store.update(session, caller.workspace.id, body.model_dump(mode="json"),
-                                          actor=caller.actor)
+                                          actor=caller.actor, based_on=based_on)
     return InsightConfigOut(version=version, config=config)

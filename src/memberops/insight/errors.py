@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from memberops.errors import Conflict, Invalid, NotFound
 
 
@@ -33,6 +35,6 @@ class InvalidInsightConfig(Invalid):
 
     code = "invalid_insight_config"
 
-    def __init__(self, problems: list[dict[str, str]]) -> None:
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
         summary = "; ".join(f"{p['field'] or 'config'}: {p['message']}" for p in problems)
         super().__init__(f"the insight configuration is not valid: {summary}", problems=problems)

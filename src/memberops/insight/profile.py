@@ -28,7 +28,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import ibis
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
@@ -37,6 +36,7 @@ from memberops.identity import service as identity
 from memberops.identity.models import IdentityEvent, Member
 from memberops.identity.normalise import IDENTIFIER_TYPES
 from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.insight import fact_index
 from memberops.insight import service as insight
 from memberops.insight.models import TraitChange
 from memberops.loyalty.profile import loyalty_section
@@ -227,7 +227,7 @@ def member_profile(
     traits = insight.get_traits(session, workspace_id, member.id)
     return MemberProfile360(
         member=member, requested_id=member_id,
-        golden=identity.golden_record(warehouse, workspace_id, member.id),
+        golden=_golden_record(warehouse, workspace_id, member.id),
         identities=links, identifier_types=kinds, recent_orders=orders,
         recent_refunds=refunds[:recent], recent_events=events, identity_changes=changes,
         traits=traits, tags=insight.get_tags(session, workspace_id, member.id) if traits is not None else None,
@@ -239,41 +239,30 @@ def member_profile(
 # -- the lake ---------------------------------------------------------------------------------------
 
 
-def _for_keys(table: ibis.Table, workspace_id: str, keys: set[tuple[str, str]], key_column: str) -> ibis.Table:
-    """Rows of ``table`` whose ``(channel, key_column)`` is one of ``keys``, as plain predicates the engine
-    pushes down to the Parquet scan (a join against a key table would read every column of every file)."""
-    by_channel: dict[str, list[str]] = {}
-    for channel, key in sorted(keys):
-        by_channel.setdefault(channel, []).append(key)
-    wanted = ibis.or_(*[(table.channel == channel) & table[key_column].isin(values)
-                        for channel, values in by_channel.items()])
-    return table.filter(table.workspace_id == workspace_id, wanted)
-
-
 def _lake_facts(
     warehouse: Warehouse, workspace_id: str, keys: set[tuple[str, str]], recent: int
 ) -> tuple[list[OrderSummary], list[RefundSummary], list[EventSummary]]:
     """The member's orders (up to :data:`ORDERS_READ`, newest first), their refunds and the newest events
-    in the lake. Each table is scanned once: the lake's many small files make a scan the cost to save."""
+    in the lake, looked up by key (``fact_index``): the lake's many small files make a scan the cost to save."""
     if not keys:
         return [], [], []
-    orders = _for_keys(warehouse.table("orders"), workspace_id, keys, "customer_key")
-    order_rows = warehouse.to_pyarrow(orders.order_by([ibis.desc("ordered_at"), "channel", "order_id"]).limit(
-        ORDERS_READ).select("channel", "order_id", "ordered_at", "status", "paid_amount", "currency", "store_id",
-                            "ingested_at")).to_pylist()
+    order_rows = _newest(fact_index.lookup(warehouse.lake, "orders", workspace_id, keys).to_pylist(),
+                         lambda r: r["ordered_at"], None)
+    order_rows = _dedupe(order_rows, lambda r: (r["channel"], r["order_id"]))[:ORDERS_READ]
     order_keys = {(row["channel"], row["order_id"]) for row in order_rows}
-    refund_rows: list[dict[str, Any]] = []
-    if order_keys:
-        refunds = _for_keys(warehouse.table("refunds"), workspace_id, order_keys, "order_id")
-        refund_rows = warehouse.to_pyarrow(refunds.order_by([ibis.desc("refunded_at"), "channel", "refund_id"]).limit(
-            REFUNDS_READ).select("channel", "refund_id", "order_id", "refunded_at", "amount")).to_pylist()
-    events = _for_keys(warehouse.table("events"), workspace_id, keys, "customer_key")
-    event_rows = warehouse.to_pyarrow(events.order_by([ibis.desc("occurred_at"), "channel", "event_id"]).limit(
-        recent * 2).select("channel", "event_id", "type", "occurred_at", "properties")).to_pylist()
+    refund_rows = _newest(fact_index.lookup(warehouse.lake, "refunds", workspace_id, order_keys).to_pylist(),
+                          lambda r: r["refunded_at"], None)
+    refund_rows = _dedupe(refund_rows, lambda r: (r["channel"], r["refund_id"]))[:REFUNDS_READ]
+    event_rows = _newest(fact_index.lookup(warehouse.lake, "events", workspace_id, keys).to_pylist(),
+                         lambda r: r["occurred_at"], None)
+    event_rows = _dedupe(event_rows, lambda r: (r["channel"], r["event_id"]))[:recent * 2]
+    order_fields = ("channel", "order_id", "ordered_at", "status", "paid_amount", "currency", "store_id")
+    refund_fields = ("channel", "refund_id", "order_id", "refunded_at", "amount")
     return (
-        [OrderSummary(**{k: v for k, v in row.items() if k != "ingested_at"}) for row in order_rows],
-        [RefundSummary(**row) for row in refund_rows],
-        [EventSummary(**{**row, "properties": _parsed(row["properties"])}) for row in event_rows],
+        [OrderSummary(**{k: row[k] for k in order_fields}) for row in order_rows],
+        [RefundSummary(**{k: row[k] for k in refund_fields}) for row in refund_rows],
+        [EventSummary(channel=row["channel"], event_id=row["event_id"], type=row["type"],
+                      occurred_at=row["occurred_at"], properties=_parsed(row["properties"])) for row in event_rows],
     )
 
 
@@ -282,19 +271,25 @@ def _lake_identifier_kinds(warehouse: Warehouse, workspace_id: str, keys: set[tu
     no identifier rows in the state store)."""
     if not keys:
         return set()
-    records = _for_keys(warehouse.table("identity_records"), workspace_id, keys, "source_id")
-    present = records.group_by("channel").aggregate(**{t: records[t].notnull().any() for t in IDENTIFIER_TYPES})
-    return {IdentifierKind(t, row["channel"]) for row in warehouse.to_pyarrow(present).to_pylist()
-            for t in IDENTIFIER_TYPES if row[t]}
+    rows = fact_index.lookup(warehouse.lake, "identity_records", workspace_id, keys).to_pylist()
+    return {IdentifierKind(t, row["channel"]) for row in rows for t in IDENTIFIER_TYPES if row[t] is not None}
+
+
+def _golden_record(warehouse: Warehouse, workspace_id: str, member_id: str) -> dict[str, Any] | None:
+    """The member's golden record as of the last resolution run (``None`` before the first run), as
+    :func:`memberops.identity.service.golden_record` answers it."""
+    rows = fact_index.lookup(warehouse.lake, "golden_records", workspace_id, [member_id]).to_pylist()
+    if not rows:
+        return None
+    return {k: v for k, v in rows[0].items() if k not in ("workspace_id", "member_id")}
 
 
 def _order_items(warehouse: Warehouse, workspace_id: str,
                  orders: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[OrderLine, ...]]:
     if not orders:
         return {}
-    lines = _for_keys(warehouse.table("order_items"), workspace_id, set(orders), "order_id")
-    rows = warehouse.to_pyarrow(lines.order_by(["channel", "order_id", "line_no"]).select(
-        "channel", "order_id", "line_no", "sku", "category", "quantity", "amount")).to_pylist()
+    rows = sorted(fact_index.lookup(warehouse.lake, "order_items", workspace_id, set(orders)).to_pylist(),
+                  key=lambda r: (r["channel"], r["order_id"], r["line_no"]))
     result: dict[tuple[str, str], list[OrderLine]] = {}
     seen: set[tuple[str, str, int]] = set()
     for row in rows:
@@ -393,7 +388,7 @@ def _dedupe(facts: Iterable[Any], key: Any) -> list[Any]:
     return kept
 
 
-def _newest(facts: list[Any], when: Any, limit: int) -> list[Any]:
+def _newest(facts: list[Any], when: Any, limit: int | None) -> list[Any]:
     return sorted(facts, key=when, reverse=True)[:limit]
 
 

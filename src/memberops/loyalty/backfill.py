@@ -43,6 +43,7 @@ from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
 from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
+from memberops.insight import config_store
 from memberops.insight.config import InsightConfig
 from memberops.lake.engine import Warehouse
 from memberops.loyalty import backfill_bulk as bulk
@@ -229,9 +230,10 @@ def _history(context: Context, workspace: Workspace, since: datetime | None, now
         enrolled = _enrolled_members(session, ws, now)
         active = points.active_programme(session, ws.id)
         posted = _posted(session, ws.id, active.programme)
+        uncounted = config_store.current(session, ws.id).uncounted_statuses  # the workspace's, as insight counts
     programme = active.programme
     warehouse = context.warehouse()
-    orders, refunds = read_history(warehouse, workspace.id, since=since)
+    orders, refunds = read_history(warehouse, workspace.id, since=since, uncounted_statuses=uncounted)
     has_line_rules = bool(programme.earn.category_rules or programme.earn.sku_rules)
     lines = read_lines(warehouse, workspace.id, since=since) if has_line_rules else None
     timelines, before = _timelines(orders, refunds, enrolled, lines)

@@ -19,7 +19,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from memberops.documents import YamlSyntaxError, line_of, load_yaml
+from memberops.documents import YamlSyntaxError, load_yaml, problems_of, with_lines
 from memberops.loyalty.errors import InvalidProgramme
 
 Multiplier = Annotated[Decimal, Field(ge=0, le=100, max_digits=8, decimal_places=4)]
@@ -309,13 +309,7 @@ def parse_programme(text: str) -> Programme:
     try:
         return programme_from_dict(document)
     except InvalidProgramme as exc:
-        raise InvalidProgramme([{**e, "line": line_of(text, _path(e["field"])) if e["field"] else None}
-                                for e in exc.errors]) from None
-
-
-def _path(field: str) -> list[str | int]:
-    """``tiers.1.threshold`` as the path ``["tiers", 1, "threshold"]``."""
-    return [int(part) if part.isdigit() else part for part in field.split(".") if part]
+        raise InvalidProgramme(with_lines(text, exc.errors)) from None
 
 
 def programme_from_dict(document: Any) -> Programme:
@@ -324,9 +318,7 @@ def programme_from_dict(document: Any) -> Programme:
     try:
         return Programme.model_validate(document)
     except ValidationError as exc:
-        raise InvalidProgramme([
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]) from None
+        raise InvalidProgramme(problems_of(exc)) from None
 
 
 def programme_document(programme: Programme) -> dict[str, Any]:

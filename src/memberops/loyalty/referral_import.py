@@ -30,6 +30,7 @@ from memberops.db.base import utcnow
 from memberops.db.dialect import insert_ignoring_conflicts
 from memberops.identity.models import Identifier, Member
 from memberops.ingest.models import LiveOrder
+from memberops.insight import config_store
 from memberops.insight.config import InsightConfig
 from memberops.lake.engine import Warehouse
 from memberops.loyalty import points
@@ -165,11 +166,12 @@ def bind_recorded_referrals(context: Context, workspace: Workspace, *, now: date
     now = now or utcnow()
     with context.store.read() as session:
         programme = active_programme(session, workspace.id).programme
+        uncounted = config_store.current(session, workspace.id).uncounted_statuses  # as insight counts orders
     rules = programme.referrals
     if not rules.enabled:
         return RecordedReferralsSummary(0, 0, 0, 0, 0, 0, 0, time.perf_counter() - started)
     wait = rules.pending_days if rules.pending_days is not None else programme.earn.pending_days
-    rows = [row for row in recorded_referrals(context.warehouse(), workspace.id, rules, wait)
+    rows = [row for row in recorded_referrals(context.warehouse(), workspace.id, rules, wait, uncounted)
             if _utc(row["bound_at"]) <= now]
     counts: dict[str, int] = defaultdict(int)
     rewards: list[dict[str, Any]] = []

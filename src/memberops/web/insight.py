@@ -1,9 +1,16 @@
-"""Insight pages: tags. Every role may read them; admins and marketers create, edit and delete.
+"""Insight pages: tags and the insight settings. Every role may read them; admins and marketers create,
+edit and delete tags; admins edit the settings.
 
 A tag's rule is written as YAML (the language of ``memberops tags apply``) and goes through
 :func:`memberops.insight.tagging.save_tag_text`: validated (each problem shown next to its field, rule
 problems with their line), versioned and audited. A change applies at the next insight computation; the
 member counts shown are the last computation's.
+
+The settings (RFM window and grid, lifecycle rules, CLV, KOC …) are edited as YAML like the loyalty
+programme (``web/loyalty.py``) and go through :func:`memberops.insight.config_store.update_text`:
+validated, saved as a new version and audited; on an error nothing is saved and each problem names its
+line. The form carries the version it was opened on, so a save over a colleague's newer version is
+refused (409) rather than silently undo it.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 
 from memberops.accounts.service import Role
 from memberops.api.errors import status_for
-from memberops.insight import tagging
-from memberops.insight.errors import InvalidTag, TagExists, TagNotFound
+from memberops.insight import config_store, tagging
+from memberops.insight.errors import InvalidInsightConfig, InvalidTag, TagExists, TagNotFound
 from memberops.insight.tags import TAG_NAME
+from memberops.settings_versions import SettingsConflict
 from memberops.web.rendering import ConsoleRoute, error_page, render
 from memberops.web.session import ConsoleSession, Operator, require_form, require_role, see_other
 
@@ -27,6 +35,7 @@ router = APIRouter(prefix="/insight", route_class=ConsoleRoute, include_in_schem
 EDITORS = (Role.admin, Role.marketer)
 ConsolePage = Annotated[Operator, Depends(require_role())]
 EditorForm = Annotated[Operator, Depends(require_form(*EDITORS))]
+AdminForm = Annotated[Operator, Depends(require_form(Role.admin))]
 RULE_EXAMPLE = "all:\n  - trait: orders\n    op: gte\n    value: 2\n  - trait: discount_share\n    op: gte\n    value: 0.3\n"
 
 
@@ -132,3 +141,37 @@ def delete_tag(request: Request, session: ConsoleSession, operator: EditorForm, 
         return error_page(request, 404, "No such tag", f"{error.message}. It may have been deleted already.",
                           operator=operator)
     return see_other(f"/insight/tags?deleted={quote(name)}")
+
+
+def _settings_page(request: Request, session: ConsoleSession, operator: Operator, *, status_code: int = 200,
+                   text: str | None = None, based_on: int | None = None, errors: list[dict[str, Any]] | None = None,
+                   saved: int | None = None) -> Response:
+    settings, version = config_store.current_version(session, operator.workspace.id)
+    return render(request, "insight/settings.html", status_code=status_code, operator=operator, active="settings",
+                  settings=settings, version=version, history=config_store.history(session, operator.workspace.id),
+                  text=config_store.settings_yaml(settings) if text is None else text,
+                  based_on=version if based_on is None else based_on, errors=errors or [], saved=saved)
+
+
+@router.get("/settings")
+def settings_page(request: Request, session: ConsoleSession, operator: ConsolePage, saved: int | None = None) -> Response:
+    """The insight settings in force (RFM, lifecycle, CLV, KOC …), as YAML too, and their versions; admins edit."""
+    return _settings_page(request, session, operator, saved=saved)
+
+
+@router.post("/settings")
+def update_settings(
+    request: Request, session: ConsoleSession, operator: AdminForm,
+    settings: Annotated[str, Form()] = "", based_on: Annotated[int | None, Form()] = None,
+) -> Response:
+    """Save the edited settings as a new version (audited), or show the form again with what is wrong."""
+    try:
+        _, version = config_store.update_text(session, operator.workspace.id, settings, based_on=based_on,
+                                              actor=operator.actor)
+    except InvalidInsightConfig as error:
+        return _settings_page(request, session, operator, status_code=status_for(error), text=settings,
+                              based_on=based_on, errors=error.facts["problems"])
+    except SettingsConflict as error:
+        return _settings_page(request, session, operator, status_code=status_for(error), text=settings,
+                              based_on=based_on, errors=[{"field": "", "line": None, "message": error.message}])
+    return see_other(f"/insight/settings?saved={version}")
