@@ -650,6 +650,7 @@ def _parse_as_of(value: str | None) -> datetime | None:
 
 
 def _run_insight(context: Context, workspace: Workspace, as_of: datetime | None, actor: Actor) -> None:
+    from memberops.insight import fact_index
     from memberops.insight.snapshot import compute_insight
 
     with _import_progress() as progress:
@@ -659,6 +660,8 @@ def _run_insight(context: Context, workspace: Workspace, as_of: datetime | None,
             progress.update(task, description=f"insight: {phase}", completed=fraction)
 
         summary = compute_insight(context, workspace, actor=actor, as_of=as_of, progress=report)
+        progress.update(task, description="insight: profile index", completed=1.0)
+        fact_index.refresh(context.settings.lake_path)
         progress.update(task, description="insight: done", completed=1.0)
     table = Table(title=f"member insight as of {summary.as_of}", show_header=False)
     table.add_row("members", f"{summary.members:,}")

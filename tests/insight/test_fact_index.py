@@ -4,6 +4,7 @@ derived snapshot. Pure lake files, no store."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -67,3 +68,27 @@ class TestLookup:
         golden("Second Name")
         assert fact_index.lookup(tmp_path, "golden_records", WS, ["m1"])["full_name"].to_pylist() == ["Second Name"]
         assert fact_index.lookup(tmp_path, "golden_records", "other", ["m1"]).num_rows == 0
+
+
+class TestRefresh:
+    def test_rebuilds_the_indexes_missing_files_and_only_those(self, tmp_path: Path) -> None:
+        assert fact_index.refresh(tmp_path) == []  # an empty lake has nothing to index
+        _orders(tmp_path, "b1", [(f"o{i}", f"c{i % 5}", i % 3) for i in range(30)])
+        _settle(tmp_path)
+
+        assert fact_index.refresh(tmp_path) == ["orders"]
+        assert fact_index.refresh(tmp_path) == []  # nothing written since
+
+        _orders(tmp_path, "b2", [("late", "c1", 1)])
+        assert fact_index.refresh(tmp_path) == ["orders"]
+        index = fact_index._load(tmp_path, fact_index.INDEXED["orders"])
+        _settle(tmp_path)
+        assert fact_index._uncovered(tmp_path, index, "orders") == []  # the lookup reads no file but the index
+        assert "late" in _found(tmp_path, "c1")
+
+
+def _settle(lake: Path) -> None:
+    """Date every partition folder a minute back, as if written well before the next index build."""
+    past = (datetime.now(UTC) - timedelta(minutes=1)).timestamp()
+    for folder in (lake / "orders").glob("*=*"):
+        os.utime(folder, (past, past))

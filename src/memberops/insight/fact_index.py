@@ -124,6 +124,21 @@ def rebuild(lake: Path, table: str) -> None:
         _LOADED.pop((str(lake), table), None)
 
 
+def refresh(lake: Path) -> list[str]:
+    """Rebuild every index that misses a file the lake holds now; the tables rebuilt. Run after the work that
+    writes many files (an import's compaction, insight's snapshot), so that the first profile a person opens
+    does not pay for the rebuild."""
+    rebuilt = []
+    for spec in INDEXED.values():
+        with _LOCK:
+            if not _uncovered(lake, _load(lake, spec), spec.table):
+                continue
+            _build(lake, spec)
+            _LOADED.pop((str(lake), spec.table), None)
+        rebuilt.append(spec.table)
+    return rebuilt
+
+
 # -- reading ----------------------------------------------------------------------------------------
 
 

@@ -135,11 +135,15 @@ def register_tasks(huey: Huey, context: Context) -> Tasks:
 
     def run_insight() -> int:
         from memberops.audit.service import Actor
+        from memberops.insight import fact_index
         from memberops.insight.snapshot import compute_every_workspace
 
         summaries = compute_every_workspace(context, actor=Actor.system())
         for summary in summaries:
             log.info("insight computed for %d members in %.1f s", summary.members, summary.seconds)
+        rebuilt = fact_index.refresh(context.settings.lake_path)  # the profile's first look-up stays fast
+        if rebuilt:
+            log.info("profile index rebuilt: %s", ", ".join(rebuilt))
         return len(summaries)
 
     insight_task = huey.task(name="insight.compute", retries=1, retry_delay=60)(run_insight)
