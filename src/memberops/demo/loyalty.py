@@ -129,22 +129,20 @@ def _utc(moment: datetime) -> datetime:
 
 def enrol_joined(context: Context, workspace: Workspace, people: Sequence[dict[str, Any]], *,
                  chunk: int = 1_000) -> int:
-    """Record a membership (welcome points included) for each joined member, as of their join."""
+    """Record a membership (welcome points included) for each joined member, as of their join, a chunk of
+    members at a time in bulk (:func:`enrolment.ensure_memberships`)."""
     enrolled = 0
     for start in range(0, len(people), chunk):
         part = {row["member_id"]: row for row in people[start:start + chunk]}
         with context.store.transaction() as session:
             ws = session.get(Workspace, workspace.id)
             assert ws is not None
-            have = set(session.scalars(select(Membership.member_id).where(
-                Membership.workspace_id == ws.id, Membership.member_id.in_(list(part)))).all())
-            members = session.scalars(select(Member).where(
-                Member.id.in_([m for m in part if m not in have]), Member.merged_into_id.is_(None))).all()
-            for member in sorted(members, key=lambda m: m.id):
-                row = part[member.id]
-                enrolment.ensure_membership(session, ws, member, channel="import", now=_utc(row["joined_at"]),
-                                            birth_month=row["birthday"].month if row["birthday"] else None)
-                enrolled += 1
+            current = session.scalars(select(Member.id).where(
+                Member.id.in_(list(part)), Member.merged_into_id.is_(None))).all()
+            enrolled += enrolment.ensure_memberships(session, ws, [
+                enrolment.Joining(member_id, _utc(part[member_id]["joined_at"]),
+                                  part[member_id]["birthday"].month if part[member_id]["birthday"] else None)
+                for member_id in current], channel="import")
     return enrolled
 
 
