@@ -47,8 +47,9 @@ def _twin(context: Context, slug: str, programme: dict[str, Any]) -> tuple[Works
         members = {f"c{number:02d}": resolve_customer(session, workspace, channel="pos", source_id=f"c{number:02d}",
                                                       identifiers={}).member.id
                    for number in range(CUSTOMERS)}
-        enrolment.ensure_membership(session, workspace, session.get(Member, members["c03"]), channel="pos",
-                                    now=START - timedelta(days=3))
+        enrolled = session.get(Member, members["c03"])
+        assert enrolled is not None
+        enrolment.ensure_membership(session, workspace, enrolled, channel="pos", now=START - timedelta(days=3))
         active = active_programme(session, workspace.id)
         zone = points.zone_of(workspace)
         for customer, key in (("c05", "gift:c05"), ("c07", f"welcome:{members['c07']}")):
