@@ -175,9 +175,15 @@ def issue_demo_coupons(context: Context, workspace: Workspace, *, now: datetime)
     ) if chosen]
     for start in range(0, len(wanted), 1_000):
         with context.store.transaction() as session:
-            for member_id, code in wanted[start:start + 1_000]:
-                result = coupons.issue_coupon(session, workspace.id, code, member_id, f"demo:{code}:{member_id}",
-                                              now=now)
+            part = wanted[start:start + 1_000]
+            results: dict[tuple[str, str], coupons.Issued] = {}  # each template's issues in bulk (coupons.issue_coupons), then the redemptions in turn
+            for spec in DEMO_COUPONS:
+                chosen = [member_id for member_id, code in part if code == spec["code"]]
+                results.update(zip(((member_id, spec["code"]) for member_id in chosen), coupons.issue_coupons(
+                    session, workspace.id, spec["code"], [(m, f"demo:{spec['code']}:{m}") for m in chosen], now=now),
+                    strict=True))
+            for member_id, code in part:
+                result = results[(member_id, code)]
                 issued += not result.is_replay
                 coupon = result.coupon
                 if code == "SPEND300-50" and coupon.status == "issued" and _sampled(member_id, "redeem", 3):
