@@ -429,8 +429,8 @@ def sync_enrolment(session: Session, workspace: Workspace, *, now: datetime | No
     unrecorded = session.scalars(select(Member).where(
         Member.workspace_id == workspace.id, Member.is_enrolled.is_(True), Member.merged_into_id.is_(None),
         ~Member.id.in_(has_membership)).order_by(Member.id)).all()
-    for member in unrecorded:
-        ensure_membership(session, workspace, member, channel="import", now=member.enrolled_at or now)
+    ensure_memberships(session, workspace, [Joining(member.id, member.enrolled_at or now) for member in unrecorded],
+                       channel="import")
     active = select(Membership.member_id).where(Membership.workspace_id == workspace.id, Membership.status == ACTIVE)
     set_ = session.execute(update(Member).where(
         Member.workspace_id == workspace.id, Member.is_enrolled.is_(False), Member.id.in_(active))
