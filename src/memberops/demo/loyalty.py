@@ -129,22 +129,20 @@ def _utc(moment: datetime) -> datetime:
 
 def enrol_joined(context: Context, workspace: Workspace, people: Sequence[dict[str, Any]], *,
                  chunk: int = 1_000) -> int:
-    """Record a membership (welcome points included) for each joined member, as of their join."""
+    """Record a membership (welcome points included) for each joined member, as of their join, a chunk of
+    members at a time in bulk (:func:`enrolment.ensure_memberships`)."""
     enrolled = 0
     for start in range(0, len(people), chunk):
         part = {row["member_id"]: row for row in people[start:start + chunk]}
         with context.store.transaction() as session:
             ws = session.get(Workspace, workspace.id)
             assert ws is not None
-            have = set(session.scalars(select(Membership.member_id).where(
-                Membership.workspace_id == ws.id, Membership.member_id.in_(list(part)))).all())
-            members = session.scalars(select(Member).where(
-                Member.id.in_([m for m in part if m not in have]), Member.merged_into_id.is_(None))).all()
-            for member in sorted(members, key=lambda m: m.id):
-                row = part[member.id]
-                enrolment.ensure_membership(session, ws, member, channel="import", now=_utc(row["joined_at"]),
-                                            birth_month=row["birthday"].month if row["birthday"] else None)
-                enrolled += 1
+            current = session.scalars(select(Member.id).where(
+                Member.id.in_(list(part)), Member.merged_into_id.is_(None))).all()
+            enrolled += enrolment.ensure_memberships(session, ws, [
+                enrolment.Joining(member_id, _utc(part[member_id]["joined_at"]),
+                                  part[member_id]["birthday"].month if part[member_id]["birthday"] else None)
+                for member_id in current], channel="import")
     return enrolled
 
 
@@ -177,9 +175,15 @@ def issue_demo_coupons(context: Context, workspace: Workspace, *, now: datetime)
     ) if chosen]
     for start in range(0, len(wanted), 1_000):
         with context.store.transaction() as session:
-            for member_id, code in wanted[start:start + 1_000]:
-                result = coupons.issue_coupon(session, workspace.id, code, member_id, f"demo:{code}:{member_id}",
-                                              now=now)
+            part = wanted[start:start + 1_000]
+            results: dict[tuple[str, str], coupons.Issued] = {}  # each template's issues in bulk (coupons.issue_coupons), then the redemptions in turn
+            for spec in DEMO_COUPONS:
+                chosen = [member_id for member_id, code in part if code == spec["code"]]
+                results.update(zip(((member_id, spec["code"]) for member_id in chosen), coupons.issue_coupons(
+                    session, workspace.id, spec["code"], [(m, f"demo:{spec['code']}:{m}") for m in chosen], now=now),
+                    strict=True))
+            for member_id, code in part:
+                result = results[(member_id, code)]
                 issued += not result.is_replay
                 coupon = result.coupon
                 if code == "SPEND300-50" and coupon.status == "issued" and _sampled(member_id, "redeem", 3):

@@ -199,9 +199,9 @@ def _enrolled_members(session: Session, workspace: Workspace, now: datetime) -> 
     unrecorded = session.scalars(select(Member).where(
         Member.workspace_id == workspace.id, Member.is_enrolled.is_(True), Member.merged_into_id.is_(None),
         ~Member.id.in_(select(Membership.member_id).where(Membership.workspace_id == workspace.id)))).all()
-    for member in unrecorded:
-        enrolment.ensure_membership(session, workspace, member, channel="import",
-                                    now=_utc(member.enrolled_at) if member.enrolled_at else now)
+    enrolment.ensure_memberships(session, workspace, [
+        enrolment.Joining(member.id, _utc(member.enrolled_at) if member.enrolled_at else now) for member in unrecorded],
+        channel="import")
     return {member_id: _utc(at) for member_id, at in session.execute(select(
         Membership.member_id, Membership.enrolled_at).where(Membership.workspace_id == workspace.id)).all()}
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,9 +25,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
-from memberops.db.dialect import locked
+from memberops.db.dialect import insert_many, locked
 from memberops.errors import DomainError
+from memberops.identity.models import Member
 from memberops.identity.service import get_member
+from memberops.ids import new_id
 from memberops.loyalty import coupon_rules as rules
 from memberops.loyalty.coupon_errors import (
     CouponIssueLimitReached,
@@ -100,6 +102,109 @@ def issue_coupon(
         record(session, actor, "coupon.issue", workspace_id=workspace_id, target_type="coupon", target_id=coupon.id,
                detail={"template": template.code, "member_id": member.id})
     return Issued(coupon, False)
+
+
+def issue_coupons(
+    session: Session, workspace_id: str, template_ref: str, issues: Sequence[tuple[str, str]],
+    *, actor: Actor | None = None, now: datetime | None = None,
+) -> list[Issued]:
+    """:func:`issue_coupon` for each ``(member_id, idempotency_key)`` of ``issues`` in turn, with the same
+    resulting rows and answers, in a few statements: the replays, the members' coupons held and the codes
+    taken read at once, the new coupons written in one bulk insert. An issue that :func:`issue_coupon`
+    would refuse raises the same error, after the issues before it are written (as the loop would)."""
+    now = now or utcnow()
+    if not issues:
+        return []
+    template = get_template(session, workspace_id, template_ref)
+    wanted = sorted({member_id for member_id, _ in issues})
+    members = {member.id: member for member in session.scalars(select(Member).where(Member.id.in_(wanted)))}
+    current = {member_id: get_member(session, workspace_id, member_id).id  # absorbed: their survivor
+               if member_id not in members or members[member_id].merged_into_id is not None
+               or members[member_id].workspace_id != workspace_id else member_id for member_id in wanted}
+    template = lock_template(session, template)
+    stored = {coupon.issue_key: coupon for coupon in session.scalars(select(Coupon).where(
+        Coupon.workspace_id == workspace_id, Coupon.issue_key.in_([key for _, key in issues]))
+        .execution_options(populate_existing=True))}
+    held: dict[str, int] = {member_id: count for member_id, count in session.execute(
+        select(Coupon.member_id, func.count()).where(
+            Coupon.template_id == template.id, Coupon.member_id.in_(sorted(set(current.values()))))
+        .group_by(Coupon.member_id))}
+    made: dict[str, dict[str, Any]] = {}  # issue key → the new coupon's row
+    answers: list[tuple[str, bool]] = []  # (issue key, is replay)
+    failure: DomainError | None = None
+    for member_id, key in issues:
+        member = current[member_id]
+        earlier = stored.get(key)
+        if earlier is not None or key in made:
+            same = (earlier.template_id, earlier.member_id) == (template.id, member) if earlier is not None \
+                else made[key]["member_id"] == member
+            if not same:
+                failure = IdempotencyKeyReused(key)
+                break
+            answers.append((key, True))
+            continue
+        try:
+            if not made:  # checked once, as the first new issue would
+                if template.status != "active":
+                    raise CouponTemplateUnavailable(template.code, "archived")
+                terms = terms_of(session, template.id, template.version)
+                try:
+                    valid_from, valid_until = rules.coupon_validity(terms, now)
+                except rules.Ended:
+                    raise CouponTemplateUnavailable(template.code, "its validity window has closed") from None
+            if template.stock is not None and template.issued_count + len(made) >= template.stock:
+                raise CouponSoldOut(template.code, template.stock)
+            if template.per_member_limit is not None and held.get(member, 0) >= template.per_member_limit:
+                raise CouponIssueLimitReached(template.code, member, template.per_member_limit)
+        except DomainError as exc:
+            failure = exc
+            break
+        held[member] = held.get(member, 0) + 1
+        made[key] = {"id": new_id(), "member_id": member, "issue_key": key, "valid_from": valid_from,
+                     "valid_until": valid_until}
+        answers.append((key, False))
+    if made:
+        rows = list(made.values())
+        codes = _unused_codes(session, workspace_id, template, len(rows))
+        insert_many(session, insert(Coupon), {
+            "id": [row["id"] for row in rows], "member_id": [row["member_id"] for row in rows],
+            "issue_key": [row["issue_key"] for row in rows], "code": codes,
+            "unique_code": [None if template.shared_code else code for code in codes],
+            "valid_from": [row["valid_from"] for row in rows], "valid_until": [row["valid_until"] for row in rows],
+        }, {"workspace_id": workspace_id, "template_id": template.id, "template_version": template.version,
+            "status": "issued", "issued_at": now, "redeemed_at": None, "restored_count": 0})
+        template.issued_count += len(rows)
+        session.flush()
+        stored.update({coupon.issue_key: coupon for coupon in session.scalars(select(Coupon).where(
+            Coupon.id.in_([row["id"] for row in rows])))})
+        if actor is not None:
+            for row in rows:
+                record(session, actor, "coupon.issue", workspace_id=workspace_id, target_type="coupon",
+                       target_id=row["id"], detail={"template": template.code, "member_id": row["member_id"]})
+    if failure is not None:
+        raise failure
+    return [Issued(stored[key], is_replay) for key, is_replay in answers]
+
+
+def _unused_codes(session: Session, workspace_id: str, template: CouponTemplate, count: int) -> list[str]:
+    """``count`` codes for new coupons of ``template``: its shared code, or generated codes no coupon of the
+    workspace holds (nor another of these)."""
+    if template.shared_code:
+        return [template.shared_code] * count
+    codes = [rules.generate_code() for _ in range(count)]
+    for _ in range(CODE_ATTEMPTS):
+        taken = set(session.scalars(select(Coupon.unique_code).where(Coupon.workspace_id == workspace_id,
+                                                                     Coupon.unique_code.in_(codes))))
+        seen: set[str] = set()
+        clashes = 0
+        for index, code in enumerate(codes):
+            if code in taken or code in seen:
+                codes[index] = rules.generate_code()
+                clashes += 1
+            seen.add(codes[index])
+        if not clashes:
+            return codes
+    raise RuntimeError("could not draw unused coupon codes")
 
 
 def _replayed_issue(session: Session, workspace_id: str, key: str, template_id: str, member_id: str) -> Coupon | None:

@@ -21,32 +21,33 @@ the membership again under it, so two orders crossing the spend threshold at onc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
-from memberops.db.dialect import locked_parent
+from memberops.db.dialect import insert_many, locked_parent, reserve_ids
 from memberops.errors import DomainError
 from memberops.identity.models import Member
 from memberops.identity.normalise import IDENTIFIER_TYPES, normalise_identifier
 from memberops.identity.service import resolve_customer
 from memberops.ingest.models import LiveOrder
-from memberops.loyalty import event_earning, memberships, points
+from memberops.loyalty import event_earning, ledger, memberships, points
 from memberops.loyalty.errors import EnrolmentNeedsIdentifier, SpendThresholdNotReached
 from memberops.loyalty.memberships import ACTIVE, Payment, membership_of
-from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount, PointsMovement
+from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount, PointsLot, PointsMovement
 from memberops.loyalty.programme import SpendThreshold
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
-from memberops.loyalty.referrals import Bound, bind_referral, ensure_referral_code
+from memberops.loyalty.referral_models import ReferralCode
+from memberops.loyalty.referrals import Bound, bind_referral, ensure_referral_code, new_referral_code
 
-__all__ = ["Enrolled", "enrol", "ensure_membership", "join_by_spend", "membership_of", "record_channel_enrolment",
+__all__ = ["Enrolled", "Joining", "enrol", "ensure_membership", "ensure_memberships", "join_by_spend", "membership_of", "record_channel_enrolment",
            "sync_enrolment"]
 
 
@@ -146,6 +147,141 @@ def ensure_membership(
     membership, _ = _join(session, workspace, member, active_programme(session, workspace.id), existing=None,
                           channel=channel, now=now, birth_month=birth_month, payment=None)
     return membership
+
+
+@dataclass(frozen=True)
+class Joining:
+    """A member a channel or an import declared enrolled, as of ``joined_at`` (see :func:`ensure_memberships`)."""
+
+    member_id: str
+    joined_at: datetime
+    birth_month: int | None = None
+
+
+def ensure_memberships(session: Session, workspace: Workspace, joinings: Sequence[Joining], *, channel: str) -> int:
+    """:func:`ensure_membership` for many members at once, with the same resulting rows: the members' state
+    read in a few queries, and their memberships, points accounts, referral codes, ``member_enrolled``
+    events and welcome points (movement and lot) written in a few bulk statements, in member id order.
+    Returns how many memberships it recorded; a member with any membership is left as they are, so a rerun
+    changes nothing.
+
+    The members' rows are locked first (as :func:`enrol` does), and the membership's unique key makes a
+    member enrolled meanwhile fail the transaction rather than join twice. What the bulk path does not
+    cover goes through :func:`ensure_membership` member by member: a paid programme (a first term each), a
+    welcome coupon or benefit, and a member whose existing points account carries a debt."""
+    if not joinings:
+        return 0
+    by_member = {joining.member_id: joining for joining in joinings}
+    ids = sorted(by_member)
+    members = {member.id: member for member in session.scalars(
+        locked_parent(select(Member).where(Member.id.in_(ids))).order_by(Member.id))}
+    have = set(session.scalars(select(Membership.member_id).where(
+        Membership.workspace_id == workspace.id, Membership.member_id.in_(ids))))
+    todo = [member_id for member_id in ids if member_id not in have and member_id in members]
+    if not todo:
+        return 0
+    programme = active_programme(session, workspace.id)
+    rules = programme.programme.enrolment
+    accounts = {account.member_id: account for account in session.scalars(select(PointsAccount).where(
+        PointsAccount.workspace_id == workspace.id, PointsAccount.member_id.in_(todo)))}
+    one_by_one = [member_id for member_id in todo if rules.mode == "paid" or rules.welcome_coupon
+                  or rules.welcome_benefit or (member_id in accounts and accounts[member_id].debt > 0)]
+    for member_id in one_by_one:
+        joining = by_member[member_id]
+        ensure_membership(session, workspace, members[member_id], channel=channel, now=joining.joined_at,
+                          birth_month=joining.birth_month)
+    bulk = [by_member[member_id] for member_id in todo if member_id not in set(one_by_one)]
+    if bulk:
+        _join_many(session, workspace, programme, bulk, accounts, channel=channel)
+    return len(todo)
+
+
+def _join_many(session: Session, workspace: Workspace, programme: ActiveProgramme, joinings: list[Joining],
+               accounts: dict[str, PointsAccount], *, channel: str) -> None:
+    """:func:`_join` for new members of a free or spend-threshold programme, in bulk (see
+    :func:`ensure_memberships`)."""
+    rules = programme.programme.enrolment
+    ids = [joining.member_id for joining in joinings]
+    at = [joining.joined_at for joining in joinings]
+    insert_many(session, insert(Membership), {
+        "member_id": ids, "birth_month": [joining.birth_month for joining in joinings], "enrolled_at": at,
+    }, {"workspace_id": workspace.id, "programme_version": programme.version, "status": ACTIVE, "channel": channel,
+        "ends_at": None, "auto_renew": False, "cancelled_at": None, "renewal_requested_for": None})
+    members = cast(Table, Member.__table__)
+    session.connection().execute(
+        update(members).where(members.c.id == bindparam("member")).values(is_enrolled=True,
+                                                                          enrolled_at=bindparam("joined")),
+        [{"member": member_id, "joined": joined} for member_id, joined in zip(ids, at, strict=True)])
+    # the welcome points, for members not given them already
+    welcome = rules.welcome_points
+    given = set(session.scalars(select(PointsMovement.idempotency_key).where(
+        PointsMovement.workspace_id == workspace.id,
+        PointsMovement.idempotency_key.in_([f"welcome:{member_id}" for member_id in ids])))) if welcome else set()
+    gifted = [joining for joining in joinings if welcome and f"welcome:{joining.member_id}" not in given]
+    gift_at = {joining.member_id: joining.joined_at for joining in gifted}
+    opened = [member_id for member_id in ids if member_id not in accounts]
+    wall_clock = utcnow()
+    insert_many(session, insert(PointsAccount), {
+        "member_id": opened, "available": [welcome if member_id in gift_at else 0 for member_id in opened],
+        "updated_at": [gift_at.get(member_id, wall_clock) for member_id in opened],
+    }, {"workspace_id": workspace.id, "pending": 0, "debt": 0})
+    for member_id, account in accounts.items():
+        if member_id in gift_at:
+            account.available += welcome
+            account.updated_at = gift_at[member_id]
+    _referral_codes(session, workspace.id, joinings)
+    insert_many(session, insert(LoyaltyEvent), {
+        "member_id": ids, "occurred_at": at,
+    }, {"workspace_id": workspace.id, "type": "member_enrolled",
+        "payload": {"channel": channel, "programme_version": programme.version, "mode": rules.mode, "rejoined": False}})
+    movement_ids = reserve_ids(session, cast(Table, PointsMovement.__table__), len(gifted))
+    balance = {member_id: (account.available, account.pending, account.debt) for member_id, account in accounts.items()}
+    insert_many(session, insert(PointsMovement), {
+        "id": movement_ids, "member_id": [joining.member_id for joining in gifted],
+        "idempotency_key": [f"welcome:{joining.member_id}" for joining in gifted],
+        "source_id": [joining.member_id for joining in gifted],
+        "outcome": [dict(zip(("available", "pending", "debt"), balance.get(joining.member_id, (welcome, 0, 0)),
+                             strict=True)) for joining in gifted],
+        "occurred_at": [joining.joined_at for joining in gifted], "created_at": [joining.joined_at for joining in gifted],
+    }, {"workspace_id": workspace.id, "kind": "earn", "points": welcome, "available_delta": welcome,
+        "pending_delta": 0, "debt_delta": 0, "source_type": "enrolment", "reason": "welcome", "actor": "",
+        "programme_version": programme.version, "reverses_id": None})
+    zone = points.zone_of(workspace)
+    insert_many(session, insert(PointsLot), {
+        "member_id": [joining.member_id for joining in gifted], "movement_id": movement_ids,
+        "earned_at": [joining.joined_at for joining in gifted], "available_at": [joining.joined_at for joining in gifted],
+        "expires_at": [ledger.expires_at(programme.programme.expiry, joining.joined_at, zone) for joining in gifted],
+    }, {"workspace_id": workspace.id, "points": welcome, "remaining": welcome, "state": "available",
+        "warned_at": None, "origin_lot_id": None})
+    session.flush()  # the existing accounts' balances
+    for member_id in ids:  # the session's copies of the members are stale now
+        member = session.get(Member, member_id)
+        if member is not None:
+            session.expire(member)
+
+
+def _referral_codes(session: Session, workspace_id: str, joinings: list[Joining]) -> None:
+    """:func:`ensure_referral_code` for each of ``joinings`` who has none, dated from their join."""
+    ids = [joining.member_id for joining in joinings]
+    have = set(session.scalars(select(ReferralCode.member_id).where(ReferralCode.workspace_id == workspace_id,
+                                                                    ReferralCode.member_id.in_(ids))))
+    wanting = [joining for joining in joinings if joining.member_id not in have]
+    codes = [new_referral_code() for _ in wanting]
+    while True:  # a collision (with a stored code or within the batch) is rare: draw those again
+        taken = set(session.scalars(select(ReferralCode.code).where(ReferralCode.workspace_id == workspace_id,
+                                                                    ReferralCode.code.in_(codes))))
+        seen: set[str] = set()
+        clashes = 0
+        for index, code in enumerate(codes):
+            if code in taken or code in seen:
+                codes[index] = new_referral_code()
+                clashes += 1
+            seen.add(codes[index])
+        if not clashes:
+            break
+    insert_many(session, insert(ReferralCode), {
+        "member_id": [joining.member_id for joining in wanting], "code": codes,
+        "created_at": [joining.joined_at for joining in wanting]}, {"workspace_id": workspace_id})
 
 
 def record_channel_enrolment(session: Session, workspace: Workspace, member: Member, *, channel: str,
@@ -293,8 +429,8 @@ def sync_enrolment(session: Session, workspace: Workspace, *, now: datetime | No
     unrecorded = session.scalars(select(Member).where(
         Member.workspace_id == workspace.id, Member.is_enrolled.is_(True), Member.merged_into_id.is_(None),
         ~Member.id.in_(has_membership)).order_by(Member.id)).all()
-    for member in unrecorded:
-        ensure_membership(session, workspace, member, channel="import", now=member.enrolled_at or now)
+    ensure_memberships(session, workspace, [Joining(member.id, member.enrolled_at or now) for member in unrecorded],
+                       channel="import")
     active = select(Membership.member_id).where(Membership.workspace_id == workspace.id, Membership.status == ACTIVE)
     set_ = session.execute(update(Member).where(
         Member.workspace_id == workspace.id, Member.is_enrolled.is_(False), Member.id.in_(active))
