@@ -173,7 +173,8 @@ def _ledger(context: Context, workspace: Workspace, members: dict[str, str]) -> 
             "lots": sorted((lot_rank[lot.id], move_rank[lot.movement_id], lot.points, lot.remaining, lot.state,
                             lot.earned_at, lot.available_at, lot.expires_at) for lot in lots),
             "allocations": sorted((move_rank[m], lot_rank[lot], count) for m, lot, count in allocations),
-            "earnings": sorted((customer_of[row.member_id], row.event_type, row.event_key, row.occurred_at,
+            "earnings": sorted((customer_of[row.member_id], row.event_type,
+                                row.event_key.replace(row.member_id, customer_of[row.member_id]), row.occurred_at,
                                 row.local_day, row.points, row.streak,
                                 move_rank[row.movement_id] if row.movement_id else None, row.created_at)
                                for row in earnings),
