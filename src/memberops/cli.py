@@ -57,8 +57,10 @@ from memberops.loyalty.cli import loyalty_app  # noqa: E402  (its commands impor
 
 app.add_typer(loyalty_app, name="loyalty")
 
-out = Console()
-err = Console(stderr=True)
+# Messages are not wrapped at the console's width (80 when output is piped): a line a script greps for, or an
+# error's code and reason, stays on one line. Tables still fit the width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 # Domain errors → exit codes, most specific first (the HTTP side has the same table in api/errors.py).
 EXIT_CODES: list[tuple[type[DomainError], int]] = [(Invalid, 2), (NotFound, 3), (Conflict, 4), (Forbidden, 5)]

@@ -14,7 +14,7 @@ from memberops.errors import DomainError
 
 clv_app = typer.Typer(help="Customer lifetime value: BG/NBD, Pareto/NBD and Gamma–Gamma fits.",
                       no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
 
 
 class ModelName(StrEnum):
