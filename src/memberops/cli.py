@@ -85,6 +85,9 @@ def _context(migrate: bool = True) -> Iterator[Context]:
 
 
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="workspace slug")]
+BasedOnOpt = Annotated[int | None, typer.Option(
+    "--based-on", min=0, help="the version FILE was edited from: refused (exit 4, settings_conflict) when "
+    "another version was saved since")]
 
 
 @app.command()
@@ -624,6 +627,7 @@ def identity_config_show(
 def identity_config_set(
     file: Annotated[Path, typer.Argument(help="YAML file of settings; fields left out take their defaults")],
     workspace: WorkspaceOpt = "default",
+    based_on: BasedOnOpt = None,
 ) -> None:
     """Make FILE the new settings version; the next `identity resolve` and live customer records follow it."""
 
@@ -636,7 +640,7 @@ def identity_config_set(
         document = _settings_file(file, InvalidIdentityConfig)
         with context.store.transaction() as session:
             ws = accounts.get_workspace(session, workspace)
-            _, version = config.update(session, ws.id, document, actor=Actor.cli())
+            _, version = config.update(session, ws.id, document, actor=Actor.cli(), based_on=based_on)
     out.print(f"identity settings version {version} in force for {workspace}")
 
 
@@ -720,6 +724,7 @@ def insight_config_show(
 def insight_config_set(
     file: Annotated[Path, typer.Argument(help="YAML file of settings; fields left out take their defaults")],
     workspace: WorkspaceOpt = "default",
+    based_on: BasedOnOpt = None,
 ) -> None:
     """Make FILE the new settings version; the next `insight compute` and the nightly job follow it."""
 
@@ -732,7 +737,7 @@ def insight_config_set(
         document = _settings_file(file, InvalidInsightConfig)
         with context.store.transaction() as session:
             ws = accounts.get_workspace(session, workspace)
-            _, version = config_store.update(session, ws.id, document, actor=Actor.cli())
+            _, version = config_store.update(session, ws.id, document, actor=Actor.cli(), based_on=based_on)
     out.print(f"insight settings version {version} in force for {workspace}")
 
 

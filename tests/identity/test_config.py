@@ -139,3 +139,10 @@ class TestFaces:
         (tmp_path / "bad.yaml").write_text("strong_types: [fax]\n")
         refused = run(data, "identity", "config", "set", str(tmp_path / "bad.yaml"))
         assert refused.returncode == 2 and "invalid_identity_config" in refused.stderr
+        # edited from the defaults (version 0) after version 1 was saved: refused, nothing stored
+        (tmp_path / "id.yaml").write_text(text.replace("match_threshold: 0.9", "match_threshold: 0.97"))
+        stale = run(data, "identity", "config", "set", str(tmp_path / "id.yaml"), "--based-on", "0")
+        assert stale.returncode == 4 and "settings_conflict" in stale.stderr
+        assert "match_threshold: 0.93" in run(data, "identity", "config", "show").stdout
+        current = run(data, "identity", "config", "set", str(tmp_path / "id.yaml"), "--based-on", "1")
+        assert current.returncode == 0 and "version 2" in current.stdout, current.stderr

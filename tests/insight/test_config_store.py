@@ -120,3 +120,7 @@ class TestFaces:
         (tmp_path / "bad.yaml").write_text("lifecycle: {at_risk_days: 400}\n")
         refused = run(data, "insight", "config", "set", str(tmp_path / "bad.yaml"))
         assert refused.returncode == 2 and "invalid_insight_config" in refused.stderr and "lifecycle" in refused.stderr
+        (tmp_path / "insight.yaml").write_text(text.replace("at_risk_days: 180", "at_risk_days: 150"))
+        stale = run(data, "insight", "config", "set", str(tmp_path / "insight.yaml"), "--based-on", "0")
+        assert stale.returncode == 4 and "settings_conflict" in stale.stderr  # version 1 was saved since
+        assert "at_risk_days: 120" in run(data, "insight", "config", "show").stdout
