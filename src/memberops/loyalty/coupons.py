@@ -84,13 +84,7 @@ def issue_coupon(
     replay = _replayed_issue(session, workspace_id, idempotency_key, template.id, member.id)
     if replay is not None:  # the same key issued by a request that committed while we waited for the lock
         return Issued(replay, True)
-    if template.status != "active":
-        raise CouponTemplateUnavailable(template.code, "archived")
-    terms = terms_of(session, template.id, template.version)
-    try:
-        valid_from, valid_until = rules.coupon_validity(terms, now)
-    except rules.Ended:
-        raise CouponTemplateUnavailable(template.code, "its validity window has closed") from None
+    valid_from, valid_until = _issuing_window(session, template, now)
     if template.stock is not None and template.issued_count >= template.stock:
         raise CouponSoldOut(template.code, template.stock)
     if template.per_member_limit is not None and _held(session, template.id, member.id) >= template.per_member_limit:
@@ -102,6 +96,17 @@ def issue_coupon(
         record(session, actor, "coupon.issue", workspace_id=workspace_id, target_type="coupon", target_id=coupon.id,
                detail={"template": template.code, "member_id": member.id})
     return Issued(coupon, False)
+
+
+def _issuing_window(session: Session, template: CouponTemplate, now: datetime) -> tuple[datetime, datetime]:
+    """The validity of a coupon issued from ``template`` at ``now``; refused when the template is archived
+    or its validity window has closed."""
+    if template.status != "active":
+        raise CouponTemplateUnavailable(template.code, "archived")
+    try:
+        return rules.coupon_validity(terms_of(session, template.id, template.version), now)
+    except rules.Ended:
+        raise CouponTemplateUnavailable(template.code, "its validity window has closed") from None
 
 
 def issue_coupons(
@@ -145,13 +150,7 @@ def issue_coupons(
             continue
         try:
             if not made:  # checked once, as the first new issue would
-                if template.status != "active":
-                    raise CouponTemplateUnavailable(template.code, "archived")
-                terms = terms_of(session, template.id, template.version)
-                try:
-                    valid_from, valid_until = rules.coupon_validity(terms, now)
-                except rules.Ended:
-                    raise CouponTemplateUnavailable(template.code, "its validity window has closed") from None
+                valid_from, valid_until = _issuing_window(session, template, now)
             if template.stock is not None and template.issued_count + len(made) >= template.stock:
                 raise CouponSoldOut(template.code, template.stock)
             if template.per_member_limit is not None and held.get(member, 0) >= template.per_member_limit:
