@@ -55,7 +55,9 @@ def _wait_until_blocked(context: Context, thread: threading.Thread) -> None:
         time.sleep(0.5)
         return
     deadline = time.monotonic() + 20
-    with context.store.engine.connect() as watcher:
+    # Autocommit: PostgreSQL takes one snapshot of pg_stat_activity per transaction, so polling inside
+    # one would keep seeing the first answer.
+    with context.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
         while time.monotonic() < deadline and thread.is_alive():
             waiting = watcher.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
