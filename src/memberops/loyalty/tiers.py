@@ -250,9 +250,10 @@ class Upgrade:
 
 
 def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str, *, now: datetime | None = None,
-                         programme: ActiveProgramme | None = None) -> Upgrade | None:
+                         programme: ActiveProgramme | None = None, actor: str = "", note: str = "") -> Upgrade | None:
     """Upgrade the member when the current window's metric reaches a higher tier (never downgrades); the
-    caller holds the member's points lock. ``None`` when nothing changed."""
+    caller holds the member's points lock. ``None`` when nothing changed. ``actor`` and ``note`` go to the
+    tier history (what brought the upgrade about, when it is not an order or an event of the member's)."""
     programme = programme or active_programme(session, workspace.id)
     tiers = programme.programme.tiers
     if not tiers:
@@ -268,7 +269,7 @@ def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str,
         return None
     code = tiers[decision.tier].code
     _change(session, workspace, programme, member_id, held, code, reason="upgrade", period=window.label,
-            metric=metric, at=now)
+            metric=metric, at=now, actor=actor, note=note)
     return Upgrade(code, grant_tier_benefits(session, workspace, programme, member_id, code, at=now,
                                              anniversary=anniversary))
 
@@ -286,6 +287,43 @@ def on_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: d
                      source_id=f"{order.channel}:{order.order_id}",
                      idempotency_key=f"growth:order:{order.channel}:{order.order_id}", occurred_at=order.ordered_at)
     return upgrade_if_qualified(session, workspace, order.member_id, now=now, programme=programme)
+
+
+def on_merge(session: Session, workspace: Workspace, programme: ActiveProgramme, absorbed: str, survivor: str, *,
+             now: datetime) -> Upgrade | None:
+    """The tier step of a OneID merge, after the absorbed member's growth value, orders' points and
+    benefit grants moved to the survivor (:func:`memberops.loyalty.merge.transfer_loyalty`, which holds
+    both members' points locks).
+
+    The survivor keeps the higher of the two tiers (taking the absorbed member's with its ``since``, a
+    ``merge`` entry in the history and no new benefit grants: the absorbed member's grants moved with
+    them); then, as the issue's "upgrade as soon as qualified" asks, the survivor is upgraded at once when
+    what they hold now — their own value and the value merged in — reaches a higher tier (an ``upgrade``
+    noting the merge, with the tier's benefits). Never a downgrade: that waits for the evaluation."""
+    note = f"merged with member {absorbed}"
+    gone = tier_of(session, workspace.id, absorbed)
+    if gone is not None:
+        kept = tier_of(session, workspace.id, survivor)
+        order = [tier.code for tier in programme.programme.tiers]
+
+        def rank(code: str | None) -> int:
+            return order.index(code) if code in order else -1
+
+        taken, since = gone.tier, gone.since
+        session.delete(gone)
+        session.flush()
+        if rank(taken) > rank(kept.tier if kept is not None else None):
+            _change(session, workspace, programme, survivor, kept, taken, reason="merge", period="", metric=None,
+                    at=now, actor="system:merge", note=note)
+            held = tier_of(session, workspace.id, survivor)
+            assert held is not None
+            held.since = since  # held since the absorbed member won it: the evaluation judges from then
+            session.flush()
+    if not programme.programme.tiers or session.scalar(select(Membership.id).where(
+            Membership.workspace_id == workspace.id, Membership.member_id == survivor)) is None:
+        return None
+    return upgrade_if_qualified(session, workspace, survivor, now=now, programme=programme, actor="system:merge",
+                                note=note)
 
 
 def set_tier(session: Session, workspace: Workspace, member_id: str, tier_code: str | None, *, reason: str,
