@@ -45,15 +45,13 @@ from memberops.db.base import UTCDateTime, utcnow
 from memberops.db.dialect import (
     create_temporary,
     drop_temporary,
-    insert_ignoring_conflicts,
     insert_many,
     locked,
 )
-from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.loyalty import ledger, tier_rules
 from memberops.loyalty.benefit_models import BenefitGrant
-from memberops.loyalty.benefits import _benefit_by_code, grant_benefit
+from memberops.loyalty.benefits import GrantRequest, _benefit_by_code, grant_benefit, grant_benefits
 from memberops.loyalty.errors import MemberNotEnrolled, UnknownTier
 from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount
 from memberops.loyalty.points import lock_account, zone_of
@@ -616,9 +614,8 @@ def _write_changes(session: Session, workspace: Workspace, programme: ActiveProg
 def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProgramme, holding: Sequence[_Judged], *,
                    at: datetime, run: TierRun) -> None:
     """What :func:`grant_tier_benefits` does per member, for all of them: each tier's benefits for the
-    period ``at`` falls in, once per member, tier and period (the same grant keys); only the grants not
-    made before are written, in bulk. A member merged into another goes through :func:`grant_benefit`,
-    which gives the survivor the grant."""
+    period ``at`` falls in, once per member, tier and period (the same grant keys), one bulk grant
+    (:func:`memberops.loyalty.benefits.grant_benefits`) per benefit and tier."""
     ws = workspace.id
     tiers = {t.code: t for t in programme.programme.tiers}
     definitions = {}
@@ -635,40 +632,18 @@ def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProg
         return
     zone = zone_of(workspace)
     periods: dict[date, tier_rules.Window] = {}
-    keyed = []
+    by_benefit: dict[tuple[str, str], list[GrantRequest]] = {}  # (benefit, tier) → its grants, in turn
     for judged, tier, benefit in wanted:
         if judged.anniversary not in periods:
             periods[judged.anniversary] = tier_rules.benefit_period(programme.programme.tier_rules.window, at, zone,
                                                                     anniversary=judged.anniversary)
         period = periods[judged.anniversary]
-        keyed.append((f"tier:{judged.member_id}:{tier.code}:{period.label}:{benefit.code}", judged, tier, benefit,
-                      period))
-    keys = [k[0] for k in keyed]
-    seen: set[str] = set()
-    for start in range(0, len(keys), 500):
-        seen.update(session.scalars(select(BenefitGrant.grant_key).where(
-            BenefitGrant.workspace_id == ws, BenefitGrant.grant_key.in_(keys[start:start + 500]))))
-    due = []
-    for item in keyed:  # a key not granted before, once (a repeated one is a replay, as per member)
-        if item[0] not in seen:
-            seen.add(item[0])
-            due.append(item)
-    if not due:
-        return
-    merged = set(session.scalars(select(Member.id).where(Member.workspace_id == ws, Member.merged_into_id.is_not(None),
-                                                         Member.id.in_({k[1].member_id for k in due}))))
-    plain = [k for k in due if k[1].member_id not in merged]
-    for key, judged, tier, benefit, period in (k for k in due if k[1].member_id in merged):
-        granted = grant_benefit(session, ws, judged.member_id, definitions[benefit.code], benefit.quantity,
-                                f"tier:{tier.code}", key, valid_until=period.end, now=at)
-        run.benefits_granted += 0 if granted.is_replay else 1
-    if plain:
-        insert_many(session, insert_ignoring_conflicts(session, _GRANTS, ["workspace_id", "grant_key"]), {
-            "member_id": [k[1].member_id for k in plain], "benefit_id": [definitions[k[3].code].id for k in plain],
-            "quantity": [k[3].quantity for k in plain], "source": [f"tier:{k[2].code}" for k in plain],
-            "grant_key": [k[0] for k in plain], "valid_until": [k[4].end for k in plain],
-        }, {"workspace_id": ws, "consumed": 0, "valid_from": at, "granted_at": at})
-        run.benefits_granted += len(plain)
+        by_benefit.setdefault((benefit.code, tier.code), []).append(GrantRequest(
+            judged.member_id, benefit.quantity, f"tier:{judged.member_id}:{tier.code}:{period.label}:{benefit.code}",
+            valid_until=period.end))
+    for (code, tier_code), requests in by_benefit.items():
+        run.benefits_granted += grant_benefits(session, ws, definitions[code], requests, f"tier:{tier_code}",
+                                               now=at).made
 
 
 # --- reading ---------------------------------------------------------------------------------------------
