@@ -146,3 +146,47 @@ def test_progress_reports_each_chunk(context: Context, workspace: Workspace) -> 
     backfill_points(context, workspace, now=datetime(2026, 11, 20, 4, 0, tzinfo=UTC),
                     progress=lambda done, total: seen.append((done, total)))
     assert seen == [(0, 2), (2, 2)]
+
+
+def test_a_chunk_and_a_merge_lock_members_in_one_order(context: Context, workspace: Workspace) -> None:
+    """A OneID merge (or a referral reward) locks two members' points in member id order; the chunk locks
+    its members in that order too, so the two queue instead of deadlocking — even when the members' points
+    accounts were opened in the other order."""
+    if context.store.dialect != "postgresql":
+        pytest.skip("SQLite has no row locks: its writers queue whole")
+    from memberops.loyalty import enrolment
+    from tests.loyalty.coupon_factories import make_member
+
+    with context.store.transaction() as session:
+        set_programme(session, workspace, **PROGRAMME)
+        ws = session.get(Workspace, workspace.id)
+        assert ws is not None
+        low, high = sorted(make_member(session, workspace.id) for _ in range(2))
+        for member_id in (high, low):  # the accounts' ids in the other order than the members'
+            enrolment.ensure_memberships(session, ws, [enrolment.Joining(member_id, JOINED)], channel="import")
+    both = Brand(workspace_id=workspace.id)
+    for customer, member_id, prefix in (("low", low, "a-"), ("high", high, "b-")):
+        part = _lake_brand(workspace, customer, member_id, prefix)
+        both.links += part.links
+        both.records += part.records
+        both.orders += part.orders
+    both.write(context.settings.lake_path)
+    outcome: dict[str, Any] = {}
+
+    def run_backfill() -> None:
+        try:
+            outcome["summary"] = backfill_points(context, workspace)
+        except Exception as exc:  # the result under test, whatever it is
+            outcome["summary"] = exc
+
+    with context.store.transaction() as session:  # the merge's two locks, in member id order
+        points.lock_account(session, workspace.id, low)
+        thread = threading.Thread(target=run_backfill)
+        thread.start()
+        _wait_until_blocked(context, thread)
+        points.lock_account(session, workspace.id, high)
+    thread.join(60)
+    assert not thread.is_alive()
+    summary = outcome["summary"]
+    assert isinstance(summary, BackfillSummary), summary
+    assert summary.orders == 2 * 4
