@@ -38,14 +38,20 @@ def _twins(context: Context, workspace: Workspace) -> tuple[str, str]:
         set_programme(session, workspace, **PROGRAMME)
         first = enrol(session, workspace, "during", birthday=date(1990, 5, 4), now=JOINED)
         second = enrol(session, workspace, "before", birthday=date(1990, 5, 4), now=JOINED)
+    _write_lake(context, workspace, [("during", first, "a-"), ("before", second, "b-")])
+    return first, second
+
+
+def _write_lake(context: Context, workspace: Workspace, customers: list[tuple[str, str, str]]) -> None:
+    """The lake history of each ``(customer, member id, order id prefix)``."""
     both = Brand(workspace_id=workspace.id)
-    for part in (_lake_brand(workspace, "during", first, "a-"), _lake_brand(workspace, "before", second, "b-")):
+    for customer, member_id, prefix in customers:
+        part = _lake_brand(workspace, customer, member_id, prefix)
         both.links += part.links
         both.records += part.records
         both.orders += part.orders
         both.refunds += part.refunds
     both.write(context.settings.lake_path)
-    return first, second
 
 
 def _post_live(context: Context, workspace: Workspace, customer: str, order_id: str) -> int | None:
@@ -109,14 +115,7 @@ def _wait_until_blocked(context: Context, thread: threading.Thread) -> None:
     assert not thread.is_alive(), "the backfill never waited for the live order's lock"
 
 
-@pytest.mark.parametrize("order_id", POSTED_LIVE)
-def test_a_live_order_holding_the_lock_when_the_chunk_starts_counts_once(
-        context: Context, workspace: Workspace, order_id: str) -> None:
-    if context.store.dialect != "postgresql":
-        pytest.skip("SQLite serialises whole write transactions: the backfill cannot reach a member's lock "
-                    "while a live order holds the store (the other test covers what it can meet)")
-    first, second = _twins(context, workspace)
-    assert _post_live(context, workspace, "before", order_id)
+def _backfill_in_thread(context: Context, workspace: Workspace) -> tuple[threading.Thread, dict[str, Any]]:
     outcome: dict[str, Any] = {}
 
     def run_backfill() -> None:
@@ -125,18 +124,36 @@ def test_a_live_order_holding_the_lock_when_the_chunk_starts_counts_once(
         except Exception as exc:  # the result under test, whatever it is
             outcome["summary"] = exc
 
+    thread = threading.Thread(target=run_backfill)
+    thread.start()
+    return thread, outcome
+
+
+def _finished(thread: threading.Thread, outcome: dict[str, Any]) -> BackfillSummary:
+    thread.join(60)
+    assert not thread.is_alive()
+    summary = outcome["summary"]
+    assert isinstance(summary, BackfillSummary), summary
+    return summary
+
+
+@pytest.mark.parametrize("order_id", POSTED_LIVE)
+def test_a_live_order_holding_the_lock_when_the_chunk_starts_counts_once(
+        context: Context, workspace: Workspace, order_id: str) -> None:
+    if context.store.dialect != "postgresql":
+        pytest.skip("SQLite serialises whole write transactions: the backfill cannot reach a member's lock "
+                    "while a live order holds the store (the other test covers what it can meet)")
+    first, second = _twins(context, workspace)
+    assert _post_live(context, workspace, "before", order_id)
+
     at, paid = PAID[order_id]
     with context.store.transaction() as session:  # the POS's request, not committed yet
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
         assert post_order(session, ws, f"a-{order_id}", customer_key="during", paid=paid, ordered_at=at).points
-        thread = threading.Thread(target=run_backfill)
-        thread.start()
+        thread, outcome = _backfill_in_thread(context, workspace)
         _wait_until_blocked(context, thread)
-    thread.join(60)
-    assert not thread.is_alive()
-    summary = outcome["summary"]
-    assert isinstance(summary, BackfillSummary), summary
+    summary = _finished(thread, outcome)
     _check_once(context, order_id, summary, first, second)
 
 
@@ -164,29 +181,12 @@ def test_a_chunk_and_a_merge_lock_members_in_one_order(context: Context, workspa
         low, high = sorted(make_member(session, workspace.id) for _ in range(2))
         for member_id in (high, low):  # the accounts' ids in the other order than the members'
             enrolment.ensure_memberships(session, ws, [enrolment.Joining(member_id, JOINED)], channel="import")
-    both = Brand(workspace_id=workspace.id)
-    for customer, member_id, prefix in (("low", low, "a-"), ("high", high, "b-")):
-        part = _lake_brand(workspace, customer, member_id, prefix)
-        both.links += part.links
-        both.records += part.records
-        both.orders += part.orders
-    both.write(context.settings.lake_path)
-    outcome: dict[str, Any] = {}
-
-    def run_backfill() -> None:
-        try:
-            outcome["summary"] = backfill_points(context, workspace)
-        except Exception as exc:  # the result under test, whatever it is
-            outcome["summary"] = exc
+    _write_lake(context, workspace, [("low", low, "a-"), ("high", high, "b-")])
 
     with context.store.transaction() as session:  # the merge's two locks, in member id order
         points.lock_account(session, workspace.id, low)
-        thread = threading.Thread(target=run_backfill)
-        thread.start()
+        thread, outcome = _backfill_in_thread(context, workspace)
         _wait_until_blocked(context, thread)
         points.lock_account(session, workspace.id, high)
-    thread.join(60)
-    assert not thread.is_alive()
-    summary = outcome["summary"]
-    assert isinstance(summary, BackfillSummary), summary
-    assert summary.orders == 2 * 4
+    summary = _finished(thread, outcome)
+    assert summary.orders == 2 * 4 and summary.refunds == 2 * 2
