@@ -69,6 +69,59 @@ class TestGrant:
             grant(context, workspace, other, 2, "g1")
 
 
+class TestGrantInBulk:
+    """``grant_benefits`` (a tier's benefits for all its members in one call) makes the rows a loop of
+    ``grant_benefit`` makes, and answers replays, merged and unknown members and reused keys as it does."""
+
+    @staticmethod
+    def _rows(context: Context, prefix: str) -> list[tuple[object, ...]]:
+        with context.store.read() as session:
+            return sorted((g.member_id, g.benefit_id, g.quantity, g.consumed, g.source, g.valid_from, g.valid_until)
+                          for g in session.scalars(select(BenefitGrant).where(BenefitGrant.grant_key.like(f"{prefix}%"))))
+
+    def test_the_rows_of_one_grant_at_a_time(self, context: Context, workspace: Workspace, member: str) -> None:
+        from memberops.identity.models import Member
+
+        now = utcnow()
+        with context.store.transaction() as session:
+            others = [make_member(session, workspace.id) for _ in range(3)]
+            absorbed = make_member(session, workspace.id)
+            session.get(Member, absorbed).merged_into_id = others[0]  # type: ignore[union-attr]
+        wanted = [(member, 2, None), (others[0], 1, now + timedelta(days=5)), (others[1], 3, None),
+                  (absorbed, 1, None), (others[2], 1, None)]
+        with context.store.transaction() as session:
+            made = benefits.grant_benefits(session, workspace.id, "queue-skip", [
+                benefits.GrantRequest(m, quantity, f"bulk:{index}", until)
+                for index, (m, quantity, until) in enumerate(wanted)] + [
+                benefits.GrantRequest(member, 2, "bulk:0")], "tier:gold", now=now)
+            for index, (m, quantity, until) in enumerate(wanted):
+                benefits.grant_benefit(session, workspace.id, m, "queue-skip", quantity, "tier:gold", f"loop:{index}",
+                                       valid_until=until, now=now)
+        assert (made.made, made.replayed) == (5, 1)
+        assert self._rows(context, "bulk:") == self._rows(context, "loop:")
+        assert absorbed not in {row[0] for row in self._rows(context, "bulk:")}  # the survivor holds it
+        with context.store.transaction() as session:  # a replay gives nothing more
+            again = benefits.grant_benefits(session, workspace.id, "queue-skip", [
+                benefits.GrantRequest(m, quantity, f"bulk:{index}", until)
+                for index, (m, quantity, until) in enumerate(wanted)], "tier:gold", now=now)
+        assert (again.made, again.replayed) == (0, 5)
+
+    def test_a_reused_key_or_an_unknown_member_writes_nothing(
+            self, context: Context, workspace: Workspace, member: str) -> None:
+        from memberops.identity.errors import MemberNotFound
+
+        grant(context, workspace, member, 2, "taken")
+        with context.store.transaction() as session:
+            other = make_member(session, workspace.id)
+        for requests, error in (([benefits.GrantRequest(other, 1, "fresh"), benefits.GrantRequest(other, 1, "taken")],
+                                 IdempotencyKeyReused),
+                                ([benefits.GrantRequest(other, 1, "fresh"), benefits.GrantRequest("nobody", 1, "x")],
+                                 MemberNotFound)):
+            with pytest.raises(error), context.store.transaction() as session:
+                benefits.grant_benefits(session, workspace.id, "queue-skip", requests, "api")
+            assert self._rows(context, "fresh") == []
+
+
 class TestConsume:
     def test_nearest_expiry_first_and_never_below_zero(self, context: Context, workspace: Workspace, member: str) -> None:
         late = grant(context, workspace, member, 2, "late", valid_until=utcnow() + timedelta(days=60)).grant
@@ -174,3 +227,23 @@ class TestBenefitApi:
         assert [(b["benefit_code"], b["remaining"]) for b in listed] == [("alteration", 1)]
         missing = client.post(f"{url}/nope/consume", headers=pos, json={"idempotency_key": "c3"})
         assert missing.status_code == 404 and missing.json()["code"] == "benefit_not_found"
+
+    def test_grant_to_many_members_in_one_request(self, client: TestClient, context: Context,
+                                                  workspace: Workspace) -> None:
+        with context.store.transaction() as session:
+            admin = {"Authorization": f"Bearer {make_key(session, workspace, 'admin')}"}
+            pos = {"Authorization": f"Bearer {make_key(session, workspace, 'loyalty')}"}
+            members = [make_member(session, workspace.id) for _ in range(3)]
+        assert client.post("/api/v1/benefit-definitions", headers=admin, json={
+            "code": "lounge", "name": "Lounge", "category": "other"}).status_code == 201
+        body = {"source": "tier:gold", "grants": [{"member_id": m, "quantity": 2, "idempotency_key": f"gold:{m}"}
+                                                  for m in members]}
+        first = client.post("/api/v1/benefit-definitions/lounge/grants", headers=pos, json=body)
+        again = client.post("/api/v1/benefit-definitions/lounge/grants", headers=pos, json=body)
+        assert first.status_code == 200, first.text
+        assert (first.json()["granted"], again.json()["granted"], again.json()["replayed"]) == (3, 0, 3)
+        held = client.get(f"/api/v1/members/{members[1]}/benefits", headers=pos).json()["benefits"]
+        assert [(b["benefit_code"], b["remaining"]) for b in held] == [("lounge", 2)]
+        unknown = client.post("/api/v1/benefit-definitions/lounge/grants", headers=pos, json={
+            "grants": [{"member_id": "nobody", "quantity": 1, "idempotency_key": "x"}]})
+        assert unknown.status_code == 404 and unknown.json()["code"] == "member_not_found"

@@ -150,3 +150,59 @@ def test_a_friend_already_bound_keeps_their_binding_and_no_one_becomes_their_own
         bindings = sorted(session.execute(select(ReferralBinding.friend_member_id,
                                                  ReferralBinding.referrer_member_id)).all())
     assert bindings == sorted([(a, carol), (b, a)])  # A's own binding stands; A referring B stays recorded on B
+
+
+class TestTierOnMerge:
+    """Issue 6, tiers: "upgrade as soon as qualified" holds for growth value a merge brings; downgrades
+    still wait for the evaluation; the tier history says why."""
+
+    @staticmethod
+    def _tiered_pair(context: Context, workspace: Workspace, growth_a: int, growth_b: int) -> tuple[str, str]:
+        from memberops.db.base import utcnow
+        from memberops.loyalty import tiers
+        from tests.loyalty.test_tiers import tiered
+
+        earned_at = utcnow() - timedelta(days=10)
+        with context.store.transaction() as session:
+            tiered(session, workspace, metric="growth")
+            a = enrol(session, workspace, "c1", phone="13800138001")
+            b = enrol(session, workspace, "c2", phone="13900139002")
+            for member_id, value in ((a, growth_a), (b, growth_b)):
+                tiers.award_growth(session, workspace.id, member_id, value=value, source_type="event",
+                                   source_id="review", idempotency_key=f"growth:{member_id}", occurred_at=earned_at)
+                points.lock_account(session, workspace.id, member_id)
+                tiers.upgrade_if_qualified(session, workspace, member_id)
+        return a, b
+
+    def test_merged_growth_that_qualifies_upgrades_the_survivor_at_once(
+            self, context: Context, workspace: Workspace) -> None:
+        from memberops.loyalty.tier_models import MemberTier, TierChange
+        from tests.loyalty.test_tiers import history, lounge_grants, tier
+
+        a, b = self._tiered_pair(context, workspace, 400, 700)  # A none (below 500), B silver
+        assert (tier(context, workspace, a), tier(context, workspace, b)) == (None, "silver")
+        _merge(context, workspace)
+        # A takes B's silver, then 1,100 growth value (400 + 700) is gold at once, with gold's benefits
+        assert tier(context, workspace, a) == "gold"
+        assert history(context, a) == [(None, "silver", "merge"), ("silver", "gold", "upgrade")]
+        with context.store.read() as session:
+            changes = session.scalars(select(TierChange).where(TierChange.member_id == a).order_by(TierChange.id)).all()
+            assert all(change.actor == "system:merge" and b in change.note for change in changes)
+            assert changes[-1].metric_value == "1100"
+            assert session.scalar(select(MemberTier).where(MemberTier.member_id == b)) is None
+        assert [quantity for quantity, _ in lounge_grants(context, a)] == [2]
+        resolve_identities(context, workspace, actor=Actor.cli(), probabilistic=False)  # a replayed run
+        with context.store.transaction() as session:
+            merge.absorb_merged_members(session, workspace)
+        assert len(history(context, a)) == 2 and len(lounge_grants(context, a)) == 1
+
+    def test_a_merge_never_downgrades(self, context: Context, workspace: Workspace) -> None:
+        from memberops.loyalty import tiers
+        from tests.loyalty.test_tiers import history, tier
+
+        a, b = self._tiered_pair(context, workspace, 0, 600)  # B silver
+        with context.store.transaction() as session:  # A gold with no value in the window
+            tiers.set_tier(session, workspace, a, "gold", reason="migrated", actor=Actor.cli())
+        _merge(context, workspace)
+        assert tier(context, workspace, a) == "gold"  # 600 would be silver: only the evaluation may say so
+        assert history(context, a) == [(None, "gold", "manual")]

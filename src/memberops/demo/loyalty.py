@@ -195,17 +195,16 @@ def issue_demo_coupons(context: Context, workspace: Workspace, *, now: datetime)
 
 
 def grant_demo_benefits(context: Context, workspace: Workspace, *, now: datetime) -> int:
-    """Queue-skip passes and free alterations for a sample of members; returns grants made by this run."""
+    """Queue-skip passes and free alterations for a sample of members, each benefit in one bulk grant
+    (:func:`benefits.grant_benefits`); returns grants made by this run."""
     granted = 0
     with context.store.transaction() as session:
         members = session.scalars(select(Membership.member_id).where(
             Membership.workspace_id == workspace.id).order_by(Membership.member_id)).all()
-        for member_id in members:
-            for code, quantity, one_in in (("queue-skip", 2, 10), ("free-alteration", 1, 15)):
-                if _sampled(member_id, code, one_in):
-                    result = benefits.grant_benefit(session, workspace.id, member_id, code, quantity, "demo",
-                                                    f"demo:{code}:{member_id}", now=now)
-                    granted += not result.is_replay
+        for code, quantity, one_in in (("queue-skip", 2, 10), ("free-alteration", 1, 15)):
+            granted += benefits.grant_benefits(session, workspace.id, code, [
+                benefits.GrantRequest(member_id, quantity, f"demo:{code}:{member_id}")
+                for member_id in members if _sampled(member_id, code, one_in)], "demo", now=now).made
     return granted
 
 

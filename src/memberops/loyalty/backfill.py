@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
+from memberops.db.dialect import locked
 from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.insight import config_store
@@ -50,13 +52,15 @@ from memberops.loyalty import backfill_bulk as bulk
 from memberops.loyalty import enrolment, event_earning, ledger, points
 from memberops.loyalty.backfill_replay import PastEvent, PastOrder, PastRefund
 from memberops.loyalty.event_models import EventEarning
-from memberops.loyalty.models import Membership, PointsMovement
+from memberops.loyalty.models import Membership, PointsAccount, PointsMovement
 from memberops.loyalty.programme import Programme
 from memberops.loyalty.programmes import ActiveProgramme
 from memberops.runtime import Context
 
 MEMBERS_PER_TRANSACTION = 500  # member by member: the ledger's own calls
 MEMBERS_PER_BULK_TRANSACTION = 2_000  # set-based: read, replayed in memory and written together
+
+Progress = Callable[[int, int], None]  # (members replayed, members to replay)
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,7 @@ def _summary(enrolled: dict[str, datetime], before: int, totals: dict[str, int],
 
 
 def backfill_points(context: Context, workspace: Workspace, *, since: datetime | None = None,
-                    now: datetime | None = None) -> BackfillSummary:
+                    now: datetime | None = None, progress: Progress | None = None) -> BackfillSummary:
     """Replay the lake's orders and refunds of enrolled members into the points ledger (see the module).
 
     Set-based: each chunk of members is read in a few queries (balances locked, lots with points left,
@@ -258,26 +262,34 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
     (:mod:`memberops.loyalty.backfill_replay`) and written in a few bulk statements. A member whose history
     the memory replay does not cover (a refund of an order posted before this run, no points account) and
     every member of a programme whose events earn growth value are replayed by the ledger's own calls, as
-    :func:`backfill_points_per_member` does."""
+    :func:`backfill_points_per_member` does.
+
+    ``progress`` is told ``(members replayed, members to replay)`` before each transaction that replays
+    members and once at the end."""
     started = time.perf_counter()
     now = now or utcnow()
     timelines, before, enrolled, posted, active = _history(context, workspace, since, now)
     totals: dict[str, int] = defaultdict(int)
     members = sorted(timelines)
+    told = _Told(progress, len(members))
     if _events_earn_growth(active.programme):
-        _replay_per_member(context, workspace, members, timelines, posted, totals, now)
+        _replay_per_member(context, workspace, members, timelines, posted, totals, now, told)
+        told.finish()
         return _summary(enrolled, before, totals, started)
-    by_ledger = [member_id for member_id in members if _refunds_posted_order(timelines[member_id], posted)]
-    _replay_per_member(context, workspace, by_ledger, timelines, posted, totals, now)
+    by_ledger = [member_id for member_id in members if bulk.refunds_posted_order(timelines[member_id], posted)]
+    _replay_per_member(context, workspace, by_ledger, timelines, posted, totals, now, told)
     skip = set(by_ledger)
     in_memory = [member_id for member_id in members if member_id not in skip]
     for start in range(0, len(in_memory), MEMBERS_PER_BULK_TRANSACTION):
         chunk = in_memory[start:start + MEMBERS_PER_BULK_TRANSACTION]
+        told.before(0)
         with context.store.transaction() as session:
             ws = session.get(Workspace, workspace.id)
             assert ws is not None
             missing = bulk.replay_members(session, ws, active, chunk, timelines, posted, totals, now)
-        _replay_per_member(context, workspace, missing, timelines, posted, totals, now)
+        told.done += len(chunk) - len(missing)
+        _replay_per_member(context, workspace, missing, timelines, posted, totals, now, told)
+    told.finish()
     return _summary(enrolled, before, totals, started)
 
 
@@ -298,21 +310,42 @@ def _events_earn_growth(programme: Programme) -> bool:
         and bool(set(programme.tier_rules.growth_events) & set(programme.events))
 
 
-def _refunds_posted_order(timeline: list[tuple[datetime, int, Any]], posted: set[str]) -> bool:
-    """Whether the member's timeline refunds (anew) an order whose points were posted before this run."""
-    return any(isinstance(event, PastRefund) and points.refund_key(event.channel, event.refund_id) not in posted
-               and points.order_key(event.order.channel, event.order.order_id) in posted
-               for _, _, event in timeline)
+class _Told:
+    """How far a backfill is, told to its ``progress`` callback."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def before(self, count: int) -> None:
+        """Before a transaction that replays members (``count``: those it replays, counted as done)."""
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+        self.done += count
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _replay_per_member(context: Context, workspace: Workspace, members: list[str],
                        timelines: dict[str, list[tuple[datetime, int, Any]]], posted: set[str],
-                       totals: dict[str, int], now: datetime) -> None:
+                       totals: dict[str, int], now: datetime, told: _Told | None = None) -> None:
     for start in range(0, len(members), MEMBERS_PER_TRANSACTION):
+        if told is not None:
+            told.before(len(members[start:start + MEMBERS_PER_TRANSACTION]))
+        batch = members[start:start + MEMBERS_PER_TRANSACTION]
         with context.store.transaction() as session:
             ws = session.get(Workspace, workspace.id)
             assert ws is not None
-            for member_id in members[start:start + MEMBERS_PER_TRANSACTION]:
+            # the batch's locks first, in member order, then what was posted live meanwhile (see
+            # backfill_bulk): counted as already posted, not as earned by this run
+            session.execute(locked(select(PointsAccount.id).where(
+                PointsAccount.workspace_id == ws.id, PointsAccount.member_id.in_(batch))
+                .order_by(PointsAccount.member_id))).all()
+            bulk.refresh_posted(session, ws.id, [timelines[member_id] for member_id in batch], posted)
+            for member_id in batch:
                 _replay(session, ws, timelines[member_id], posted, totals, now)
 
 

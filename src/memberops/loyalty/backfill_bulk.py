@@ -2,15 +2,21 @@
 histories replayed in memory (:mod:`memberops.loyalty.backfill_replay`), and what the replay made written
 in a few bulk statements — the same rows the live calls would write one by one.
 
-The chunk's points accounts are locked first (``SELECT … FOR UPDATE`` on PostgreSQL, as every movement
-does; SQLite's write transaction serialises writers), so no live movement of these members interleaves
-with the replay; an order or event posted live meanwhile meets the ledger's unique idempotency key and
-the chunk's transaction fails rather than earning twice.
+The chunk's points accounts are locked first, in member id order as every path that locks several
+members does (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction serialises writers), so no
+live movement of these members interleaves with the replay. The point of sale keeps posting while a
+backfill runs, and an order it posts may be one the lake holds too (the nightly export of the same
+order): under the lock the chunk reads again which of its members' orders, refunds and events the ledger
+has (:func:`refresh_posted`), so one posted live since the backfill began — or committed while the chunk
+waited for its lock — is skipped as already posted, never earned twice, and the chunk does not fail on
+the ledger's unique key. A member whose history now refunds an order posted live is left to the ledger's
+own calls, as one whose order was posted before the run is.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -52,13 +58,17 @@ def replay_members(session: Session, workspace: Workspace, active: ActiveProgram
                    timelines: dict[str, list[tuple[datetime, int, Any]]], posted: set[str], totals: dict[str, int],
                    now: datetime) -> list[str]:
     """Replay ``members``' timelines into the ledger (see the module) and add up ``totals`` as the member by
-    member replay does; returns the members left out because they have no points account (the caller
-    replays them through the live calls, which say why)."""
+    member replay does; returns the members left out, for the caller to replay through the ledger's own
+    calls: those without a points account (the calls say why) and those whose history refunds an order
+    the ledger already has (posted live while the backfill ran)."""
     accounts = {account.member_id: account for account in session.scalars(locked(select(PointsAccount).where(
         PointsAccount.workspace_id == workspace.id, PointsAccount.member_id.in_(members))
-        .order_by(PointsAccount.id)))}
-    missing = [member_id for member_id in members if member_id not in accounts]
-    present = [member_id for member_id in members if member_id in accounts]
+        .order_by(PointsAccount.member_id)))}
+    refresh_posted(session, workspace.id, [timelines[member_id] for member_id in accounts], posted)
+    missing = [member_id for member_id in members
+               if member_id not in accounts or refunds_posted_order(timelines[member_id], posted)]
+    left = set(missing)
+    present = [member_id for member_id in members if member_id not in left]
     state = _read_state(session, workspace, active, present)
     out = Written()
     zone = points.zone_of(workspace)
@@ -73,6 +83,45 @@ def replay_members(session: Session, workspace: Workspace, active: ActiveProgram
         _replay(memory, timelines[member_id], posted, totals, now)
     _write(session, workspace.id, out, state.lots, accounts, cached)
     return missing
+
+
+def _key(event: PastOrder | PastRefund | PastEvent) -> str:
+    """The ledger key the event's movement has, as the posted keys spell it."""
+    if isinstance(event, PastOrder):
+        return points.order_key(event.channel, event.order_id)
+    if isinstance(event, PastRefund):
+        return points.refund_key(event.channel, event.refund_id)
+    return f"event:{event_earning.event_key(event.channel, event.event_id)}"
+
+
+KEYS_PER_QUERY = 1_000
+
+
+def refresh_posted(session: Session, workspace_id: str, timelines: Sequence[Sequence[tuple[datetime, int, Any]]],
+                   posted: set[str]) -> None:
+    """Add to ``posted`` the keys of ``timelines``' orders, refunds and events that the ledger has now but
+    did not when ``posted`` was read: posted live since. Read by key (the unique index), so an order posted
+    to a member since merged into another is found too. The caller holds the members' locks, so nothing
+    of theirs is posted between this read and the replay."""
+    unseen = sorted({key for timeline in timelines for _, _, event in timeline if (key := _key(event)) not in posted})
+    ledger_keys = [key for key in unseen if not key.startswith("event:")]
+    event_keys = [key.removeprefix("event:") for key in unseen if key.startswith("event:")]
+    for start in range(0, len(ledger_keys), KEYS_PER_QUERY):
+        posted.update(session.scalars(select(PointsMovement.idempotency_key).where(
+            PointsMovement.workspace_id == workspace_id,
+            PointsMovement.idempotency_key.in_(ledger_keys[start:start + KEYS_PER_QUERY]))))
+    for start in range(0, len(event_keys), KEYS_PER_QUERY):
+        posted.update(f"event:{key}" for key in session.scalars(select(EventEarning.event_key).where(
+            EventEarning.workspace_id == workspace_id,
+            EventEarning.event_key.in_(event_keys[start:start + KEYS_PER_QUERY]))))
+
+
+def refunds_posted_order(timeline: Sequence[tuple[datetime, int, Any]], posted: set[str]) -> bool:
+    """Whether the member's timeline refunds (anew) an order whose points were posted before: the memory
+    replay knows only the orders it earns on, so such a member is replayed through the ledger's calls."""
+    return any(isinstance(event, PastRefund) and points.refund_key(event.channel, event.refund_id) not in posted
+               and points.order_key(event.order.channel, event.order.order_id) in posted
+               for _, _, event in timeline)
 
 
 class _State:

@@ -60,6 +60,30 @@ class GrantOut(BaseModel):
     is_replay: bool = False
 
 
+class BulkGrantItem(BaseModel):
+    model_config = _FORBID
+
+    member_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    quantity: Quantity
+    idempotency_key: Key = Field(description="a replay with the same key gives nothing more")
+    valid_until: AwareDatetime | None = Field(default=None, description="default: the benefit's valid_days")
+
+
+class BulkGrantIn(BaseModel):
+    """One benefit for many members at once (a tier's members, a segment's), in one transaction."""
+
+    model_config = _FORBID
+
+    source: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = "api"
+    grants: Annotated[list[BulkGrantItem], Field(min_length=1, max_length=10_000)]
+
+
+class BulkGrantOut(BaseModel):
+    benefit_code: str
+    granted: int = Field(description="grants made by this request")
+    replayed: int = Field(description="grants whose idempotency key was seen before: nothing more given")
+
+
 class ConsumeIn(BaseModel):
     model_config = _FORBID
 

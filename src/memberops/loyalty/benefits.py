@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
-from memberops.db.dialect import locked
+from memberops.db.dialect import insert_ignoring_conflicts, insert_many, locked
+from memberops.identity.models import Member
 from memberops.identity.service import get_member
 from memberops.loyalty.benefit_models import BenefitConsumption, BenefitDefinition, BenefitGrant
 from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
@@ -30,6 +32,8 @@ from memberops.loyalty.coupon_errors import (
     InsufficientBenefitQuota,
 )
 from memberops.loyalty.coupons import rows_changed
+
+_GRANTS = cast(Table, BenefitGrant.__table__)
 
 
 def define_benefit(session: Session, workspace_id: str, spec: BenefitDefinitionIn, *, actor: Actor) -> BenefitDefinition:
@@ -102,6 +106,90 @@ def grant_benefit(
         record(session, actor, "benefit.grant", workspace_id=workspace_id, target_type="member", target_id=member.id,
                detail={"benefit": definition.code, "quantity": quantity, "source": source})
     return Granted(grant, definition, False)
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    """One grant of a bulk :func:`grant_benefits`: ``quantity`` uses for ``member_id``, keyed like
+    :func:`grant_benefit`'s ``idempotency_key``, valid until ``valid_until`` (default: the benefit's
+    ``valid_days`` from now, else no end)."""
+
+    member_id: str
+    quantity: int
+    idempotency_key: str
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GrantedInBulk:
+    made: int  # grants written by this call
+    replayed: int  # requests whose key was granted before (or earlier in the same call)
+
+
+KEYS_PER_QUERY = 500
+
+
+def grant_benefits(
+    session: Session, workspace_id: str, benefit: str | BenefitDefinition, requests: Sequence[GrantRequest],
+    source: str, *, actor: Actor | None = None, now: datetime | None = None,
+) -> GrantedInBulk:
+    """:func:`grant_benefit` for every request — a tier's benefits for all members of the tier, a benefit
+    for a whole segment — in a few statements: the members and the keys granted before read at once, the
+    new grants written in one bulk insert. The same rows and the same rules: a member merged into another
+    gives the survivor the grant, an unknown member is :class:`~memberops.identity.errors.MemberNotFound`,
+    a replayed key gives nothing more, a key used for another member or benefit raises
+    :class:`IdempotencyKeyReused` (and nothing of the call is written). With an ``actor``, one audit
+    entry names the benefit and how many grants were made.
+
+    Examples:
+        >>> grant_benefits(session, workspace.id, "lounge",  # doctest: +SKIP
+        ...                [GrantRequest(m, 2, f"tier:{m}:gold:2026:lounge") for m in gold_members], "tier:gold")
+    """
+    if any(request.quantity < 1 for request in requests):
+        raise ValueError("a grant gives at least one use")
+    if not requests:
+        return GrantedInBulk(0, 0)
+    now = now or utcnow()
+    definition = benefit if isinstance(benefit, BenefitDefinition) else get_benefit(session, workspace_id, benefit)
+    named = sorted({request.member_id for request in requests})
+    current: dict[str, str] = {}
+    for start in range(0, len(named), KEYS_PER_QUERY):
+        current.update((member_id, member_id) for member_id in session.scalars(select(Member.id).where(
+            Member.id.in_(named[start:start + KEYS_PER_QUERY]), Member.workspace_id == workspace_id,
+            Member.merged_into_id.is_(None))))
+    for member_id in named:
+        if member_id not in current:  # absorbed (their survivor) or unknown (MemberNotFound)
+            current[member_id] = get_member(session, workspace_id, member_id).id
+    keys = sorted({request.idempotency_key for request in requests})
+    granted: dict[str, tuple[str, str]] = {}  # key → (member, benefit) of the grants made before
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        granted.update((key, (member_id, benefit_id)) for key, member_id, benefit_id in session.execute(
+            select(BenefitGrant.grant_key, BenefitGrant.member_id, BenefitGrant.benefit_id).where(
+                BenefitGrant.workspace_id == workspace_id,
+                BenefitGrant.grant_key.in_(keys[start:start + KEYS_PER_QUERY]))))
+    default_end = now + timedelta(days=definition.valid_days) if definition.valid_days is not None else None
+    rows: list[tuple[str, int, str, datetime | None]] = []
+    replayed = 0
+    for request in requests:
+        member_id = current[request.member_id]
+        earlier = granted.get(request.idempotency_key)
+        if earlier is not None:
+            if earlier != (member_id, definition.id):
+                raise IdempotencyKeyReused(request.idempotency_key)
+            replayed += 1
+            continue
+        granted[request.idempotency_key] = (member_id, definition.id)
+        rows.append((member_id, request.quantity, request.idempotency_key, request.valid_until or default_end))
+    insert_many(session, insert_ignoring_conflicts(session, _GRANTS, ["workspace_id", "grant_key"]), {
+        "member_id": [row[0] for row in rows], "quantity": [row[1] for row in rows],
+        "grant_key": [row[2] for row in rows], "valid_until": [row[3] for row in rows],
+    }, {"workspace_id": workspace_id, "benefit_id": definition.id, "consumed": 0, "source": source,
+        "valid_from": now, "granted_at": now})
+    if actor is not None and rows:
+        record(session, actor, "benefit.grant", workspace_id=workspace_id, target_type="benefit",
+               target_id=definition.id, detail={"benefit": definition.code, "members": len({row[0] for row in rows}),
+                                                "grants": len(rows), "source": source})
+    return GrantedInBulk(len(rows), replayed)
 
 
 @dataclass(frozen=True)

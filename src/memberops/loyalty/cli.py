@@ -157,14 +157,17 @@ def backfill(
     Uses the live path's idempotency keys: a rerun, or a later live post of the same order, earns nothing twice.
     """
     from memberops.accounts import service as accounts
-    from memberops.cli import _context, out
+    from memberops.cli import _context, _import_progress, out
     from memberops.loyalty.backfill import backfill_points
 
     start = _as_of(since)
     with _context() as context:
         with context.store.read() as session:
             ws = accounts.get_workspace(session, workspace)
-        summary = backfill_points(context, ws, since=start)
+        with _import_progress() as progress:
+            task = progress.add_task("replaying members' history", total=None)
+            summary = backfill_points(context, ws, since=start, progress=lambda done, total: progress.update(
+                task, completed=done, total=total))
     table = Table(title="points backfill", show_header=False)
     for label, value in [("enrolled members", summary.members), ("orders earning", summary.orders),
                          ("points earned", summary.points_earned), ("refunds reversing", summary.refunds),

@@ -20,6 +20,8 @@ from memberops.loyalty.benefit_models import BenefitGrant
 from memberops.loyalty.benefit_schemas import (
     BenefitDefinitionIn,
     BenefitDefinitionOut,
+    BulkGrantIn,
+    BulkGrantOut,
     ConsumeIn,
     ConsumeOut,
     GrantIn,
@@ -232,6 +234,18 @@ def grant_benefit(member_id: str, body: GrantIn, session: SessionDep, caller: Lo
     if granted.is_replay:
         response.status_code = 200
     return _grant_out(granted.grant, granted.benefit.code, granted.is_replay)
+
+
+@router.post("/benefit-definitions/{benefit_code}/grants", response_model=BulkGrantOut, tags=["benefits"],
+             responses=problem_responses(*AUTH_ERRORS, MemberNotFound, BenefitNotFound, IdempotencyKeyReused))
+def grant_benefit_in_bulk(benefit_code: str, body: BulkGrantIn, session: SessionDep,
+                          caller: LoyaltyCaller) -> BulkGrantOut:
+    """Give many members a quota of one benefit in one request (all or nothing): each grant as
+    ``POST /members/{member_id}/benefits/grant`` would make it; replayed keys give nothing more."""
+    done = benefits.grant_benefits(session, caller.workspace.id, benefit_code, [
+        benefits.GrantRequest(item.member_id, item.quantity, item.idempotency_key, item.valid_until)
+        for item in body.grants], body.source, actor=caller.actor)
+    return BulkGrantOut(benefit_code=benefit_code, granted=done.made, replayed=done.replayed)
 
 
 @router.post("/members/{member_id}/benefits/{benefit_code}/consume", response_model=ConsumeOut, tags=["benefits"],

@@ -11,7 +11,9 @@ transaction.
   (``origin_lot_id`` names the lot it came from, so a later refund of B's order reverses from A). Their
   idempotency keys name B and B's last movement: a replayed merge finds B empty and moves nothing.
   A's debt (or B's) is then settled from A's available points.
-- **Coupons and benefit grants** held by B become A's; **the tier**: A keeps the higher of the two.
+- **Coupons and benefit grants** held by B become A's; **the tier**: A keeps the higher of the two, and is
+  upgraded at once when the value now A's reaches a higher tier (:func:`memberops.loyalty.tiers.on_merge`;
+  both recorded in A's tier history, naming B).
 - **Growth value** earned by B becomes A's, each movement keeping its date (so it counts in the windows it
   was earned in); **reward redemptions** made by B become A's, so the per-member limits count them.
 - **Referrals**: friends B referred become A's (the referrer's counts and cap follow); B's own binding as a
@@ -39,7 +41,7 @@ from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
 from memberops.identity.models import Member
 from memberops.identity.service import survivors
-from memberops.loyalty import memberships, points
+from memberops.loyalty import memberships, points, tiers
 from memberops.loyalty.benefit_models import BenefitGrant
 from memberops.loyalty.coupon_models import Coupon
 from memberops.loyalty.models import (
@@ -53,7 +55,7 @@ from memberops.loyalty.models import (
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
 from memberops.loyalty.referral_models import ReferralBinding
 from memberops.loyalty.reward_models import RewardRedemption
-from memberops.loyalty.tier_models import GrowthMovement, MemberTier
+from memberops.loyalty.tier_models import GrowthMovement
 
 CHUNK = 5_000
 
@@ -170,27 +172,6 @@ def _move_referrals(session: Session, workspace_id: str, absorbed: str, survivor
     return moved
 
 
-def _move_tier(session: Session, programme: ActiveProgramme, workspace_id: str, absorbed: str, survivor: str) -> None:
-    gone = session.scalar(select(MemberTier).where(MemberTier.workspace_id == workspace_id,
-                                                   MemberTier.member_id == absorbed))
-    if gone is None:
-        return
-    kept = session.scalar(select(MemberTier).where(MemberTier.workspace_id == workspace_id,
-                                                   MemberTier.member_id == survivor))
-    order = [tier.code for tier in programme.programme.tiers]
-
-    def rank(code: str) -> int:
-        return order.index(code) if code in order else -1
-
-    if kept is None:
-        gone.member_id = survivor
-    else:
-        if rank(gone.tier) > rank(kept.tier):
-            kept.tier, kept.since = gone.tier, gone.since
-        session.delete(gone)
-    session.flush()
-
-
 def transfer_loyalty(session: Session, workspace: Workspace, absorbed: str, survivor: str, *,
                      now: datetime | None = None, summary: MergeTransfer | None = None) -> MergeTransfer:
     """Move ``absorbed``'s membership, points (lots keep their expiry), coupons, benefit grants, growth value,
@@ -216,7 +197,10 @@ def transfer_loyalty(session: Session, workspace: Workspace, absorbed: str, surv
     summary.reward_redemptions += _repoint(session, update(RewardRedemption).where(
         RewardRedemption.workspace_id == workspace.id, RewardRedemption.member_id == absorbed)
         .values(member_id=survivor))
-    _move_tier(session, programme, workspace.id, absorbed, survivor)
+    if _account(session, workspace.id, survivor) is None \
+            and memberships.membership_of(session, workspace.id, survivor) is not None:
+        points.open_account(session, workspace.id, survivor)  # an upgrade moves under the member's points lock
+    tiers.on_merge(session, workspace, programme, absorbed, survivor, now=now)
     after = (summary.memberships, summary.points, summary.coupons, summary.benefit_grants, summary.lots,
              summary.growth_movements, summary.referral_bindings, summary.reward_redemptions)
     if after != before:

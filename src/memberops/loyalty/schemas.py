@@ -192,7 +192,7 @@ class TierChangeOut(BaseModel):
 
     from_tier: str | None
     to_tier: str | None
-    reason: str = Field(description="upgrade | downgrade | keep | manual")
+    reason: str = Field(description="upgrade | downgrade | keep | manual | merge (the tier of a member merged into this one)")
     period: str = Field(description="the window it was decided on (empty for manual changes)")
     metric_value: str
     note: str

@@ -33,7 +33,8 @@ class MemberTier(Base):
 
 class TierChange(Base):
     """One entry of a member's tier history, never changed: ``reason`` is ``upgrade`` | ``downgrade`` |
-    ``keep`` (retained by the lower bar) | ``manual``; ``period`` names the window it was decided on."""
+    ``keep`` (retained by the lower bar) | ``manual`` | ``merge`` (the higher tier of a member merged into
+    this one); ``period`` names the window it was decided on, ``note`` what brought it about."""
 
     __tablename__ = "loyalty_tier_history"
     __table_args__ = (Index("ix_loyalty_tier_history_member_id_id", "member_id", "id"),)

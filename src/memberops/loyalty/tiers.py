@@ -45,15 +45,13 @@ from memberops.db.base import UTCDateTime, utcnow
 from memberops.db.dialect import (
     create_temporary,
     drop_temporary,
-    insert_ignoring_conflicts,
     insert_many,
     locked,
 )
-from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.loyalty import ledger, tier_rules
 from memberops.loyalty.benefit_models import BenefitGrant
-from memberops.loyalty.benefits import _benefit_by_code, grant_benefit
+from memberops.loyalty.benefits import GrantRequest, _benefit_by_code, grant_benefit, grant_benefits
 from memberops.loyalty.errors import MemberNotEnrolled, UnknownTier
 from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount
 from memberops.loyalty.points import lock_account, zone_of
@@ -250,9 +248,10 @@ class Upgrade:
 
 
 def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str, *, now: datetime | None = None,
-                         programme: ActiveProgramme | None = None) -> Upgrade | None:
+                         programme: ActiveProgramme | None = None, actor: str = "", note: str = "") -> Upgrade | None:
     """Upgrade the member when the current window's metric reaches a higher tier (never downgrades); the
-    caller holds the member's points lock. ``None`` when nothing changed."""
+    caller holds the member's points lock. ``None`` when nothing changed. ``actor`` and ``note`` go to the
+    tier history (what brought the upgrade about, when it is not an order or an event of the member's)."""
     programme = programme or active_programme(session, workspace.id)
     tiers = programme.programme.tiers
     if not tiers:
@@ -268,7 +267,7 @@ def upgrade_if_qualified(session: Session, workspace: Workspace, member_id: str,
         return None
     code = tiers[decision.tier].code
     _change(session, workspace, programme, member_id, held, code, reason="upgrade", period=window.label,
-            metric=metric, at=now)
+            metric=metric, at=now, actor=actor, note=note)
     return Upgrade(code, grant_tier_benefits(session, workspace, programme, member_id, code, at=now,
                                              anniversary=anniversary))
 
@@ -286,6 +285,43 @@ def on_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: d
                      source_id=f"{order.channel}:{order.order_id}",
                      idempotency_key=f"growth:order:{order.channel}:{order.order_id}", occurred_at=order.ordered_at)
     return upgrade_if_qualified(session, workspace, order.member_id, now=now, programme=programme)
+
+
+def on_merge(session: Session, workspace: Workspace, programme: ActiveProgramme, absorbed: str, survivor: str, *,
+             now: datetime) -> Upgrade | None:
+    """The tier step of a OneID merge, after the absorbed member's growth value, orders' points and
+    benefit grants moved to the survivor (:func:`memberops.loyalty.merge.transfer_loyalty`, which holds
+    both members' points locks).
+
+    The survivor keeps the higher of the two tiers (taking the absorbed member's with its ``since``, a
+    ``merge`` entry in the history and no new benefit grants: the absorbed member's grants moved with
+    them); then, as the issue's "upgrade as soon as qualified" asks, the survivor is upgraded at once when
+    what they hold now — their own value and the value merged in — reaches a higher tier (an ``upgrade``
+    noting the merge, with the tier's benefits). Never a downgrade: that waits for the evaluation."""
+    note = f"merged with member {absorbed}"
+    gone = tier_of(session, workspace.id, absorbed)
+    if gone is not None:
+        kept = tier_of(session, workspace.id, survivor)
+        order = [tier.code for tier in programme.programme.tiers]
+
+        def rank(code: str | None) -> int:
+            return order.index(code) if code in order else -1
+
+        taken, since = gone.tier, gone.since
+        session.delete(gone)
+        session.flush()
+        if rank(taken) > rank(kept.tier if kept is not None else None):
+            _change(session, workspace, programme, survivor, kept, taken, reason="merge", period="", metric=None,
+                    at=now, actor="system:merge", note=note)
+            held = tier_of(session, workspace.id, survivor)
+            assert held is not None
+            held.since = since  # held since the absorbed member won it: the evaluation judges from then
+            session.flush()
+    if not programme.programme.tiers or session.scalar(select(Membership.id).where(
+            Membership.workspace_id == workspace.id, Membership.member_id == survivor)) is None:
+        return None
+    return upgrade_if_qualified(session, workspace, survivor, now=now, programme=programme, actor="system:merge",
+                                note=note)
 
 
 def set_tier(session: Session, workspace: Workspace, member_id: str, tier_code: str | None, *, reason: str,
@@ -578,9 +614,8 @@ def _write_changes(session: Session, workspace: Workspace, programme: ActiveProg
 def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProgramme, holding: Sequence[_Judged], *,
                    at: datetime, run: TierRun) -> None:
     """What :func:`grant_tier_benefits` does per member, for all of them: each tier's benefits for the
-    period ``at`` falls in, once per member, tier and period (the same grant keys); only the grants not
-    made before are written, in bulk. A member merged into another goes through :func:`grant_benefit`,
-    which gives the survivor the grant."""
+    period ``at`` falls in, once per member, tier and period (the same grant keys), one bulk grant
+    (:func:`memberops.loyalty.benefits.grant_benefits`) per benefit and tier."""
     ws = workspace.id
     tiers = {t.code: t for t in programme.programme.tiers}
     definitions = {}
@@ -597,40 +632,18 @@ def _grant_in_bulk(session: Session, workspace: Workspace, programme: ActiveProg
         return
     zone = zone_of(workspace)
     periods: dict[date, tier_rules.Window] = {}
-    keyed = []
+    by_benefit: dict[tuple[str, str], list[GrantRequest]] = {}  # (benefit, tier) → its grants, in turn
     for judged, tier, benefit in wanted:
         if judged.anniversary not in periods:
             periods[judged.anniversary] = tier_rules.benefit_period(programme.programme.tier_rules.window, at, zone,
                                                                     anniversary=judged.anniversary)
         period = periods[judged.anniversary]
-        keyed.append((f"tier:{judged.member_id}:{tier.code}:{period.label}:{benefit.code}", judged, tier, benefit,
-                      period))
-    keys = [k[0] for k in keyed]
-    seen: set[str] = set()
-    for start in range(0, len(keys), 500):
-        seen.update(session.scalars(select(BenefitGrant.grant_key).where(
-            BenefitGrant.workspace_id == ws, BenefitGrant.grant_key.in_(keys[start:start + 500]))))
-    due = []
-    for item in keyed:  # a key not granted before, once (a repeated one is a replay, as per member)
-        if item[0] not in seen:
-            seen.add(item[0])
-            due.append(item)
-    if not due:
-        return
-    merged = set(session.scalars(select(Member.id).where(Member.workspace_id == ws, Member.merged_into_id.is_not(None),
-                                                         Member.id.in_({k[1].member_id for k in due}))))
-    plain = [k for k in due if k[1].member_id not in merged]
-    for key, judged, tier, benefit, period in (k for k in due if k[1].member_id in merged):
-        granted = grant_benefit(session, ws, judged.member_id, definitions[benefit.code], benefit.quantity,
-                                f"tier:{tier.code}", key, valid_until=period.end, now=at)
-        run.benefits_granted += 0 if granted.is_replay else 1
-    if plain:
-        insert_many(session, insert_ignoring_conflicts(session, _GRANTS, ["workspace_id", "grant_key"]), {
-            "member_id": [k[1].member_id for k in plain], "benefit_id": [definitions[k[3].code].id for k in plain],
-            "quantity": [k[3].quantity for k in plain], "source": [f"tier:{k[2].code}" for k in plain],
-            "grant_key": [k[0] for k in plain], "valid_until": [k[4].end for k in plain],
-        }, {"workspace_id": ws, "consumed": 0, "valid_from": at, "granted_at": at})
-        run.benefits_granted += len(plain)
+        by_benefit.setdefault((benefit.code, tier.code), []).append(GrantRequest(
+            judged.member_id, benefit.quantity, f"tier:{judged.member_id}:{tier.code}:{period.label}:{benefit.code}",
+            valid_until=period.end))
+    for (code, tier_code), requests in by_benefit.items():
+        run.benefits_granted += grant_benefits(session, ws, definitions[code], requests, f"tier:{tier_code}",
+                                               now=at).made
 
 
 # --- reading ---------------------------------------------------------------------------------------------
