@@ -105,7 +105,7 @@ class Rig:
     def load(self, url: str, requests: int, *, mode: str = "mix", concurrency: int = CONCURRENCY) -> dict[str, Any]:
         assert self.generator is not None
         self.runs += 1
-        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,  # type: ignore[no-any-return]
+        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,
                                    "concurrency": concurrency, "run": f"r{self.runs}", "members": self.members})
 
 

@@ -20,6 +20,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +29,9 @@ from memberops.accounts.models import Workspace
 from memberops.config import EngineKind, Settings
 from memberops.db import migrate
 from memberops.runtime import Context
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def _worker_redis_url(url: str) -> str:
@@ -138,6 +142,13 @@ WHERE c.relnamespace = 'public'::regnamespace
 """
 
 
+def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+    """The single value of a query that always answers one row."""
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 class _WorkerDatabase:
     """The worker's PostgreSQL test database: a copy of the template made once, emptied after each test.
 
@@ -154,13 +165,13 @@ class _WorkerDatabase:
         self.template = template
         self.name: str | None = None
         with psycopg.connect(_database_url(template), autocommit=True) as conn:
-            self.digest = conn.execute(_SCHEMA_DIGEST).fetchone()[0]
+            self.digest = _one(conn, _SCHEMA_DIGEST)
             self.tables = [row[0] for row in conn.execute(
                 "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
                 "AND tablename <> 'alembic_version' ORDER BY tablename")]
             seeded = " UNION ALL ".join(f"SELECT {t!r} FROM {t} HAVING count(*) > 0" for t in self.tables)
             self.reusable = not seeded or not conn.execute(seeded).fetchall()
-            self.superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+            self.superuser = _one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
 
     def checkout(self) -> str:
         import psycopg
@@ -182,7 +193,7 @@ class _WorkerDatabase:
                           "WHERE datname = %s AND pid <> pg_backend_pid()", (self.name,))
         if self.reusable:
             with psycopg.connect(_database_url(self.name)) as conn:
-                if conn.execute(_SCHEMA_DIGEST).fetchone()[0] == self.digest:
+                if _one(conn, _SCHEMA_DIGEST) == self.digest:
                     query = " UNION ALL ".join(f"SELECT {t!r} WHERE EXISTS (SELECT 1 FROM {t})" for t in self.tables)
                     written = [row[0] for row in conn.execute(query)] if query else []
                     if self.superuser:  # DELETE is quicker than TRUNCATE on a few rows; no foreign-key order
@@ -268,7 +279,7 @@ def workspace(context: Context) -> Workspace:
 
 @pytest.fixture(params=ENGINES)
 def engine_kind(request: pytest.FixtureRequest) -> EngineKind:
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 @pytest.fixture
