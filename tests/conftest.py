@@ -32,6 +32,7 @@ from memberops.runtime import Context
 
 if TYPE_CHECKING:
     import psycopg
+    from playwright.sync_api import Browser, Page
 
 
 def _worker_redis_url(url: str) -> str:
@@ -295,3 +296,22 @@ def warehouse(lake_settings: Settings) -> Iterator[object]:
     warehouse = connect_warehouse(lake_settings)
     yield warehouse
     warehouse.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, started once for a module's browser tests (``tests/browser.py`` says how)."""
+    from tests.browser import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser: Browser, console_url: str) -> Iterator[Page]:
+    """A fresh browser profile on the console that the test module serves at its ``console_url`` fixture;
+    fails the test if the page loads anything off-site."""
+    from tests.browser import open_page
+
+    with open_page(browser, console_url) as page:
+        yield page
