@@ -14,9 +14,9 @@ from memberops.audit.service import Actor
 from memberops.identity import review
 from memberops.identity.models import IdentityDecision
 from memberops.runtime import Context
+from tests.console import csrf_in, log_in
 from tests.factories import make_user
 from tests.identity.test_resolve import _import, _resolve
-from tests.web.test_console import csrf_in, log_in
 
 
 @pytest.fixture

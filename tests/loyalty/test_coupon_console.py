@@ -18,8 +18,8 @@ from memberops.loyalty.coupon_rules import display_code
 from memberops.runtime import Context
 from tests import factories
 from tests.browser import Page, expect, new_console, serving, sign_in
+from tests.console import log_in
 from tests.loyalty.coupon_factories import make_member, make_template, order
-from tests.web.test_console import log_in
 
 
 def seed(context: Context, workspace_id: str) -> tuple[str, str]:

@@ -15,10 +15,10 @@ from memberops.audit.models import AuditEntry
 from memberops.runtime import Context
 from tests import factories
 from tests.browser import Page, expect, new_console, serving, sign_in
+from tests.console import csrf_in, log_in
 from tests.loyalty.coupon_factories import make_template
 from tests.loyalty.reward_factories import funded_member, make_reward
 from tests.loyalty.test_rewards import redeem
-from tests.web.test_console import csrf_in, log_in
 
 
 def seed(context: Context, workspace: Workspace) -> None:
