@@ -36,8 +36,7 @@ fixtures = load_bench_module(Path(__file__).resolve().with_name("fixtures.py")) 
 
 
 class Setup:
-    """The store and the coupons each timed run redeems (a plain class: this module is loaded from a file,
-    outside ``sys.modules``, where dataclasses cannot resolve their annotations)."""
+    """The store and the coupons each timed run redeems."""
 
     def __init__(self, root: Path, store: Store, workspace_id: str, member_id: str, batches: list[list[str]]) -> None:
         self.root, self.store, self.workspace_id, self.member_id = root, store, workspace_id, member_id

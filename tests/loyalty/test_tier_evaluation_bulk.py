@@ -69,7 +69,7 @@ def seed(context: Context, workspace: Workspace, *, window: str, metric: str) ->
                                "created_at": when})
         session.execute(insert(LiveOrder), orders)
         session.execute(insert(GrowthMovement), growth)
-        return session.get(Workspace, workspace.id)  # type: ignore[return-value]
+        return session.get_one(Workspace, workspace.id)
 
 
 def snapshot(session: Session, run: tiers.TierRun) -> dict[str, Any]:
