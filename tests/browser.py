@@ -2,8 +2,9 @@
 fresh data dir, a page that fails its test when it loads anything off-site, and the sign-in form.
 
 The server runs in this process over the test's context; uvicorn is handed a socket already bound to port
-0, so no free port is found by luck. The fixtures built on these (``browser``, ``page``) are in
-``tests/conftest.py``; a module gives ``page`` its console through a ``console_url`` fixture.
+0, so no free port is found by luck. The fixtures built on these (``browser``, ``page``,
+``console_database_url``) are in ``tests/conftest.py``; a module gives ``page`` its console through a
+``console_url`` fixture, and serves it on every state store by building it on ``console_database_url``.
 
 Importing this module skips the importing test module when Playwright is not installed; a missing Chromium
 skips only the tests that start it (the ``browser`` fixture).
@@ -83,11 +84,13 @@ def serving(context: Context, name: str) -> Iterator[str]:
         context.close()
 
 
-def new_console(tmp_path_factory: pytest.TempPathFactory, name: str, *, role: str = "admin",
+def new_console(tmp_path_factory: pytest.TempPathFactory, name: str, database_url: str, *, role: str = "admin",
                 email: str = ADMIN_EMAIL) -> tuple[Context, Workspace]:
-    """A context over a fresh data dir (SQLite, built by the migrations) with the workspace "E2E brand" and one
+    """A context over a fresh data dir and the store at ``database_url`` (the ``console_database_url``
+    fixture: "" for SQLite in the data dir), built by the migrations, with the workspace "E2E brand" and one
     user of ``role`` who signs in as ``email`` with ``factories.PASSWORD``."""
-    context = Context.from_settings(Settings(data_dir=tmp_path_factory.mktemp(name), secret_key="e2e-secret-key"))
+    context = Context.from_settings(Settings(data_dir=tmp_path_factory.mktemp(name), database_url=database_url,
+                                             secret_key="e2e-secret-key"))
     migrate.upgrade(context.store)
     with context.store.transaction() as session:
         workspace = accounts.ensure_workspace(session, name="E2E brand")

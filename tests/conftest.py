@@ -298,6 +298,27 @@ def warehouse(lake_settings: Settings) -> Iterator[object]:
     warehouse.close()
 
 
+@pytest.fixture(scope="module", params=STORES)
+def console_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The state store of a console served to a module's browser tests, once per store: "" for the SQLite
+    file in its data dir, or a PostgreSQL database of its own (a copy of the migrated template), dropped
+    after the module."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    import psycopg
+
+    template = request.getfixturevalue("postgres_template")
+    name = f"memberops_console_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _database_url(name)
+    finally:
+        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium, started once for a module's browser tests (``tests/browser.py`` says how)."""

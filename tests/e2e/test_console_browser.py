@@ -37,9 +37,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console_url(tmp_path_factory: pytest.TempPathFactory, console_database_url: str) -> Iterator[str]:
     """A console on 127.0.0.1 over a fresh data dir with one workspace and one admin; yields its base URL."""
-    context, _ = new_console(tmp_path_factory, "console-e2e")
+    context, _ = new_console(tmp_path_factory, "console-e2e", console_database_url)
     with serving(context, "console-e2e") as base_url:
         yield base_url
 

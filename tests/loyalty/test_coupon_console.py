@@ -68,9 +68,10 @@ class TestPages:
 # --- in a real browser ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def seeded_server(tmp_path_factory: pytest.TempPathFactory,
+                  console_database_url: str) -> Iterator[tuple[str, str]]:
     """A live console over a fresh data dir with an admin and seeded coupons; yields (base URL, member)."""
-    context, workspace = new_console(tmp_path_factory, "coupons-e2e")
+    context, workspace = new_console(tmp_path_factory, "coupons-e2e", console_database_url)
     member, _ = seed(context, workspace.id)
     with serving(context, "coupons-e2e") as base_url:
         yield base_url, member

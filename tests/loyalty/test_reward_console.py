@@ -69,8 +69,8 @@ class TestPage:
 # --- in a real browser ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    context, workspace = new_console(tmp_path_factory, "rewards-e2e")
+def console_url(tmp_path_factory: pytest.TempPathFactory, console_database_url: str) -> Iterator[str]:
+    context, workspace = new_console(tmp_path_factory, "rewards-e2e", console_database_url)
     seed(context, workspace)
     with serving(context, "rewards-e2e") as base_url:
         yield base_url

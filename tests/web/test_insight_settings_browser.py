@@ -19,9 +19,10 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Context, Workspace]]:
+def served(tmp_path_factory: pytest.TempPathFactory,
+           console_database_url: str) -> Iterator[tuple[str, Context, Workspace]]:
     """A live console with an admin; yields (base URL, context, workspace)."""
-    context, workspace = new_console(tmp_path_factory, "insight-e2e")
+    context, workspace = new_console(tmp_path_factory, "insight-e2e", console_database_url)
     with serving(context, "insight-e2e") as base_url:
         yield base_url, context, workspace
 

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory, console_database_url: str) -> Iterator[tuple[str, str]]:
     """A live console with an admin and one enrolled member holding 100 points; yields (base URL, member)."""
-    context, workspace = new_console(tmp_path_factory, "loyalty-e2e")
+    context, workspace = new_console(tmp_path_factory, "loyalty-e2e", console_database_url)
     with context.store.transaction() as session:
         member = loyalty.enrol(session, workspace, "c1")
         loyalty.post_order(session, workspace, "o1", ordered_at=utcnow() - timedelta(days=1))

@@ -18,9 +18,11 @@ EMAIL = "marketer@example.com"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+def served(tmp_path_factory: pytest.TempPathFactory,
+           console_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     """A console over a resolved two-person brand with Ana's orders and events; yields (base URL, members)."""
-    context, workspace = new_console(tmp_path_factory, "members-e2e", role="marketer", email=EMAIL)
+    context, workspace = new_console(tmp_path_factory, "members-e2e", console_database_url, role="marketer",
+                                     email=EMAIL)
     import_customers(context, workspace, context.settings.data_dir, "crm.csv",
                      "r1,138 0013 8001,ana@example.com,LS001,Ana Lima,Ana,Lima\n"
                      "r2,13900139000,bo@example.com,LS002,Bo Chen,Bo,Chen\n")
