@@ -1,8 +1,9 @@
 """The console in a real browser: Debian's Chromium, driven by Playwright, against a live uvicorn server.
 
-Most tests run the server in a thread of this process over a fresh SQLite data dir, so they need neither
-the CLI nor a free port found by luck: uvicorn is handed a socket already bound to port 0. One more test
-starts the real ``memberops serve`` process, set up by ``memberops init`` and ``memberops users create``.
+Most tests run the server in a thread of this process over a fresh data dir, on every state store, so they
+need neither the CLI nor a free port found by luck: uvicorn is handed a socket already bound to port 0. One
+more test starts the real ``memberops serve`` process, set up by ``memberops init`` and ``memberops users
+create`` (on SQLite).
 """
 
 from __future__ import annotations
