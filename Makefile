@@ -13,7 +13,7 @@ BENCH  := $(VENV)/.stamp-bench
 help:
 	@echo "make demo   set up and run the demo brand on http://127.0.0.1:8000"
 	@echo "make test   run the whole test suite (PostgreSQL/Redis/Spark tests when their variables are set)"
-	@echo "make lint   ruff and mypy"
+	@echo "make lint   ruff and mypy over src, tests and bench"
 	@echo "make bench  benchmarks next to their baselines"
 
 $(BIN)/python:
@@ -48,7 +48,7 @@ test-fast: $(DEV)
 
 lint: $(DEV)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy
+	$(BIN)/mypy src tests bench
 
 bench: $(BENCH)
 	$(BIN)/memberops bench

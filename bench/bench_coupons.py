@@ -12,19 +12,15 @@ Run with ``memberops bench coupon_redeem`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import tempfile
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import insert
 
 from memberops.audit.service import Actor
-from memberops.benchmarks import Benchmark
-from memberops.db import migrate
+from memberops.benchmarks import Benchmark, load_bench_module
 from memberops.db.base import utcnow
 from memberops.db.engine import Store
 from memberops.identity.models import Member
@@ -36,10 +32,11 @@ from memberops.loyalty.coupon_schemas import CouponTemplateIn, CouponTerms
 
 REPEATS = 5
 
+fixtures = load_bench_module(Path(__file__).resolve().with_name("fixtures.py"))  # the shared store set-up
+
 
 class Setup:
-    """The store and the coupons each timed run redeems (a plain class: this module is loaded from a file,
-    outside ``sys.modules``, where dataclasses cannot resolve their annotations)."""
+    """The store and the coupons each timed run redeems."""
 
     def __init__(self, root: Path, store: Store, workspace_id: str, member_id: str, batches: list[list[str]]) -> None:
         self.root, self.store, self.workspace_id, self.member_id = root, store, workspace_id, member_id
@@ -50,34 +47,29 @@ class Setup:
 
 
 def _setup(quick: bool) -> Setup:
-    from memberops.accounts import service as accounts
-
     per_run = 200 if quick else 2_000
-    root = Path(tempfile.mkdtemp(prefix="memberops-bench-coupons-"))
-    store = Store(f"sqlite:///{root / 'memberops.db'}")
-    migrate.upgrade(store)
+    root, store, workspace_id = fixtures.sqlite_store("coupons")
     now = utcnow()
     with store.transaction() as session:
-        workspace = accounts.ensure_workspace(session, name="Bench brand")
-        member = Member(workspace_id=workspace.id, is_enrolled=True)
+        member = Member(workspace_id=workspace_id, is_enrolled=True)
         session.add(member)
         session.flush()
         terms = CouponTerms(kind="percent_off", percent_off=Decimal("10"), max_discount=Decimal("30"), valid_days=30,
                             min_spend=Decimal("50"))
-        template = coupon_templates.create_template(session, workspace.id, CouponTemplateIn(
+        template = coupon_templates.create_template(session, workspace_id, CouponTemplateIn(
             code="BENCH", name="bench", terms=terms), actor=Actor.system())
         batches = []
         for _ in range(2 * (REPEATS + 1)):
             codes = [generate_code() for _ in range(per_run)]
             session.execute(insert(Coupon), [
-                {"id": new_id(), "workspace_id": workspace.id, "template_id": template.id, "template_version": 1,
+                {"id": new_id(), "workspace_id": workspace_id, "template_id": template.id, "template_version": 1,
                  "code": code, "unique_code": code, "member_id": member.id, "status": "issued",
                  "issue_key": f"bench-{code}", "issued_at": now, "valid_from": now,
                  "valid_until": now + timedelta(days=30), "restored_count": 0}
                 for code in codes
             ])
             batches.append(codes)
-    return Setup(root, store, workspace.id, member.id, batches)
+    return Setup(root, store, workspace_id, member.id, batches)
 
 
 def _ours(data: Setup) -> int:
@@ -115,19 +107,10 @@ def _baseline(data: Setup) -> int:
     return redeemed
 
 
-def _same(ours: Any, baseline: Any) -> None:
-    assert ours == baseline, (ours, baseline)
-
-
-def _teardown(data: Setup) -> None:
-    data.store.dispose()
-    shutil.rmtree(data.root, ignore_errors=True)
-
-
 BENCHMARKS = [
     Benchmark(
         name="coupon_redeem", description="redeem coupons, one write transaction each (SQLite)",
         baseline_name="sqlite3: the bare conditional UPDATE + INSERT", setup=_setup, ours=_ours, baseline=_baseline,
-        check=_same, repeats=REPEATS, teardown=_teardown, unit_of_work="2,000 redeems (200 with --quick)",
+        check=fixtures.same, repeats=REPEATS, teardown=fixtures.teardown, unit_of_work="2,000 redeems (200 with --quick)",
     ),
 ]

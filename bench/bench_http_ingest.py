@@ -64,7 +64,7 @@ class Rig:
     def load(self, url: str, mode: str, requests: int, concurrency: int) -> dict[str, Any]:
         assert self.generator is not None
         self.runs += 1
-        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,  # type: ignore[no-any-return]
+        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,
                                    "concurrency": concurrency, "run": f"r{self.runs}"})
 
 
@@ -72,12 +72,7 @@ def _start(quick: bool) -> Rig:
     root = Path(tempfile.mkdtemp(prefix="memberops-bench-http-"))
     env = {**os.environ, "MEMBEROPS_DATA_DIR": str(root / "data"), "MEMBEROPS_SECRET_KEY": "bench-secret"}
     env.pop("MEMBEROPS_DATABASE_URL", None)  # SQLite in the data directory, as the target says
-    created = loadgen.memberops("keys", "create", "--scope", "ingest", "--name", "bench", env=env,
-                         stdout=subprocess.PIPE, text=True)
-    output, _ = created.communicate(timeout=120)
-    if created.returncode != 0:
-        raise RuntimeError(f"memberops keys create failed: {output}")
-    key = output.strip().splitlines()[-1].split()[-1]
+    key = loadgen.create_key(env, "ingest")
     ours_port, baseline_port = loadgen.free_port(), loadgen.free_port()
     quiet = subprocess.DEVNULL  # the access log is written, and thrown away
     ours = loadgen.memberops("serve", "--no-jobs", "--port", str(ours_port), env=env, stdout=quiet, stderr=quiet)

@@ -205,10 +205,10 @@ def _splink_febrl(con: Any, relation: Any) -> tuple[Any, Any]:
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    blocking_rules = [block_on("soc_sec_id"), block_on("given_name"), block_on("surname"), block_on("date_of_birth"),
-                      block_on("postcode")]
     settings = SettingsCreator(
-        unique_id_column_name="unique_id", link_type="dedupe_only", blocking_rules_to_generate_predictions=blocking_rules,
+        unique_id_column_name="unique_id", link_type="dedupe_only",
+        blocking_rules_to_generate_predictions=[block_on(column) for column in (
+            "soc_sec_id", "given_name", "surname", "date_of_birth", "postcode")],
         comparisons=[
             cl.NameComparison("given_name"), cl.NameComparison("surname"),
             cl.DateOfBirthComparison("date_of_birth", input_is_string=True, datetime_format="%Y%m%d"),

@@ -70,9 +70,10 @@ def _baseline(data: dict[str, Any]) -> int:
             FROM read_csv('{data["csv"]}', header = true, all_varchar = true)
         ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
     """)
-    count = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]  # type: ignore[index]
+    counted = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()
     con.close()
-    return int(count)
+    assert counted is not None
+    return int(counted[0])
 
 
 def _same(ours: int, baseline: int) -> None:

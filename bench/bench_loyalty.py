@@ -105,7 +105,7 @@ class Rig:
     def load(self, url: str, requests: int, *, mode: str = "mix", concurrency: int = CONCURRENCY) -> dict[str, Any]:
         assert self.generator is not None
         self.runs += 1
-        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,  # type: ignore[no-any-return]
+        return self.generator.run({"url": url, "key": self.key, "mode": mode, "requests": requests,
                                    "concurrency": concurrency, "run": f"r{self.runs}", "members": self.members})
 
 
@@ -116,12 +116,7 @@ def _start(store: str, quick: bool) -> Rig:
     env = {**os.environ, "MEMBEROPS_DATA_DIR": str(root / "data"), "MEMBEROPS_SECRET_KEY": "bench-secret",
            "MEMBEROPS_DATABASE_URL": database_url}
     try:
-        created = loadgen.memberops("keys", "create", "--scope", "loyalty", "--scope", "ingest", "--name", "bench",
-                                  env=env, stdout=subprocess.PIPE, text=True)
-        output, _ = created.communicate(timeout=120)
-        if created.returncode != 0:
-            raise RuntimeError(f"memberops keys create failed: {output}")
-        rig.key = output.strip().splitlines()[-1].split()[-1]
+        rig.key = loadgen.create_key(env, "loyalty", "ingest")
         ours_port, baseline_port = loadgen.free_port(), loadgen.free_port()
         quiet = subprocess.DEVNULL
         workers = str(POSTGRESQL_WORKERS if store == "postgresql" else 1)

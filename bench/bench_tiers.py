@@ -16,8 +16,6 @@ Run with ``memberops bench loyalty_tier_evaluation`` (``--quick`` for a smoke ru
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor
-from memberops.benchmarks import Benchmark
-from memberops.db import migrate
+from memberops.benchmarks import Benchmark, load_bench_module
 from memberops.db.engine import Store
 from memberops.identity.models import Member
 from memberops.ids import new_id
@@ -40,6 +38,8 @@ from memberops.loyalty.tier_models import MemberTier
 
 AS_OF = datetime.fromisoformat("2026-03-10T05:30:00+00:00")
 
+fixtures = load_bench_module(Path(__file__).resolve().with_name("fixtures.py"))  # the shared store set-up
+
 
 class Setup:
     def __init__(self, root: Path, store: Store, workspace_id: str) -> None:
@@ -51,15 +51,11 @@ class _Rollback(Exception):
 
 
 def _setup(quick: bool) -> Setup:
-    from memberops.accounts import service as accounts
-
     size = 2_000 if quick else 20_000
     rng = random.Random(6)
-    root = Path(tempfile.mkdtemp(prefix="memberops-bench-tiers-"))
-    store = Store(f"sqlite:///{root / 'memberops.db'}")
-    migrate.upgrade(store)
-    with store.transaction() as session:
-        workspace = accounts.ensure_workspace(session, name="Bench brand")
+    data = Setup(*fixtures.sqlite_store("tiers"))
+    with data.store.transaction() as session:
+        workspace = session.get_one(Workspace, data.workspace_id)
         workspace.timezone = "Asia/Shanghai"
         programmes.save_programme(session, workspace, programme_from_dict({
             "tiers": [{"code": "silver", "name": "Silver", "threshold": "500"},
@@ -90,13 +86,10 @@ def _setup(quick: bool) -> Setup:
                                "paid_amount": paid, "refunded_amount": rng.choice([Decimal(0)] * 4 + [paid]),
                                "received_at": when})
         session.execute(insert(LiveOrder), orders)
-        workspace_id = workspace.id
-    return Setup(root, store, workspace_id)
+    return data
 
 
 def _evaluate(data: Setup, evaluate: Any) -> tuple[Any, ...]:
-    from memberops.accounts.models import Workspace
-
     result: list[tuple[Any, ...]] = []
     try:
         with data.store.transaction() as session:
@@ -118,19 +111,10 @@ def _baseline(data: Setup) -> tuple[Any, ...]:
     return _evaluate(data, tiers.evaluate_tiers_per_member)
 
 
-def _same(ours: Any, baseline: Any) -> None:
-    assert ours == baseline, (ours, baseline)
-
-
-def _teardown(data: Setup) -> None:
-    data.store.dispose()
-    shutil.rmtree(data.root, ignore_errors=True)
-
-
 BENCHMARKS = [
     Benchmark(
         name="loyalty_tier_evaluation", description="evaluate every member's tier (SQLite, anniversary windows)",
         baseline_name="the member-by-member evaluation", setup=_setup, ours=_ours, baseline=_baseline,
-        check=_same, repeats=2, teardown=_teardown, unit_of_work="20,000 members (2,000 with --quick)",
+        check=fixtures.same, repeats=2, teardown=fixtures.teardown, unit_of_work="20,000 members (2,000 with --quick)",
     ),
 ]

@@ -35,6 +35,17 @@ def memberops(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
     return subprocess.Popen([*command, *args], env=env, **kwargs)
 
 
+def create_key(env: dict[str, str], *scopes: str) -> str:
+    """A new API key with ``scopes``, made by ``memberops keys create`` (which also sets up the store)."""
+    scope_args = [arg for scope in scopes for arg in ("--scope", scope)]
+    created = memberops("keys", "create", *scope_args, "--name", "bench", env=env, stdout=subprocess.PIPE,
+                        text=True)
+    output, _ = created.communicate(timeout=120)
+    if created.returncode != 0:
+        raise RuntimeError(f"memberops keys create failed: {output}")
+    return str(output.strip().splitlines()[-1].split()[-1])
+
+
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     import httpx
 

@@ -20,6 +20,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +29,10 @@ from memberops.accounts.models import Workspace
 from memberops.config import EngineKind, Settings
 from memberops.db import migrate
 from memberops.runtime import Context
+
+if TYPE_CHECKING:
+    import psycopg
+    from playwright.sync_api import Browser, Page
 
 
 def _worker_redis_url(url: str) -> str:
@@ -138,6 +143,13 @@ WHERE c.relnamespace = 'public'::regnamespace
 """
 
 
+def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+    """The single value of a query that always answers one row."""
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 class _WorkerDatabase:
     """The worker's PostgreSQL test database: a copy of the template made once, emptied after each test.
 
@@ -154,13 +166,13 @@ class _WorkerDatabase:
         self.template = template
         self.name: str | None = None
         with psycopg.connect(_database_url(template), autocommit=True) as conn:
-            self.digest = conn.execute(_SCHEMA_DIGEST).fetchone()[0]
+            self.digest = _one(conn, _SCHEMA_DIGEST)
             self.tables = [row[0] for row in conn.execute(
                 "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
                 "AND tablename <> 'alembic_version' ORDER BY tablename")]
             seeded = " UNION ALL ".join(f"SELECT {t!r} FROM {t} HAVING count(*) > 0" for t in self.tables)
             self.reusable = not seeded or not conn.execute(seeded).fetchall()
-            self.superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+            self.superuser = _one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
 
     def checkout(self) -> str:
         import psycopg
@@ -182,7 +194,7 @@ class _WorkerDatabase:
                           "WHERE datname = %s AND pid <> pg_backend_pid()", (self.name,))
         if self.reusable:
             with psycopg.connect(_database_url(self.name)) as conn:
-                if conn.execute(_SCHEMA_DIGEST).fetchone()[0] == self.digest:
+                if _one(conn, _SCHEMA_DIGEST) == self.digest:
                     query = " UNION ALL ".join(f"SELECT {t!r} WHERE EXISTS (SELECT 1 FROM {t})" for t in self.tables)
                     written = [row[0] for row in conn.execute(query)] if query else []
                     if self.superuser:  # DELETE is quicker than TRUNCATE on a few rows; no foreign-key order
@@ -268,7 +280,7 @@ def workspace(context: Context) -> Workspace:
 
 @pytest.fixture(params=ENGINES)
 def engine_kind(request: pytest.FixtureRequest) -> EngineKind:
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 @pytest.fixture
@@ -284,3 +296,43 @@ def warehouse(lake_settings: Settings) -> Iterator[object]:
     warehouse = connect_warehouse(lake_settings)
     yield warehouse
     warehouse.close()
+
+
+@pytest.fixture(scope="module", params=STORES)
+def console_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The state store of a console served to a module's browser tests, once per store: "" for the SQLite
+    file in its data dir, or a PostgreSQL database of its own (a copy of the migrated template), dropped
+    after the module."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    import psycopg
+
+    template = request.getfixturevalue("postgres_template")
+    name = f"memberops_console_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _database_url(name)
+    finally:
+        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, started once for a module's browser tests (``tests/browser.py`` says how)."""
+    from tests.browser import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser: Browser, console_url: str) -> Iterator[Page]:
+    """A fresh browser profile on the console that the test module serves at its ``console_url`` fixture;
+    fails the test if the page loads anything off-site."""
+    from tests.browser import open_page
+
+    with open_page(browser, console_url) as page:
+        yield page

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -23,12 +25,12 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _assert_problem(response: object, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    assert response.headers["content-type"].startswith("application/problem+json")  # type: ignore[attr-defined]
-    body = response.json()  # type: ignore[attr-defined]
+def _assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
     assert body["code"] == code and body["status"] == status and body["detail"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 class TestHealthAndDocs:
@@ -117,7 +119,7 @@ class TestErrors:
             client.post("/api/v1/members", json={"channel": "Bad Channel!", "colour": "red"}, headers=_auth(key)),
             422, "validation_error",
         )
-        fields = {e["field"] for e in body["errors"]}  # type: ignore[union-attr]
+        fields = {e["field"] for e in body["errors"]}
         assert {"channel", "colour"} <= fields  # source_id is optional since enrolment finds people by identifiers
 
     def test_invalid_scope_is_422(self, client: TestClient, context: Context, workspace: Workspace) -> None:

@@ -18,7 +18,7 @@ class TestSqlitePragmas:
         with store.read() as session:
             assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
-            assert session.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+            assert session.execute(text("PRAGMA busy_timeout")).scalar_one() >= 5000
         store.dispose()
 
 

@@ -30,7 +30,7 @@ UNKNOWN_GENDER = {"未知", "保密", "0"}  # read as "not given" by the importe
 
 
 def read_rows(root: Path, entry: dict) -> list[dict[str, str]]:
-    """A generated file's rows as text, whatever its format."""
+    """A generated file's rows as text, whatever its format; a missing value is empty text, as in a CSV file."""
     path = root / entry["path"]
     if entry["format"] == "csv":
         text = path.read_bytes().decode(entry["encoding"])
@@ -38,7 +38,7 @@ def read_rows(root: Path, entry: dict) -> list[dict[str, str]]:
     if entry["format"] == "jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     table = pq.read_table(path)
-    return [{k: (None if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()]
+    return [{k: ("" if v is None else str(v)) for k, v in row.items()} for row in table.to_pylist()]
 
 
 def columns_of(root: Path, entry: dict) -> set[str]:
@@ -289,7 +289,7 @@ class TestBuyingProcess:
                 continue
             c = preset_of(entry).columns
             paid = {o["order_id"]: money(o["paid"]) for o in sample_orders[entry["channel"]]}
-            total: Counter[str] = Counter()
+            total: defaultdict[str, Decimal] = defaultdict(Decimal)
             for row in read_rows(sample, entry):
                 assert row[c["order_id"]] in paid
                 assert money(row[c["amount"]]) > 0
@@ -308,7 +308,7 @@ class TestBuyingProcess:
             orders = {row[c["order_id"]]: row for row in read_rows(sample, entry)}
             items = next(e for e in files if e["kind"] == "order-items" and e["channel"] == entry["channel"])
             ic = preset_of(items).columns
-            lines: Counter[str] = Counter()
+            lines: defaultdict[str, Decimal] = defaultdict(Decimal)
             for row in read_rows(sample, items):
                 assert money(row[ic["amount"]]) == money(row[ic["unit_price"]]) * int(row[ic["quantity"]])
                 lines[row[ic["order_id"]]] += money(row[ic["amount"]])

@@ -1,8 +1,9 @@
 """The console in a real browser: Debian's Chromium, driven by Playwright, against a live uvicorn server.
 
-Most tests run the server in a thread of this process over a fresh SQLite data dir, so they need neither
-the CLI nor a free port found by luck: uvicorn is handed a socket already bound to port 0. One more test
-starts the real ``memberops serve`` process, set up by ``memberops init`` and ``memberops users create``.
+Most tests run the server in a thread of this process over a fresh data dir, on every state store, so they
+need neither the CLI nor a free port found by luck: uvicorn is handed a socket already bound to port 0. One
+more test starts the real ``memberops serve`` process, set up by ``memberops init`` and ``memberops users
+create`` (on SQLite).
 """
 
 from __future__ import annotations
@@ -20,62 +21,28 @@ from typing import Any
 
 import pytest
 
-from memberops.accounts import service as accounts
-from memberops.config import Settings
-from memberops.db import migrate
-from memberops.runtime import Context
 from tests import factories
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving, wait_for_health
-
-ADMIN_EMAIL = "admin@example.com"
+from tests.browser import (
+    ADMIN_EMAIL,
+    Browser,
+    Page,
+    expect,
+    new_console,
+    open_page,
+    serving,
+    sign_in,
+    wait_for_health,
+)
 
 pytestmark = pytest.mark.browser
 
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
-if not CHROMIUM.exists():  # pragma: no cover - depends on the environment
-    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
-
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console_url(tmp_path_factory: pytest.TempPathFactory, console_database_url: str) -> Iterator[str]:
     """A console on 127.0.0.1 over a fresh data dir with one workspace and one admin; yields its base URL."""
-    data_dir = tmp_path_factory.mktemp("console-e2e")
-    context = Context.from_settings(Settings(data_dir=data_dir, secret_key="e2e-secret-key"))
-    migrate.upgrade(context.store)
-    with context.store.transaction() as session:
-        workspace = accounts.ensure_workspace(session, name="E2E brand")
-        factories.make_user(session, workspace, role="admin", email=ADMIN_EMAIL)
-
+    context, _ = new_console(tmp_path_factory, "console-e2e", console_database_url)
     with serving(context, "console-e2e") as base_url:
         yield base_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    """A fresh browser profile (no cookies) that fails the test if the page loads anything off-site."""
-    context = browser.new_context(base_url=live_server)
-    page = context.new_page()
-    foreign: list[str] = []
-    page.on("request", lambda request: foreign.append(request.url)
-            if not request.url.startswith(live_server) else None)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert foreign == [], f"the console fetched from another origin: {foreign}"
 
 
 @pytest.fixture
@@ -111,13 +78,6 @@ def cli_server(tmp_path: Path) -> Iterator[str]:
         log_file.close()
 
 
-def sign_in(page: Page, password: str = factories.PASSWORD) -> None:
-    page.goto("/")
-    page.get_by_test_id("login-email").fill(ADMIN_EMAIL)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-
-
 def api_get(url: str, key: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     try:
@@ -128,10 +88,10 @@ def api_get(url: str, key: str) -> tuple[int, Any]:
 
 
 class TestConsoleInBrowser:
-    def test_anonymous_visit_lands_on_login(self, page: Page, live_server: str) -> None:
+    def test_anonymous_visit_lands_on_login(self, page: Page, console_url: str) -> None:
         page.goto("/admin/keys")
 
-        expect(page).to_have_url(f"{live_server}/login?next=/admin/keys")
+        expect(page).to_have_url(f"{console_url}/login?next=/admin/keys")
         expect(page.get_by_test_id("login-form")).to_be_visible()
 
     def test_wrong_password_shows_the_error(self, page: Page) -> None:
@@ -141,10 +101,10 @@ class TestConsoleInBrowser:
         expect(page.get_by_test_id("login-email")).to_have_value(ADMIN_EMAIL)
         assert not [c for c in page.context.cookies() if c["name"] == "memberops_session"]
 
-    def test_right_password_shows_the_dashboard(self, page: Page, live_server: str) -> None:
+    def test_right_password_shows_the_dashboard(self, page: Page, console_url: str) -> None:
         sign_in(page)
 
-        expect(page).to_have_url(f"{live_server}/")
+        expect(page).to_have_url(f"{console_url}/")
         expect(page.get_by_test_id("user-email")).to_have_text(ADMIN_EMAIL)
         expect(page.get_by_test_id("user-role")).to_have_text("admin")
         for card in ("members", "enrolled-members", "identity-records", "orders", "events", "outbox-backlog"):
@@ -154,7 +114,7 @@ class TestConsoleInBrowser:
         assert session_cookie["httpOnly"] is True
         assert session_cookie["sameSite"] == "Lax"
 
-    def test_create_an_api_key(self, page: Page, live_server: str) -> None:
+    def test_create_an_api_key(self, page: Page, console_url: str) -> None:
         sign_in(page)
         page.get_by_test_id("nav-keys").click()
         page.get_by_test_id("new-key-name").fill("Browser POS")
@@ -166,7 +126,7 @@ class TestConsoleInBrowser:
         expect(new_key).to_be_visible()
         key = new_key.input_value()
         assert key.startswith("mo_")
-        status, me = api_get(f"{live_server}/api/v1/me", key)
+        status, me = api_get(f"{console_url}/api/v1/me", key)
         assert status == 200
         assert me["key_name"] == "Browser POS"
 
@@ -177,30 +137,26 @@ class TestConsoleInBrowser:
         row.get_by_test_id("revoke-key").click()
         expect(page.get_by_test_id("key-row").filter(has_text="Browser POS").get_by_test_id("key-revoked")) \
             .to_be_visible()
-        assert api_get(f"{live_server}/api/v1/me", key)[0] == 401
+        assert api_get(f"{console_url}/api/v1/me", key)[0] == 401
 
-    def test_logout_returns_to_login(self, page: Page, live_server: str) -> None:
+    def test_logout_returns_to_login(self, page: Page, console_url: str) -> None:
         sign_in(page)
         expect(page.get_by_test_id("user-email")).to_be_visible()
 
         page.get_by_test_id("logout").click()
 
-        expect(page).to_have_url(f"{live_server}/login")
+        expect(page).to_have_url(f"{console_url}/login")
         expect(page.get_by_test_id("login-form")).to_be_visible()
         page.goto("/")
-        expect(page).to_have_url(f"{live_server}/login")
+        expect(page).to_have_url(f"{console_url}/login")
 
 
 class TestServedByTheCli:
     def test_sign_in_to_memberops_serve(self, browser: Browser, cli_server: str) -> None:
-        context = browser.new_context(base_url=cli_server)
-        try:
-            page = context.new_page()
+        with open_page(browser, cli_server) as page:
             sign_in(page)
 
             expect(page).to_have_url(f"{cli_server}/")
             expect(page.get_by_test_id("count-members")).to_be_visible()
             page.get_by_test_id("logout").click()
             expect(page.get_by_test_id("login-form")).to_be_visible()
-        finally:
-            context.close()

@@ -13,7 +13,7 @@ from memberops.lake.engine import Warehouse
 
 def _records() -> tuple[ibis.Table, ibis.Table]:
     t = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3, 4)]
-    rows = [  # member m1 on four channels; m2 has nothing but an id
+    rows: list[dict[str, object]] = [  # member m1 on four channels; m2 has nothing but an id
         {"channel": "tmall", "source_id": "a", "full_name": "小芽妈妈", "phone": "+8613800138001",
          "email": "new@x.com", "birthday": date(1990, 1, 2), "city": "上海市", "ingested_at": t[3]},
         {"channel": "pos", "source_id": "b", "full_name": "李娜", "phone": "+8613800138001", "email": None,

@@ -54,6 +54,8 @@ def people(count: int = 160, seed: int = 7) -> tuple[pa.Table, np.ndarray]:
         city = str(rng.choice(CITIES))
         phone = f"+86{int(rng.integers(13_000_000_000, 13_999_999_999))}"
         email = f"{surname if latin else 'm'}{p}@qq.com" if rng.random() < 0.5 else None
+        b: dt.date | None
+        ph: str | None
         for copy in range(int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))):
             g, s, b, ph, em = given, surname, birthday, phone, email
             if copy:

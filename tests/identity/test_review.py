@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ from memberops.audit.service import Actor
 from memberops.identity import review
 from memberops.identity.models import IdentityDecision
 from memberops.runtime import Context
-from tests.factories import PASSWORD, make_user
+from tests.console import csrf_in, log_in
+from tests.factories import make_user
 from tests.identity.test_resolve import _import, _resolve
 
 
@@ -52,9 +52,7 @@ class TestReview:
         with TestClient(create_app(context)) as client:
             for email in ("a@example.com", "m@example.com"):
                 client.cookies.clear()
-                login = client.get("/login")
-                token = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
-                client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+                assert log_in(client, email).status_code == 303
                 page = client.get("/identity/review")
                 assert page.status_code == 200 and 'data-testid="review-pair"' in page.text
                 if email.startswith("a@"):  # contact details masked for analysts, as on the profile
@@ -62,9 +60,8 @@ class TestReview:
                     assert "+8613800138001" not in page.text and "+8613900139000" not in page.text
                 else:
                     assert "+8613800138001" in page.text and "+8613900139000" in page.text
-                csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-                decided = client.post(f"/identity/review/{queued}", data={"csrf_token": csrf, "decision": "reject"},
-                                      follow_redirects=False)
+                decided = client.post(f"/identity/review/{queued}", follow_redirects=False,
+                                      data={"csrf_token": csrf_in(page.text), "decision": "reject"})
                 if email.startswith("a@"):
                     assert decided.status_code == 403  # analysts look, they do not decide
                 else:

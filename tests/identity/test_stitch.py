@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import ibis
@@ -27,7 +28,7 @@ def _records(rows: list[dict[str, object]]) -> ibis.Table:
 
 
 def _groups(warehouse: Warehouse, rows: list[dict[str, object]], rules: StitchRules | None = None,
-            pins: list[tuple[int, int]] = (), excluded: tuple[int, ...] = ()) -> list[set[int]]:
+            pins: Sequence[tuple[int, int]] = (), excluded: tuple[int, ...] = ()) -> list[set[int]]:
     rules = rules or StitchRules()
     records = _records(rows)
     links = identifier_links(records, rules)

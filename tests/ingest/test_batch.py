@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,7 +36,7 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def _lake(context: Context, table: str, *columns: str) -> list[dict[str, object]]:
+def _lake(context: Context, table: str, *columns: str) -> list[dict[str, Any]]:
     warehouse = context.warehouse()
     expr = warehouse.table(table)
     return warehouse.to_pyarrow(expr.select(*columns).order_by(columns[0])).to_pylist()

@@ -206,7 +206,7 @@ class TestOrders:
         with context.store.transaction() as session:
             absorbed = _customer(session, workspace, "c1")
             survivor = _customer(session, workspace, "c2")
-            session.get(Member, absorbed).merged_into_id = survivor  # type: ignore[union-attr]
+            session.get_one(Member, absorbed).merged_into_id = survivor
             session.flush()
             (outcome,) = live.ingest_orders(session, workspace, [order("o1", customer_key="c1")])
         assert outcome.member_id == survivor

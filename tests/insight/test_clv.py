@@ -312,6 +312,7 @@ class TestGammaGammaReference:
         the transactions (the unrounded means) reproduces p = 6.25, q = 3.74, γ = 15.44."""
         t = cdnow_transactions()
         summary = clv.summary_from_transactions(t.ids, t.dates, t.amounts, calibration_end=CALIBRATION_END)
+        assert summary.monetary_value is not None
         fit = clv.fit_gamma_gamma(summary.frequency, summary.monetary_value)
         assert fit.n == 946
         assert (round(fit.params.p, 2), round(fit.params.q, 2), round(fit.params.v, 2)) == (6.25, 3.74, 15.44)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memberops.insight.clv import summary_from_transactions
-from memberops.insight.clv_data import TransactionsInvalid
+from memberops.insight.clv_data import TimeUnit, TransactionsInvalid
 from tests.insight.clv_data import CALIBRATION_END, cdnow_summary, cdnow_transactions
 
 
@@ -135,7 +135,7 @@ class TestAgainstTheDefinition:
                          min_size=1, max_size=60),
            end=st.integers(19_000, 19_130), unit=st.sampled_from(["D", "W"]))
     @settings(max_examples=150, deadline=None)
-    def test_equals_a_per_customer_loop(self, rows: list[tuple[int, int, float]], end: int, unit: str) -> None:
+    def test_equals_a_per_customer_loop(self, rows: list[tuple[int, int, float]], end: int, unit: TimeUnit) -> None:
         ids, days, amounts = (list(c) for c in zip(*rows, strict=True))
         expected = _naive(ids, days, amounts, end, unit)
         dates = np.array(days, dtype="datetime64[D]")

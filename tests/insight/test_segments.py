@@ -31,7 +31,7 @@ class TestQuintiles:
     def _scores(self, warehouse: Warehouse, values: list[int], smaller_is_better: bool = False) -> list[int]:
         t = ibis.memtable(pa.table({"i": list(range(len(values))), "v": values}))
         scored = t.select("i", s=quintile(t.v, smaller_is_better=smaller_is_better)).order_by("i")
-        return warehouse.to_pyarrow(scored).column("s").to_pylist()  # type: ignore[no-any-return]
+        return warehouse.to_pyarrow(scored).column("s").to_pylist()
 
     def test_ten_distinct_values_two_per_quintile(self, warehouse: Warehouse) -> None:
         assert self._scores(warehouse, [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]) == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]

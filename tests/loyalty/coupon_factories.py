@@ -24,13 +24,15 @@ def make_member(session: Session, workspace_id: str) -> str:
     return member.id
 
 
+TERMS_BY_KIND: dict[str, dict[str, Any]] = {
+    "amount_off": {"amount_off": Decimal("20")}, "percent_off": {"percent_off": Decimal("10")},
+    "threshold": {"threshold": Decimal("300"), "amount_off": Decimal("50")}, "free_shipping": {},
+    "gift": {"gift_sku": "TOTE-1", "gift_value": Decimal("15")},
+}
+
+
 def terms(kind: str = "amount_off", **fields: Any) -> CouponTerms:
-    defaults: dict[str, Any] = {
-        "amount_off": {"amount_off": Decimal("20")}, "percent_off": {"percent_off": Decimal("10")},
-        "threshold": {"threshold": Decimal("300"), "amount_off": Decimal("50")}, "free_shipping": {},
-        "gift": {"gift_sku": "TOTE-1", "gift_value": Decimal("15")},
-    }[kind]
-    return CouponTerms.model_validate({"kind": kind, "valid_days": 30, **defaults, **fields})
+    return CouponTerms.model_validate({"kind": kind, "valid_days": 30, **TERMS_BY_KIND[kind], **fields})
 
 
 def make_template(session: Session, workspace_id: str, code: str = "SPRING-20", *, kind: str = "amount_off",

@@ -92,6 +92,7 @@ def test_backfill_is_the_ledger_of_posting_the_orders_live_in_time_order(context
                 session.flush()
                 points.earn_for_order(session, ws, order, now=at)
             else:
+                assert isinstance(detail, tuple)
                 order_id, amount = detail
                 order = session.scalars(select(LiveOrder).where(LiveOrder.order_id == f"l-{order_id}")).one()
                 order.refunded_amount += Decimal(amount)

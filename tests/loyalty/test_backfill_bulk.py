@@ -75,11 +75,11 @@ def _history(workspace_id: str, members: dict[str, str], seed: int) -> Brand:
                                       "order_id": order_id, "refunded_at": at + timedelta(days=chance.randint(360, 480)),
                                       "amount": paid})
         if customer == "c12":  # a refund after the order's points lapsed: a debt, settled by the next order
-            for order_id, days, paid in (("c12-debt", 20, "480.00"), ("c12-next", 500, "1500.00")):
+            for order_id, days, paid in (("c12-debt", 20, Decimal("480.00")), ("c12-next", 500, Decimal("1500.00"))):
                 brand.orders.append({**brand._common(), "channel": "pos", "order_id": order_id, "customer_key": customer,
                                      "store_id": None, "ordered_at": START + timedelta(days=days), "status": "paid",
-                                     "gross_amount": Decimal(paid), "discount_amount": Decimal(0),
-                                     "shipping_amount": Decimal(0), "paid_amount": Decimal(paid), "currency": "CNY",
+                                     "gross_amount": paid, "discount_amount": Decimal(0),
+                                     "shipping_amount": Decimal(0), "paid_amount": paid, "currency": "CNY",
                                      "coupon_codes": None})
             brand.refunds.append({**brand._common(), "channel": "pos", "refund_id": "c12-debt-late",
                                   "order_id": "c12-debt", "refunded_at": START + timedelta(days=420),

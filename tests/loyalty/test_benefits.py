@@ -129,8 +129,8 @@ class TestConsume:
         used = consume(context, workspace, member, 2, "c1")
         assert (used.quantity, used.remaining) == (2, 1)
         with context.store.read() as session:
-            assert session.get(BenefitGrant, soon.id).consumed == 1  # type: ignore[union-attr]
-            assert session.get(BenefitGrant, late.id).consumed == 1  # type: ignore[union-attr]
+            assert session.get_one(BenefitGrant, soon.id).consumed == 1
+            assert session.get_one(BenefitGrant, late.id).consumed == 1
         with pytest.raises(InsufficientBenefitQuota) as caught:
             consume(context, workspace, member, 2, "c2")
         assert caught.value.facts["available"] == 1
@@ -150,7 +150,8 @@ class TestConsume:
     def test_concurrent_consumers_never_overdraw(self, context: Context, workspace: Workspace, member: str) -> None:
         grant(context, workspace, member, 2, "g1")
         grant(context, workspace, member, 1, "g2")
-        barrier, results = threading.Barrier(6), []
+        barrier = threading.Barrier(6)
+        results: list[benefits.Consumed | DomainError] = []
 
         def run(i: int) -> None:
             barrier.wait()

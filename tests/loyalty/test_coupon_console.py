@@ -9,20 +9,17 @@ from decimal import Decimal
 import pytest
 from fastapi.testclient import TestClient
 
-from memberops.accounts import service as accounts
 from memberops.accounts.models import Workspace
 from memberops.api.app import create_app
 from memberops.audit.service import Actor
-from memberops.config import Settings
-from memberops.db import migrate
 from memberops.loyalty import benefits, coupons
 from memberops.loyalty.benefit_schemas import BenefitDefinitionIn
 from memberops.loyalty.coupon_rules import display_code
 from memberops.runtime import Context
 from tests import factories
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving
+from tests.browser import Page, expect, new_console, serving, sign_in
+from tests.console import log_in
 from tests.loyalty.coupon_factories import make_member, make_template, order
-from tests.web.test_console import log_in
 
 
 def seed(context: Context, workspace_id: str) -> tuple[str, str]:
@@ -70,40 +67,30 @@ class TestPages:
 
 # --- in a real browser ---------------------------------------------------------------------------------
 
-browser_deps = pytest.importorskip("playwright.sync_api")
-
-
 @pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def seeded_server(tmp_path_factory: pytest.TempPathFactory,
+                  console_database_url: str) -> Iterator[tuple[str, str]]:
     """A live console over a fresh data dir with an admin and seeded coupons; yields (base URL, member)."""
-    context = Context.from_settings(Settings(data_dir=tmp_path_factory.mktemp("coupons-e2e"), secret_key="e2e"))
-    migrate.upgrade(context.store)
-    with context.store.transaction() as session:
-        workspace = accounts.ensure_workspace(session, name="E2E brand")
-        factories.make_user(session, workspace, role="admin", email="admin@example.com")
+    context, workspace = new_console(tmp_path_factory, "coupons-e2e", console_database_url)
     member, _ = seed(context, workspace.id)
     with serving(context, "coupons-e2e") as base_url:
         yield base_url, member
 
 
+@pytest.fixture(scope="module")
+def console_url(seeded_server: tuple[str, str]) -> str:
+    return seeded_server[0]
+
+
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
-def test_an_operator_finds_a_members_coupons_in_chromium(seeded_server: tuple[str, str]) -> None:
-    base_url, member = seeded_server
-    expect = browser_deps.expect
-    with browser_deps.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_context(base_url=base_url).new_page()
-        page.goto("/")
-        page.get_by_test_id("login-email").fill("admin@example.com")
-        page.get_by_test_id("login-password").fill(factories.PASSWORD)
-        page.get_by_test_id("login-submit").click()
-        page.get_by_test_id("nav-coupons").click()
-        expect(page.get_by_test_id("coupon-template-row")).to_have_count(2)
-        expect(page.get_by_test_id("coupons-redeemed-value")).to_have_text("1")
-        page.get_by_test_id("member-lookup-id").fill(member)
-        page.get_by_test_id("member-lookup-submit").click()
-        expect(page.get_by_test_id("member-id")).to_have_text(member)
-        expect(page.get_by_test_id("member-coupon-status")).to_have_text(["issued", "redeemed"])
-        expect(page.get_by_test_id("member-benefit-remaining")).to_have_text("3")
-        browser.close()
+def test_an_operator_finds_a_members_coupons_in_chromium(page: Page, seeded_server: tuple[str, str]) -> None:
+    _, member = seeded_server
+    sign_in(page)
+    page.get_by_test_id("nav-coupons").click()
+    expect(page.get_by_test_id("coupon-template-row")).to_have_count(2)
+    expect(page.get_by_test_id("coupons-redeemed-value")).to_have_text("1")
+    page.get_by_test_id("member-lookup-id").fill(member)
+    page.get_by_test_id("member-lookup-submit").click()
+    expect(page.get_by_test_id("member-id")).to_have_text(member)
+    expect(page.get_by_test_id("member-coupon-status")).to_have_text(["issued", "redeemed"])
+    expect(page.get_by_test_id("member-benefit-remaining")).to_have_text("3")

@@ -48,7 +48,7 @@ def count(context: Context, model: Any) -> int:
 def programme(context: Context, workspace: Workspace, **events: Any) -> str:
     """The programme rewarding ``events``, and the enrolled POS customer c1 (returns the member id)."""
     with context.store.transaction() as session:
-        session.get(Workspace, workspace.id).timezone = "Asia/Shanghai"  # type: ignore[union-attr]
+        session.get_one(Workspace, workspace.id).timezone = "Asia/Shanghai"
         set_programme(session, workspace, events=events)
         return enrol(session, workspace, "c1")
 

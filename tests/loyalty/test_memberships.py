@@ -36,7 +36,7 @@ from tests.loyalty.factories import WHEN, post_order, set_programme
 
 JOINED = datetime(2025, 6, 1, 2, 15, tzinfo=UTC)  # a past year, so orders around the term's end can be posted
 END = datetime(2026, 6, 1, 2, 15, tzinfo=UTC)
-PAID = {"mode": "paid", "paid": {"fee": "99.00", "term_months": 12, "grace_days": 10}}
+PAID: dict[str, Any] = {"mode": "paid", "paid": {"fee": "99.00", "term_months": 12, "grace_days": 10}}
 
 
 def join(session: Session, workspace: Workspace, source_id: str = "c1", payment: Payment | None = None,
@@ -118,7 +118,7 @@ class TestRenewCancelExpire:
             assert run.expired == 1
             assert memberships.expire_memberships(session, workspace, as_of=end + timedelta(days=10)).expired == 0
             assert memberships.get_membership(session, workspace.id, member).status == "expired"
-            assert agrees(session, member) and not session.get(Member, member).is_enrolled  # type: ignore[union-attr]
+            assert agrees(session, member) and not session.get_one(Member, member).is_enrolled
             assert post_order(session, workspace, "late", ordered_at=end + timedelta(days=11)).points is None
         later = end + timedelta(days=40)
         with context.store.transaction() as session:
@@ -217,7 +217,7 @@ class TestEnrolledFlag:
             (again,) = live.ingest_customers(session, workspace, [CustomerIn(
                 channel="jd", source_id="j1", is_enrolled=True, phone="13800138001")])
             assert again.member_id == joined.member_id and again.status == "accepted"
-            assert agrees(session, joined.member_id) and not session.get(Member, joined.member_id).is_enrolled  # type: ignore[union-attr]
+            assert agrees(session, joined.member_id) and not session.get_one(Member, joined.member_id).is_enrolled
 
     def test_sync_records_flagged_members_and_fixes_flags(self, context: Context, workspace: Workspace) -> None:
         from memberops.identity.service import resolve_customer
@@ -226,7 +226,7 @@ class TestEnrolledFlag:
             flagged = resolve_customer(session, workspace, channel="tmall", source_id="t1", identifiers={},
                                        is_enrolled=True).member.id
             member = join(session, workspace).member.id
-            session.get(Member, member).is_enrolled = False  # type: ignore[union-attr]  # drifted
+            session.get_one(Member, member).is_enrolled = False  # drifted
             result = enrolment.sync_enrolment(session, workspace)
             assert (result.memberships_recorded, result.flags_set) == (1, 1)
             assert agrees(session, flagged) and agrees(session, member)
@@ -285,7 +285,7 @@ def test_memberships_cli(context: Context, workspace: Workspace, monkeypatch: py
     with context.store.transaction() as session:
         set_programme(session, workspace, enrolment=PAID)
         join(session, workspace, payment=Payment(Decimal("99.00"), "pay-1"))
-        ws_slug = session.get(Workspace, workspace.id).slug  # type: ignore[union-attr]
+        ws_slug = session.get_one(Workspace, workspace.id).slug
     for name, value in context.settings.model_dump().items():
         if name in ("data_dir", "database_url", "secret_key"):
             monkeypatch.setenv(f"MEMBEROPS_{name.upper()}", str(value))

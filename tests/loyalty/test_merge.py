@@ -53,7 +53,7 @@ def test_a_merge_moves_points_lots_membership_and_coupons_once(context: Context,
         b_lot_expiry = session.scalar(select(PointsLot.expires_at).where(PointsLot.member_id == b))
     _merge(context, workspace)
     with context.store.read() as session:
-        assert session.get(Member, b).merged_into_id == a  # type: ignore[union-attr]
+        assert session.get_one(Member, b).merged_into_id == a
         assert (check_ledger(session, a).available, check_ledger(session, b).available) == (130, 0)
         moved = session.scalars(select(PointsLot).where(PointsLot.member_id == a, PointsLot.origin_lot_id.is_not(None))).one()
         assert (moved.points, moved.expires_at) == (30, b_lot_expiry)  # lots keep their expiry
@@ -62,7 +62,7 @@ def test_a_merge_moves_points_lots_membership_and_coupons_once(context: Context,
         assert sorted(kinds) == sorted([(b, "transfer_out", 30), (a, "transfer_in", 30)])
         (membership,) = session.scalars(select(Membership)).all()
         assert membership.member_id == a
-        assert session.get(Member, a).is_enrolled and not session.get(Member, b).is_enrolled  # type: ignore[union-attr]
+        assert session.get_one(Member, a).is_enrolled and not session.get_one(Member, b).is_enrolled
         assert session.scalars(select(Coupon.member_id)).all() == [a]
         count = session.scalar(select(func.count()).select_from(PointsMovement))
     resolve_identities(context, workspace, actor=Actor.cli(), probabilistic=False)  # a replayed run
@@ -88,7 +88,7 @@ def test_a_split_after_a_merge_leaves_the_points_with_the_survivor(context: Cont
         assert c2 not in (a, b)
         assert check_ledger(session, a).available == 130  # the points stay with the survivor
         assert check_ledger(session, c2).available == 0
-        assert session.get(Member, c2).is_enrolled  # type: ignore[union-attr]
+        assert session.get_one(Member, c2).is_enrolled
         assert post_order(session, workspace, "o3", customer_key="c2", paid="10.00").points == 10
 
 

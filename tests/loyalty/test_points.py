@@ -40,8 +40,8 @@ def check_ledger(session: Session, member_id: str) -> PointsAccount:
     assert (account.available, account.pending, account.debt) == tuple(sums)
     lots = session.scalars(select(PointsLot).where(PointsLot.member_id == member_id)).all()
     for lot in lots:
-        allocated = session.scalar(select(func.coalesce(func.sum(PointsAllocation.points), 0))
-                                   .where(PointsAllocation.lot_id == lot.id))
+        allocated = session.execute(select(func.coalesce(func.sum(PointsAllocation.points), 0))
+                                    .where(PointsAllocation.lot_id == lot.id)).scalar_one()
         assert 0 <= lot.remaining == lot.points - allocated
     assert account.available == sum(lot.remaining for lot in lots if lot.state == "available")
     assert account.pending == sum(lot.remaining for lot in lots if lot.state == "pending")
@@ -119,7 +119,7 @@ class TestEarning:
 
     def test_member_day_in_the_workspace_time_zone(self, context: Context, workspace: Workspace, member: str) -> None:
         with context.store.transaction() as session:
-            session.get(Workspace, workspace.id).timezone = "Asia/Shanghai"  # type: ignore[union-attr]
+            session.get_one(Workspace, workspace.id).timezone = "Asia/Shanghai"
             set_programme(session, workspace, earn={"member_days": [{"day_of_month": 8, "multiplier": 2}]})
             # 2026-03-07 17:00 UTC is already the 8th in Shanghai
             assert post_order(session, workspace, "o1", ordered_at=datetime(2026, 3, 7, 17, tzinfo=UTC)).points == 200
@@ -397,8 +397,7 @@ def test_any_sequence_keeps_the_ledger_whole(context: Context, workspace: Worksp
                 except InsufficientPoints:
                     pass
             elif kind == "refund" and orders:
-                order = session.get(LiveOrder, orders[int(step[1]) % len(orders)].id)
-                assert order is not None
+                order = session.get_one(LiveOrder, orders[int(step[1]) % len(orders)].id)
                 amount = ((order.paid_amount - order.refunded_amount) * int(step[2]) / 100).quantize(Decimal("0.01"))
                 if amount > 0:
                     order.refunded_amount += amount

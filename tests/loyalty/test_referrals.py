@@ -261,7 +261,7 @@ class TestRewards:
         with context.store.read() as session:
             statuses = dict(session.execute(select(Coupon.issue_key, Coupon.status)
                                             .where(Coupon.member_id == bound["bob"])).all())
-            assert session.get(Coupon, later).status == "issued"
+            assert session.get_one(Coupon, later).status == "issued"
         assert statuses == {referrals.reward_key(binding(context, workspace, bound["bob"]).id, "pos:b-1", "friend"):
                             "voided", "campaign:1": "issued"}
 

@@ -9,19 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from memberops.accounts import service as accounts
 from memberops.accounts.models import Workspace
 from memberops.api.app import create_app
 from memberops.audit.models import AuditEntry
-from memberops.config import Settings
-from memberops.db import migrate
 from memberops.runtime import Context
 from tests import factories
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving
+from tests.browser import Page, expect, new_console, serving, sign_in
+from tests.console import csrf_in, log_in
 from tests.loyalty.coupon_factories import make_template
 from tests.loyalty.reward_factories import funded_member, make_reward
 from tests.loyalty.test_rewards import redeem
-from tests.web.test_console import csrf_in, log_in
 
 
 def seed(context: Context, workspace: Workspace) -> None:
@@ -71,42 +68,26 @@ class TestPage:
 
 # --- in a real browser ---------------------------------------------------------------------------------
 
-browser_deps = pytest.importorskip("playwright.sync_api")
-
-
 @pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    context = Context.from_settings(Settings(data_dir=tmp_path_factory.mktemp("rewards-e2e"), secret_key="e2e"))
-    migrate.upgrade(context.store)
-    with context.store.transaction() as session:
-        workspace = accounts.ensure_workspace(session, name="E2E brand")
-        factories.make_user(session, workspace, role="admin", email="admin@example.com")
+def console_url(tmp_path_factory: pytest.TempPathFactory, console_database_url: str) -> Iterator[str]:
+    context, workspace = new_console(tmp_path_factory, "rewards-e2e", console_database_url)
     seed(context, workspace)
     with serving(context, "rewards-e2e") as base_url:
         yield base_url
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
-def test_an_operator_adds_a_reward_in_chromium(seeded_server: str) -> None:
-    expect = browser_deps.expect
-    with browser_deps.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_context(base_url=seeded_server).new_page()
-        page.goto("/")
-        page.get_by_test_id("login-email").fill("admin@example.com")
-        page.get_by_test_id("login-password").fill(factories.PASSWORD)
-        page.get_by_test_id("login-submit").click()
-        page.get_by_test_id("nav-rewards").click()
-        expect(page.get_by_test_id("reward-stock")).to_have_text("9 / 10")
-        page.get_by_test_id("new-reward-code").fill("SHIP")
-        page.get_by_test_id("new-reward-name").fill("Free shipping coupon")
-        page.get_by_test_id("new-reward-kind").select_option("coupon")
-        page.get_by_test_id("new-reward-template").select_option("SHIP-FREE")
-        page.get_by_test_id("new-reward-points").fill("200")
-        page.get_by_test_id("new-reward-stock").fill("50")
-        page.get_by_test_id("create-reward").click()
-        expect(page.get_by_test_id("flash")).to_have_text("Reward SHIP created.")
-        expect(page.get_by_test_id("reward-code")).to_have_text(["SHIP", "TOTE"])
-        expect(page.get_by_test_id("reward-stock")).to_have_text(["50 / 50", "9 / 10"])
-        browser.close()
+def test_an_operator_adds_a_reward_in_chromium(page: Page) -> None:
+    sign_in(page)
+    page.get_by_test_id("nav-rewards").click()
+    expect(page.get_by_test_id("reward-stock")).to_have_text("9 / 10")
+    page.get_by_test_id("new-reward-code").fill("SHIP")
+    page.get_by_test_id("new-reward-name").fill("Free shipping coupon")
+    page.get_by_test_id("new-reward-kind").select_option("coupon")
+    page.get_by_test_id("new-reward-template").select_option("SHIP-FREE")
+    page.get_by_test_id("new-reward-points").fill("200")
+    page.get_by_test_id("new-reward-stock").fill("50")
+    page.get_by_test_id("create-reward").click()
+    expect(page.get_by_test_id("flash")).to_have_text("Reward SHIP created.")
+    expect(page.get_by_test_id("reward-code")).to_have_text(["SHIP", "TOTE"])
+    expect(page.get_by_test_id("reward-stock")).to_have_text(["50 / 50", "9 / 10"])

@@ -228,8 +228,8 @@ class TestCancel:
         assert available(context, workspace, member) == 100 and stock_of(context, workspace, "SHIP") == 0
         with context.store.read() as session:
             (coupon,) = session.scalars(select(Coupon)).all()
-            reversal = session.get(PointsMovement, cancelled.redemption.reversal_movement_id)
-            lot = session.scalars(select(PointsLot).where(PointsLot.movement_id == reversal.id)).one()  # type: ignore[union-attr]
+            reversal = session.get_one(PointsMovement, cancelled.redemption.reversal_movement_id)
+            lot = session.scalars(select(PointsLot).where(PointsLot.movement_id == reversal.id)).one()
             original = session.scalars(select(PointsLot).order_by(PointsLot.id)).first()
             actions = session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("reward_redemption%"))).all()
         assert coupon.status == "voided"

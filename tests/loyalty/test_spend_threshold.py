@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -18,7 +19,7 @@ from memberops.loyalty.models import LoyaltyEvent, Membership, PointsMovement
 from memberops.runtime import Context
 from tests.loyalty.factories import WHEN, post_order, post_refund, set_programme
 
-THRESHOLD = {"mode": "spend_threshold", "welcome_points": 10,
+THRESHOLD: dict[str, Any] = {"mode": "spend_threshold", "welcome_points": 10,
              "spend_threshold": {"amount": "300.00", "window_days": 30}}
 
 
@@ -42,7 +43,7 @@ class TestSpendThreshold:
             assert post_order(session, workspace, "o1", paid="200.00").points is None
             assert post_order(session, workspace, "o2", paid="100.00", ordered_at=WHEN + timedelta(days=1)).points == 100
             assert post_order(session, workspace, "o3", paid="50.00", ordered_at=WHEN + timedelta(days=2)).points == 50
-            assert session.get(Member, member).is_enrolled  # type: ignore[union-attr]
+            assert session.get_one(Member, member).is_enrolled
             welcome = session.scalar(select(PointsMovement.points).where(PointsMovement.source_type == "enrolment"))
             assert welcome == 10
         assert _enrolments(context) == 1
@@ -55,7 +56,7 @@ class TestSpendThreshold:
             assert post_order(session, workspace, "o2", paid="200.00", ordered_at=WHEN + timedelta(days=1)).points is None
             # 30 days after o1 the window (30 days up to the order) has left o1 out: o2 + o3 reach 300
             assert post_order(session, workspace, "o3", paid="100.00", ordered_at=WHEN + timedelta(days=30)).points == 100
-            assert session.get(Member, member).is_enrolled  # type: ignore[union-attr]
+            assert session.get_one(Member, member).is_enrolled
 
     def test_the_crossing_order_may_not_earn(self, context: Context, workspace: Workspace) -> None:
         _setup(context, workspace, crossing_order_earns=False)
@@ -100,7 +101,7 @@ class TestSpendThreshold:
             assert session.scalar(select(func.count()).select_from(Membership)) == 1
             assert session.scalar(select(func.count()).select_from(PointsMovement).where(
                 PointsMovement.member_id == member, PointsMovement.source_type == "enrolment")) == 1
-            assert session.get(Member, member).is_enrolled  # type: ignore[union-attr]
+            assert session.get_one(Member, member).is_enrolled
 
     def test_two_orders_crossing_together_enrol_once(self, context: Context, workspace: Workspace) -> None:
         """Neither order alone reaches the threshold; whichever commits second sees both and enrols."""
@@ -119,7 +120,7 @@ class TestSpendThreshold:
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
-        assert sorted(earned, key=str) == [150, None]  # type: ignore[comparison-overlap]
+        assert sorted(earned, key=str) == [150, None]
         assert _enrolments(context) == 1
 
 

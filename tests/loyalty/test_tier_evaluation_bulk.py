@@ -37,7 +37,7 @@ def seed(context: Context, workspace: Workspace, *, window: str, metric: str) ->
     rng = random.Random(f"{window}-{metric}")
     low, high = ("1", "3") if metric == "orders" else ("500", "1000")
     with context.store.transaction() as session:
-        session.get(Workspace, workspace.id).timezone = "Asia/Shanghai"  # type: ignore[union-attr]
+        session.get_one(Workspace, workspace.id).timezone = "Asia/Shanghai"
         set_programme(session, workspace, tiers=[
             {"code": "silver", "name": "Silver", "threshold": low},
             {"code": "gold", "name": "Gold", "threshold": high, "benefits": [{"code": "lounge", "quantity": 2}]},
@@ -69,7 +69,7 @@ def seed(context: Context, workspace: Workspace, *, window: str, metric: str) ->
                                "created_at": when})
         session.execute(insert(LiveOrder), orders)
         session.execute(insert(GrowthMovement), growth)
-        return session.get(Workspace, workspace.id)  # type: ignore[return-value]
+        return session.get_one(Workspace, workspace.id)
 
 
 def snapshot(session: Session, run: tiers.TierRun) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from html import unescape
 from pathlib import Path
 
 import pytest
@@ -20,35 +19,13 @@ from memberops.identity.service import resolve_customer
 from memberops.runtime import Context
 from memberops.web import session as web_session
 from tests import factories
+from tests.console import csrf_in, log_in, text_of
 
 WEB_DIR = Path(__file__).parents[2] / "src" / "memberops" / "web"
 ADMIN_EMAIL = "admin@example.com"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def csrf_in(html: str) -> str:
-    """The hidden csrf_token of the first form on a page."""
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no csrf_token field on the page"
-    return found.group(1)
-
-
-def text_of(html: str, testid: str) -> str:
-    """The text inside the element carrying ``data-testid=testid`` (no nested tags)."""
-    found = re.search(rf'data-testid="{re.escape(testid)}"[^>]*>([^<]*)<', html)
-    assert found, f"no element with data-testid={testid!r}"
-    return unescape(found.group(1).strip())
-
-
-def log_in(client: TestClient, email: str, password: str = factories.PASSWORD, next_path: str | None = None):
-    """Sign in through the login form, as a browser would: GET the form, POST it back with its token."""
-    page = client.get("/login")
-    data = {"email": email, "password": password, "csrf_token": csrf_in(page.text)}
-    if next_path is not None:
-        data["next"] = next_path
-    return client.post("/login", data=data, follow_redirects=False)
 
 
 def users_count(context: Context, workspace: Workspace) -> int:

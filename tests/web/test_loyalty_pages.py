@@ -5,24 +5,21 @@ with the admin "adjust points" form (roles, CSRF, validation, a double submit ap
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from memberops.accounts.models import Workspace
-from memberops.api.app import create_app
 from memberops.audit import service as audit
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
 from memberops.loyalty import points, programmes
 from memberops.runtime import Context
 from tests import factories
+from tests.console import csrf_in, form_value, signed_in, texts_by_testid
 from tests.loyalty import factories as loyalty
 from tests.loyalty.coupon_factories import make_member
-from tests.web.test_console import csrf_in, log_in
-from tests.web.test_members import _by_testid
 
 PROGRAMME = """name: Club
 point_value: '0.02'
@@ -35,45 +32,25 @@ tiers:
 """
 
 
-@pytest.fixture
-def console(context: Context, workspace: Workspace) -> Iterator[TestClient]:
-    with TestClient(create_app(context)) as test_client:
-        yield test_client
-
-
-def sign_in(console: TestClient, context: Context, workspace: Workspace, role: str) -> TestClient:
-    email = f"{role}@example.com"
-    with context.store.transaction() as session:
-        factories.make_user(session, workspace, role=role, email=email)
-    assert log_in(console, email).status_code == 303
-    return console
-
-
 def active_version(context: Context, workspace: Workspace) -> int:
     with context.store.read() as session:
         return programmes.active_programme(session, workspace.id).version
 
 
-def form_value(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert found, f"no {name} field"
-    return found.group(1)
-
-
 class TestProgrammePage:
     def test_every_role_reads_it_only_admins_get_the_form(self, console: TestClient, context: Context,
                                                            workspace: Workspace) -> None:
-        page = sign_in(console, context, workspace, "analyst").get("/loyalty/programme")
+        page = signed_in(console, context, workspace, "analyst").get("/loyalty/programme")
 
         assert page.status_code == 200
-        assert _by_testid(page.text, "programme-version") == ["1"]
+        assert texts_by_testid(page.text, "programme-version") == ["1"]
         assert 'data-testid="programme-form"' not in page.text
         assert "rolling_months" in page.text  # the YAML, read-only
         assert 'data-testid="nav-programme"' in page.text and 'data-testid="nav-liability"' in page.text
 
     def test_admin_saves_a_new_audited_version(self, console: TestClient, context: Context,
                                                workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         page = client.get("/loyalty/programme")
 
         response = client.post("/loyalty/programme", follow_redirects=False, data={
@@ -81,19 +58,19 @@ class TestProgrammePage:
 
         assert response.status_code == 303 and response.headers["location"] == "/loyalty/programme?saved=2"
         shown = client.get(response.headers["location"]).text
-        assert _by_testid(shown, "programme-version") == ["2"]
-        assert _by_testid(shown, "programme-welcome-points") == ["100"]
-        assert _by_testid(shown, "programme-member-day") == ["day 8 of every month ×2"]
-        assert _by_testid(shown, "programme-tier-threshold") == ["1000", "5000"]
+        assert texts_by_testid(shown, "programme-version") == ["2"]
+        assert texts_by_testid(shown, "programme-welcome-points") == ["100"]
+        assert texts_by_testid(shown, "programme-member-day") == ["day 8 of every month ×2"]
+        assert texts_by_testid(shown, "programme-tier-threshold") == ["1000", "5000"]
         assert "queue-skip ×2" in shown
-        assert _by_testid(shown, "programme-history-by") == ["admin@example.com", "system:default"]
+        assert texts_by_testid(shown, "programme-history-by") == ["admin@example.com", "system:default"]
         with context.store.read() as session:
             entries = audit.recent(session, workspace.id, 20)
         assert any(e.action == "loyalty.programme.update" and e.actor_type == "user" for e in entries)
 
     def test_errors_are_shown_by_line_and_nothing_is_saved(self, console: TestClient, context: Context,
                                                            workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         page = client.get("/loyalty/programme")
         text = "name: Club\nearn:\n  rounding: sideways\ncolour: red\n"
 
@@ -101,18 +78,18 @@ class TestProgrammePage:
             "csrf_token": csrf_in(page.text), "based_on": "1", "programme": text})
 
         assert response.status_code == 422
-        errors = _by_testid(response.text, "programme-error", "li")
+        errors = texts_by_testid(response.text, "programme-error", "li")
         assert any(e.startswith("line 3 · earn.rounding:") for e in errors)
         assert any(e.startswith("line 4 · colour:") for e in errors)
         assert "rounding: sideways" in response.text  # the text as sent is kept for fixing
         not_yaml = client.post("/loyalty/programme", data={
             "csrf_token": csrf_in(page.text), "based_on": "1", "programme": "name: Club\nearn: [\n  x: 1\n"})
-        assert not_yaml.status_code == 422 and _by_testid(not_yaml.text, "programme-error-line") == ["line 4"]
+        assert not_yaml.status_code == 422 and texts_by_testid(not_yaml.text, "programme-error-line") == ["line 4"]
         assert active_version(context, workspace) == 1
 
     def test_an_edit_of_an_older_version_is_refused(self, console: TestClient, context: Context,
                                                     workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         page = client.get("/loyalty/programme")
         with context.store.transaction() as session:  # a colleague saves version 2 meanwhile
             loyalty.set_programme(session, workspace, name="Colleague's")
@@ -126,7 +103,7 @@ class TestProgrammePage:
 
     def test_a_double_submit_makes_one_version(self, console: TestClient, context: Context,
                                                workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         page = client.get("/loyalty/programme")
         form = {"csrf_token": csrf_in(page.text), "based_on": "1", "programme": PROGRAMME}
 
@@ -135,16 +112,16 @@ class TestProgrammePage:
 
         assert first.status_code == second.status_code == 303
         assert active_version(context, workspace) == 2
-        assert len(_by_testid(client.get("/loyalty/programme").text, "programme-history-row", "tr")) == 2
+        assert len(texts_by_testid(client.get("/loyalty/programme").text, "programme-history-row", "tr")) == 2
 
     def test_analyst_post_is_403_and_a_missing_token_too(self, console: TestClient, context: Context,
                                                          workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "analyst")
+        client = signed_in(console, context, workspace, "analyst")
         page = client.get("/loyalty/programme")
 
         as_analyst = client.post("/loyalty/programme", data={"csrf_token": csrf_in(page.text), "programme": PROGRAMME})
         client.post("/logout", data={"csrf_token": csrf_in(page.text)})
-        sign_in(console, context, workspace, "admin")
+        signed_in(console, context, workspace, "admin")
         without_token = client.post("/loyalty/programme", data={"programme": PROGRAMME})
 
         assert as_analyst.status_code == 403 and without_token.status_code == 403
@@ -162,16 +139,16 @@ class TestLiabilityPage:
                                    ordered_at=utcnow() - timedelta(days=n + 1))
         api = console.get("/api/v1/loyalty/liability", headers={"Authorization": f"Bearer {key}"}).json()
 
-        page = sign_in(console, context, workspace, "analyst").get("/loyalty/liability")
+        page = signed_in(console, context, workspace, "analyst").get("/loyalty/liability")
 
         assert page.status_code == 200
-        assert _by_testid(page.text, "liability-points") == [f"{api['points']:,}"] == ["200"]
-        assert _by_testid(page.text, "liability-value") == [api["value"]] == ["10.00"]
-        assert _by_testid(page.text, "liability-month") == [m["month"] for m in api["by_expiry_month"]]
-        assert _by_testid(page.text, "liability-month-value") == [m["value"] for m in api["by_expiry_month"]]
+        assert texts_by_testid(page.text, "liability-points") == [f"{api['points']:,}"] == ["200"]
+        assert texts_by_testid(page.text, "liability-value") == [api["value"]] == ["10.00"]
+        assert texts_by_testid(page.text, "liability-month") == [m["month"] for m in api["by_expiry_month"]]
+        assert texts_by_testid(page.text, "liability-month-value") == [m["value"] for m in api["by_expiry_month"]]
 
     def test_empty(self, console: TestClient, context: Context, workspace: Workspace) -> None:
-        page = sign_in(console, context, workspace, "marketer").get("/loyalty/liability")
+        page = signed_in(console, context, workspace, "marketer").get("/loyalty/liability")
 
         assert page.status_code == 200 and 'data-testid="liability-empty"' in page.text
 
@@ -198,12 +175,12 @@ def ledger_kinds(context: Context, workspace: Workspace, member_id: str) -> list
 class TestPointsPanel:
     def test_balance_expiry_and_ledger(self, console: TestClient, context: Context, workspace: Workspace,
                                        member: str) -> None:
-        page = sign_in(console, context, workspace, "marketer").get(f"/members/{member}")
+        page = signed_in(console, context, workspace, "marketer").get(f"/members/{member}")
 
         assert page.status_code == 200
-        assert _by_testid(page.text, "points-available") == ["100"]
-        assert _by_testid(page.text, "points-pending") == ["0"]
-        assert len(_by_testid(page.text, "points-expiring-row", "tr")) == 1
+        assert texts_by_testid(page.text, "points-available") == ["100"]
+        assert texts_by_testid(page.text, "points-pending") == ["0"]
+        assert len(texts_by_testid(page.text, "points-expiring-row", "tr")) == 1
         assert re.findall(r'data-testid="ledger-row" data-kind="(\w+)"', page.text) == ["earn"]
         assert 'data-testid="adjust-form"' not in page.text  # marketers do not adjust
 
@@ -211,14 +188,14 @@ class TestPointsPanel:
         with context.store.transaction() as session:
             loyalty.set_programme(session, workspace, tiers=[{"code": "silver", "name": "Silver", "threshold": 400}])
 
-        page = sign_in(console, context, workspace, "analyst").get(f"/members/{member}")
+        page = signed_in(console, context, workspace, "analyst").get(f"/members/{member}")
 
-        assert _by_testid(page.text, "points-tier-next")[0].startswith("300.00 more spend for silver")
+        assert texts_by_testid(page.text, "points-tier-next")[0].startswith("300.00 more spend for silver")
         assert '<progress max="100" value="25"' in page.text
 
     def test_admin_adjust_applies_once_on_a_double_submit(self, console: TestClient, context: Context,
                                                           workspace: Workspace, member: str) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         form = {**adjust_form(client, member), "points": "+50", "reason": "goodwill"}
 
         first = client.post(f"/members/{member}/points/adjust", data=form, follow_redirects=False)
@@ -227,10 +204,10 @@ class TestPointsPanel:
         assert first.status_code == second.status_code == 303
         assert first.headers["location"] == second.headers["location"] == f"/members/{member}?adjusted=50#points"
         page = client.get(first.headers["location"])
-        assert _by_testid(page.text, "points-flash") == ["Points adjusted: +50."]
-        assert _by_testid(page.text, "points-available") == ["150"]
+        assert texts_by_testid(page.text, "points-flash") == ["Points adjusted: +50."]
+        assert texts_by_testid(page.text, "points-available") == ["150"]
         assert ledger_kinds(context, workspace, member) == ["adjust", "earn"]
-        assert _by_testid(page.text, "ledger-reason")[0] == "goodwill"
+        assert texts_by_testid(page.text, "ledger-reason")[0] == "goodwill"
         assert form["idempotency_key"] != form_value(page.text, "idempotency_key")  # a fresh key for the next one
         with context.store.read() as session:
             entries = [e for e in audit.recent(session, workspace.id, 20) if e.action == "loyalty.points.adjust"]
@@ -242,7 +219,7 @@ class TestPointsPanel:
 
     def test_bad_input_is_explained_and_moves_nothing(self, console: TestClient, context: Context,
                                                       workspace: Workspace, member: str) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         form = adjust_form(client, member)
 
         for points_text, reason, field in [("abc", "typo", "adjust-points-error"), ("0", "none", "adjust-points-error"),
@@ -251,29 +228,29 @@ class TestPointsPanel:
                                    data={**form, "points": points_text, "reason": reason})
 
             assert response.status_code == 422, points_text
-            assert _by_testid(response.text, field), points_text
+            assert texts_by_testid(response.text, field), points_text
         assert ledger_kinds(context, workspace, member) == ["earn"]
 
     def test_taking_more_than_available_is_409(self, console: TestClient, context: Context, workspace: Workspace,
                                                member: str) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
 
         response = client.post(f"/members/{member}/points/adjust",
                                data={**adjust_form(client, member), "points": "-1000", "reason": "clawback"})
 
         assert response.status_code == 409
-        assert _by_testid(response.text, "adjust-error") == ["1000 points requested, 100 available."]
+        assert texts_by_testid(response.text, "adjust-error") == ["1000 points requested, 100 available."]
         assert ledger_kinds(context, workspace, member) == ["earn"]
 
     def test_marketer_post_is_403_and_admin_without_token_too(self, console: TestClient, context: Context,
                                                               workspace: Workspace, member: str) -> None:
-        client = sign_in(console, context, workspace, "marketer")
+        client = signed_in(console, context, workspace, "marketer")
         page = client.get(f"/members/{member}")
         form = {"csrf_token": csrf_in(page.text), "idempotency_key": "k-1", "points": "50", "reason": "goodwill"}
 
         as_marketer = client.post(f"/members/{member}/points/adjust", data=form)
         client.post("/logout", data={"csrf_token": form["csrf_token"]})
-        sign_in(console, context, workspace, "admin")
+        signed_in(console, context, workspace, "admin")
         without_token = client.post(f"/members/{member}/points/adjust",
                                     data={"points": "50", "reason": "goodwill", "idempotency_key": "k-1"})
 
@@ -286,12 +263,12 @@ class TestPointsPanel:
             for n in range(20):
                 points.adjust(session, workspace, member, points=1, reason=f"r{n}", idempotency_key=f"k{n}",
                               actor=Actor.cli())
-        client = sign_in(console, context, workspace, "analyst")
+        client = signed_in(console, context, workspace, "analyst")
 
         newest = client.get(f"/members/{member}").text
         older_link = re.search(r'href="([^"]+)#points" data-testid="ledger-older"', newest)
 
-        assert len(_by_testid(newest, "ledger-row", "tr")) == 20
+        assert len(texts_by_testid(newest, "ledger-row", "tr")) == 20
         assert older_link is not None
         older = client.get(older_link.group(1).replace("&amp;", "&")).text
         assert re.findall(r'data-testid="ledger-row" data-kind="(\w+)"', older) == ["earn"]
@@ -302,7 +279,7 @@ class TestPointsPanel:
         with context.store.transaction() as session:
             member_id = make_member(session, workspace.id)
 
-        page = sign_in(console, context, workspace, "admin").get(f"/members/{member_id}")
+        page = signed_in(console, context, workspace, "admin").get(f"/members/{member_id}")
 
         assert page.status_code == 200 and 'data-testid="points-not-enrolled"' in page.text
         assert 'data-testid="adjust-form"' not in page.text

@@ -4,40 +4,15 @@ merged ids, roles and masked contact details."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
 from memberops.accounts.models import Workspace
-from memberops.api.app import create_app
 from memberops.runtime import Context
-from tests import factories
+from tests.console import signed_in, texts_by_testid
 from tests.insight import test_profile as profile_tests
-from tests.web.test_console import log_in
 
 brand = profile_tests.brand  # Ana (crm r1, pos p1) and Bo, with Ana's orders, refund and events in the lake
-
-
-@pytest.fixture
-def console(context: Context, workspace: Workspace) -> Iterator[TestClient]:
-    with TestClient(create_app(context)) as test_client:
-        yield test_client
-
-
-def signed_in(console: TestClient, context: Context, workspace: Workspace, role: str) -> TestClient:
-    email = f"{role}@example.com"
-    with context.store.transaction() as session:
-        factories.make_user(session, workspace, role=role, email=email)
-    assert log_in(console, email).status_code == 303
-    return console
-
-
-def _by_testid(html: str, testid: str, tag: str = "") -> list[str]:
-    """The text of every element carrying ``data-testid=testid``, up to the first closing tag (or to the
-    closing ``tag``), with the tags inside stripped and spaces collapsed."""
-    found = re.findall(rf'data-testid="{re.escape(testid)}"[^>]*>(.*?)</{tag}', html, flags=re.S)
-    return [" ".join(re.sub(r"<[^>]+>", "", text).split()) for text in found]
 
 
 class TestSearchPage:
@@ -56,7 +31,7 @@ class TestSearchPage:
         page = signed_in(console, context, workspace, "marketer").get("/members", params={"q": "138 0013 8001"})
 
         assert page.status_code == 200
-        assert _by_testid(page.text, "member-result-link") == ["Ana Lima"]
+        assert texts_by_testid(page.text, "member-result-link") == ["Ana Lima"]
         assert f'href="/members/{brand["ana"]}"' in page.text
         assert "+8613800138001" in page.text  # a marketer sees contact details
 
@@ -64,7 +39,7 @@ class TestSearchPage:
                                                  brand: dict[str, str]) -> None:
         page = signed_in(console, context, workspace, "analyst").get("/members", params={"q": "Ana"})
 
-        assert _by_testid(page.text, "member-result-link") == ["Ana Lima"]
+        assert texts_by_testid(page.text, "member-result-link") == ["Ana Lima"]
         assert "+8613800138001" not in page.text and "ana@example.com" not in page.text
         assert "+86138****8001" in page.text and "a***@example.com" in page.text
 
@@ -78,7 +53,7 @@ class TestSearchPage:
         page = signed_in(console, context, workspace, "admin").get("/members", params={"q": "a" * 300})
 
         assert page.status_code == 422
-        assert _by_testid(page.text, "member-search-error") == ["A search is at most 200 characters."]
+        assert texts_by_testid(page.text, "member-search-error") == ["A search is at most 200 characters."]
 
 
 class TestProfilePage:
@@ -87,10 +62,10 @@ class TestProfilePage:
         page = signed_in(console, context, workspace, "admin").get(f"/members/{brand['ana']}")
 
         assert page.status_code == 200
-        assert _by_testid(page.text, "member-name") == ["Ana Lima"]
-        assert _by_testid(page.text, "member-id") == [brand["ana"]]
-        assert sorted(_by_testid(page.text, "identity", "li")) == ["crm r1", "pos p1"]
-        assert _by_testid(page.text, "golden-phone") == ["+8613800138001"]
+        assert texts_by_testid(page.text, "member-name") == ["Ana Lima"]
+        assert texts_by_testid(page.text, "member-id") == [brand["ana"]]
+        assert sorted(texts_by_testid(page.text, "identity", "li")) == ["crm r1", "pos p1"]
+        assert texts_by_testid(page.text, "golden-phone") == ["+8613800138001"]
         kinds = re.findall(r'data-testid="timeline-entry" data-kind="(\w+)"', page.text)
         assert kinds == ["refund", "order", "event", "order"]  # newest first
         assert "Order o2 · 50.00 CNY" in page.text and "Refund 30.00 on order o1" in page.text
@@ -100,7 +75,7 @@ class TestProfilePage:
                                                    brand: dict[str, str]) -> None:
         page = signed_in(console, context, workspace, "analyst").get(f"/members/{brand['ana']}")
 
-        assert _by_testid(page.text, "golden-phone") == ["+86138****8001"]
+        assert texts_by_testid(page.text, "golden-phone") == ["+86138****8001"]
         assert "ana@example.com" not in page.text and 'data-testid="contact-masked"' in page.text
 
     def test_absorbed_id_redirects_to_the_survivor(self, console: TestClient, context: Context, workspace: Workspace,

@@ -9,37 +9,21 @@ from decimal import Decimal
 
 import pytest
 
-from memberops.accounts import service as accounts
-from memberops.config import Settings
-from memberops.db import migrate
-from memberops.runtime import Context
-from tests import factories
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, serving
+from tests.browser import Page, expect, new_console, serving, sign_in
 from tests.insight.test_profile import T0, import_customers, lake_order, resolve, write_lake
 
 pytestmark = pytest.mark.browser
-
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
-if not CHROMIUM.exists():  # pragma: no cover - depends on the environment
-    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
 EMAIL = "marketer@example.com"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+def served(tmp_path_factory: pytest.TempPathFactory,
+           console_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     """A console over a resolved two-person brand with Ana's orders and events; yields (base URL, members)."""
-
-    data_dir = tmp_path_factory.mktemp("members-e2e")
-    context = Context.from_settings(Settings(data_dir=data_dir, secret_key="e2e-secret-key"))
-    migrate.upgrade(context.store)
-    with context.store.transaction() as session:
-        workspace = accounts.ensure_workspace(session, name="E2E brand")
-        factories.make_user(session, workspace, role="marketer", email=EMAIL)
-    import_customers(context, workspace, data_dir, "crm.csv",
+    context, workspace = new_console(tmp_path_factory, "members-e2e", console_database_url, role="marketer",
+                                     email=EMAIL)
+    import_customers(context, workspace, context.settings.data_dir, "crm.csv",
                      "r1,138 0013 8001,ana@example.com,LS001,Ana Lima,Ana,Lima\n"
                      "r2,13900139000,bo@example.com,LS002,Bo Chen,Bo,Chen\n")
     members = resolve(context, workspace)
@@ -56,41 +40,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def console_url(served: tuple[str, dict[str, str]]) -> str:
+    return served[0]
 
 
-@pytest.fixture
-def page(browser: Browser, served: tuple[str, dict[str, str]]) -> Iterator[Page]:
-    base_url, _ = served
-    context = browser.new_context(base_url=base_url)
-    page = context.new_page()
-    foreign: list[str] = []
-    page.on("request", lambda request: foreign.append(request.url) if not request.url.startswith(base_url) else None)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert foreign == [], f"the console fetched from another origin: {foreign}"
-
-
-def sign_in(page: Page) -> None:
-    page.goto("/")
-    page.get_by_test_id("login-email").fill(EMAIL)
-    page.get_by_test_id("login-password").fill(factories.PASSWORD)
-    page.get_by_test_id("login-submit").click()
+def sign_in_the_marketer(page: Page) -> None:
+    """Sign in and wait for the dashboard to show who is signed in."""
+    sign_in(page, EMAIL)
     expect(page.get_by_test_id("user-email")).to_have_text(EMAIL)
 
 
 class TestMembersInBrowser:
     def test_search_by_phone_then_read_the_timeline(self, page: Page, served: tuple[str, dict[str, str]]) -> None:
         base_url, members = served
-        sign_in(page)
+        sign_in_the_marketer(page)
 
         page.get_by_test_id("nav-members").click()
         page.get_by_test_id("member-search-input").fill("138-0013-8001")
@@ -112,7 +75,7 @@ class TestMembersInBrowser:
         expect(entries.nth(3)).to_contain_text("Order o1 · 100.00 CNY (refunded 10.00)")
 
     def test_search_by_name_finds_both_by_part(self, page: Page, served: tuple[str, dict[str, str]]) -> None:
-        sign_in(page)
+        sign_in_the_marketer(page)
         page.goto("/members")
         page.get_by_test_id("member-search-input").fill("CHEN")
         page.keyboard.press("Enter")

@@ -3,14 +3,11 @@ edit and delete for admins and marketers (validated, errors by line, audited), r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from html import unescape
 
-import pytest
 from fastapi.testclient import TestClient
 
 from memberops.accounts.models import Workspace
-from memberops.api.app import create_app
 from memberops.audit import service as audit
 from memberops.audit.service import Actor
 from memberops.db.base import utcnow
@@ -18,17 +15,9 @@ from memberops.insight import tagging
 from memberops.insight.models import InsightRun
 from memberops.insight.tags import TagDefinition
 from memberops.runtime import Context
-from tests.web.test_console import csrf_in
-from tests.web.test_loyalty_pages import sign_in
-from tests.web.test_members import _by_testid
+from tests.console import csrf_in, signed_in, texts_by_testid
 
 RULE = "all:\n  - trait: orders\n    op: gte\n    value: 2\n"
-
-
-@pytest.fixture
-def console(context: Context, workspace: Workspace) -> Iterator[TestClient]:
-    with TestClient(create_app(context)) as test_client:
-        yield test_client
 
 
 def put(context: Context, workspace: Workspace, name: str, rule: dict[str, object]) -> None:
@@ -50,21 +39,21 @@ class TestTagsPage:
             session.add(InsightRun(workspace_id=workspace.id, as_of=utcnow(), finished_at=utcnow(), status="done",
                                    summary={"tags": {"vip": 3}}))
         put(context, workspace, "fresh", {"trait": "orders", "op": "eq", "value": 1})  # … but not this one
-        client = sign_in(console, context, workspace, "analyst")
+        client = signed_in(console, context, workspace, "analyst")
 
         page = client.get("/insight/tags")
         denied = client.post("/insight/tags", data={"csrf_token": csrf_in(page.text), "name": "x", "rule": RULE})
 
         assert page.status_code == 200 and 'data-testid="nav-tags"' in page.text
-        assert _by_testid(page.text, "tag-link") == ["fresh", "vip"]
-        assert _by_testid(page.text, "tag-members") == ["not computed", "3"]
+        assert texts_by_testid(page.text, "tag-link") == ["fresh", "vip"]
+        assert texts_by_testid(page.text, "tag-members") == ["not computed", "3"]
         assert "op: gte" in page.text and "value: 5000" in page.text
         assert 'data-testid="tag-create-form"' not in page.text and 'data-testid="tag-delete"' not in page.text
         assert denied.status_code == 403 and current(context, workspace) == {"fresh": 1, "vip": 1}
 
     def test_marketer_creates_a_tag_audited(self, console: TestClient, context: Context,
                                             workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "marketer")
+        client = signed_in(console, context, workspace, "marketer")
         page = client.get("/insight/tags")
 
         response = client.post("/insight/tags", follow_redirects=False, data={
@@ -79,7 +68,7 @@ class TestTagsPage:
 
     def test_invalid_forms_are_explained_and_save_nothing(self, console: TestClient, context: Context,
                                                           workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         token = csrf_in(client.get("/insight/tags").text)
 
         for name, rule, testid, expected in [
@@ -92,12 +81,12 @@ class TestTagsPage:
             response = client.post("/insight/tags", data={"csrf_token": token, "name": name, "rule": rule})
 
             assert response.status_code == 422, expected
-            assert unescape(_by_testid(response.text, testid, "small")[0]).startswith(expected)
+            assert unescape(texts_by_testid(response.text, testid, "small")[0]).startswith(expected)
         assert current(context, workspace) == {}
 
     def test_create_never_overwrites_but_a_double_submit_is_harmless(self, console: TestClient, context: Context,
                                                                      workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
         form = {"csrf_token": csrf_in(client.get("/insight/tags").text), "name": "repeat_buyer", "rule": RULE}
 
         first = client.post("/insight/tags", data=form, follow_redirects=False)
@@ -111,10 +100,10 @@ class TestTagsPage:
     def test_edit_makes_a_version_and_delete_retires(self, console: TestClient, context: Context,
                                                      workspace: Workspace) -> None:
         put(context, workspace, "repeat_buyer", {"trait": "orders", "op": "gte", "value": 2})
-        client = sign_in(console, context, workspace, "marketer")
+        client = signed_in(console, context, workspace, "marketer")
         page = client.get("/insight/tags/repeat_buyer")
         token = csrf_in(page.text)
-        assert "value: 2" in _by_testid(page.text, "tag-rule", "textarea")[0]
+        assert "value: 2" in texts_by_testid(page.text, "tag-rule", "textarea")[0]
 
         edited = client.post("/insight/tags/repeat_buyer", follow_redirects=False,
                              data={"csrf_token": token, "rule": "trait: orders\nop: gte\nvalue: 3\n"})
@@ -123,7 +112,7 @@ class TestTagsPage:
         deleted_again = client.post("/insight/tags/repeat_buyer/delete", data={"csrf_token": token})
 
         assert edited.status_code == 303
-        assert bad.status_code == 422 and _by_testid(bad.text, "tag-rule-error-line", "span") == ["line 1"]
+        assert bad.status_code == 422 and texts_by_testid(bad.text, "tag-rule-error-line", "span") == ["line 1"]
         assert deleted.status_code == 303 and deleted.headers["location"] == "/insight/tags?deleted=repeat_buyer"
         assert deleted_again.status_code == 404
         assert current(context, workspace) == {}
@@ -134,7 +123,7 @@ class TestTagsPage:
     def test_analyst_sees_a_tag_read_only_and_cannot_delete(self, console: TestClient, context: Context,
                                                             workspace: Workspace) -> None:
         put(context, workspace, "vip", {"trait": "net_spend", "op": "gte", "value": 5000})
-        client = sign_in(console, context, workspace, "analyst")
+        client = signed_in(console, context, workspace, "analyst")
 
         page = client.get("/insight/tags/vip")
         denied = client.post("/insight/tags/vip/delete", data={"csrf_token": csrf_in(page.text)})
@@ -144,7 +133,7 @@ class TestTagsPage:
 
     def test_a_form_without_the_token_is_403(self, console: TestClient, context: Context,
                                              workspace: Workspace) -> None:
-        client = sign_in(console, context, workspace, "admin")
+        client = signed_in(console, context, workspace, "admin")
 
         assert client.post("/insight/tags", data={"name": "x", "rule": RULE}).status_code == 403
         assert current(context, workspace) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,7 +44,7 @@ class TransactionSummary:
     duration_holdout: float | None = None
 
 
-def _days(values: ArrayLike) -> NDArray[np.int64]:
+def _days(values: ArrayLike | Sequence[dt.date]) -> NDArray[np.int64]:
     """Days since 1970-01-01; zone-aware datetimes count by their UTC date (numpy converts them)."""
     try:
         with warnings.catch_warnings():
@@ -70,7 +71,7 @@ def _period_of(date: dt.date | str | np.datetime64, time_unit: TimeUnit) -> int:
 
 def summary_from_transactions(
     customer_ids: ArrayLike,
-    dates: ArrayLike,
+    dates: ArrayLike | Sequence[dt.date],
     amounts: ArrayLike | None = None,
     *,
     calibration_end: dt.date | str | np.datetime64 | None = None,
