@@ -20,6 +20,7 @@ from memberops.runtime import Context
 from tests.insight.lake import AS_OF, Brand
 from tests.loyalty.factories import enrol, set_programme
 from tests.loyalty.test_points import check_ledger
+from tests.loyalty.test_referrals import code_of
 
 RULES: dict[str, Any] = {"enabled": True, "referrer_points": 200, "friend_points": 100, "min_paid_amount": "50"}
 NOW = AS_OF + timedelta(days=1)
@@ -33,13 +34,6 @@ def people(context: Context, workspace: Workspace) -> dict[str, str]:
         set_programme(session, workspace, earn={"pending_days": 7}, referrals=RULES)
         return {name: enrol(session, workspace, name, phone=f"+86138000000{n:02d}")
                 for n, name in enumerate(PEOPLE, start=1)}
-
-
-def code_of(context: Context, workspace: Workspace, member_id: str) -> str:
-    with context.store.read() as session:
-        code = referrals.referral_code_of(session, workspace.id, member_id)
-    assert code is not None
-    return code
 
 
 def lake_of(workspace: Workspace, people: dict[str, str]) -> Brand:

@@ -152,8 +152,12 @@ def drop_temporary(session: Session, table: Table) -> None:
 
 def _copy_text(values: pa.Array) -> pa.Array:
     """Strings escaped for ``COPY … FROM STDIN``'s text format (a backslash, tab, newline or return)."""
+    data = values.buffers()[2]
+    # a search of the raw bytes is much cheaper than rewriting every value; most text holds none of them
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
     for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        values = pc.replace_substring(values, char, escaped)
+        if (raw == ord(char)).any():
+            values = pc.replace_substring(values, char, escaped)
     return values
 
 

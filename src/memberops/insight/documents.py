@@ -58,7 +58,8 @@ def _floats(values: pa.Array) -> pa.Array:
         doubtful = ~np.isfinite(x) | (np.abs(x) >= 1e9) | (np.abs(fraction - 0.5) < 1e-3)
     text = pc.cast(pa.array(rounded, pa.float64()), pa.string())
     # Arrow writes an integral double as "100", which a JSON reader takes as an integer: make it "100.0"
-    text = pc.if_else(pc.match_substring_regex(text, r"[.e]"), text, pc.binary_join_element_wise(text, ".0", ""))
+    is_decimal = pc.or_(pc.match_substring(text, "."), pc.match_substring(text, "e"))
+    text = pc.if_else(is_decimal, text, pc.binary_join_element_wise(text, ".0", ""))
     missing = np.isnan(x)
     if values.null_count:
         missing |= values.is_null().to_numpy(zero_copy_only=False)
@@ -73,10 +74,12 @@ def _floats(values: pa.Array) -> pa.Array:
 
 
 def _timestamps(values: pa.Array) -> pa.Array:
-    """``datetime.isoformat()`` of UTC timestamps: microseconds only when there are some, ``+00:00``."""
-    text = pc.strftime(values, format="%Y-%m-%dT%H:%M:%S")  # with the fraction, ".000000" when whole
+    """``datetime.isoformat()`` of UTC timestamps: microseconds only when there are some, ``+00:00``. Formatted
+    once per distinct value (a snapshot's ``as_of`` is one value for every member)."""
+    encoded = pc.dictionary_encode(values)
+    text = pc.strftime(encoded.dictionary, format="%Y-%m-%dT%H:%M:%S")  # with the fraction, ".000000" when whole
     text = pc.replace_substring_regex(text, r"\.0{6}$", "")
-    return pc.binary_join_element_wise('"', text, '+00:00"', "")
+    return pc.take(pc.binary_join_element_wise('"', text, '+00:00"', ""), encoded.indices)
 
 
 def json_tokens(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -121,6 +124,7 @@ def json_documents(table: pa.Table | pa.RecordBatch, names: Sequence[str]) -> pa
     ``", "`` and ``": "`` separators)."""
     if not table.num_rows:
         return pa.array([], pa.string())
-    fields = [pc.binary_join_element_wise(pa.scalar(f"{json.dumps(name)}: "), json_tokens(table.column(name)), "")
-              for name in names]
-    return pc.binary_join_element_wise("{", pc.binary_join_element_wise(*fields, ", "), "}", "")
+    parts: list[Any] = []
+    for i, name in enumerate(names):  # the keys as constants between the columns' values: one join in all
+        parts += [pa.scalar(("{" if i == 0 else ", ") + f"{json.dumps(name)}: "), json_tokens(table.column(name))]
+    return pc.binary_join_element_wise(*parts, pa.scalar("}"), "")
