@@ -6,21 +6,22 @@ them with :func:`save_serving_traits` in bulk, one JSON row per member.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import pyarrow as pa
-from sqlalchemy import delete, select
+import pyarrow.compute as pc
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
-from memberops.db.dialect import upsert
+from memberops.accounts.models import Workspace
+from memberops.db.dialect import copy_rows, locked_parent
 from memberops.identity.models import Member
+from memberops.insight.documents import json_documents, json_tokens
 from memberops.insight.models import InsightRun, MemberTrait, TraitChange
 
-CHUNK = 5_000
+CHUNK = 100_000  # rows a batch of documents holds (a JSON column under Arrow's 2 GiB per array)
 
 # The traits the 360° profile shows (the serving subset); the lake's member_traits has them all.
 SERVING_TRAITS = (
@@ -34,52 +35,28 @@ SERVING_TRAITS = (
 )
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 6)
-    return value
-
-
-def _json_column(column: pa.Array) -> list[Any]:
-    """``column``'s values as :func:`_json_value` gives them."""
-    values = column.to_pylist()
-    kind = column.type
-    if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_boolean(kind):
-        return values
-    if pa.types.is_floating(kind):
-        return [None if v is None or math.isnan(v) else round(v, 6) for v in values]
-    if pa.types.is_decimal(kind):
-        return [None if v is None else str(v) for v in values]
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        return [None if v is None else v.isoformat() for v in values]
-    return [_json_value(v) for v in values]
-
-
 def save_serving_traits(session: Session, workspace_id: str, traits: pa.Table, computed_at: datetime) -> int:
-    """Upsert one ``member_trait`` row per member of ``traits`` (the lake snapshot) and drop rows of members
-    no longer in it (absorbed by a merge). Money as decimal strings, dates as ISO strings."""
-    columns = traits.select(["member_id", *SERVING_TRAITS, "tags"])
-    statement = upsert(session, MemberTrait.__table__, ["workspace_id", "member_id"],  # type: ignore[arg-type]
-                       ["computed_at", "traits", "tags"])
+    """Replace the workspace's ``member_trait`` rows by one per member of ``traits`` (the lake snapshot): a
+    member no longer in it (absorbed by a merge) loses its row. Money as decimal strings, dates as ISO strings
+    (:mod:`memberops.insight.documents`).
+
+    It all happens in the caller's transaction: until it commits, a reader sees the previous set whole, and a
+    failure leaves it in place. The workspace's row is locked first (without blocking writes that refer to
+    it), so two computations of one workspace replace the set one after the other rather than colliding on
+    the rows each inserts."""
+    session.execute(locked_parent(select(Workspace.id).where(Workspace.id == workspace_id))).all()
+    session.execute(delete(MemberTrait).where(MemberTrait.workspace_id == workspace_id))
+    table = cast(Table, MemberTrait.__table__)
     written = 0
-    for batch in columns.to_batches(CHUNK):
+    for batch in traits.select(["member_id", *SERVING_TRAITS, "tags"]).to_batches(CHUNK):
         if not batch.num_rows:
             continue
-        # column by column: one conversion per column type instead of a type test per value
-        values = [_json_column(batch.column(name)) for name in SERVING_TRAITS]
-        rows = [{
-            "workspace_id": workspace_id, "member_id": member_id, "computed_at": computed_at,
-            "traits": dict(zip(SERVING_TRAITS, row, strict=True)), "tags": tags or [],
-        } for member_id, tags, *row in zip(batch.column("member_id").to_pylist(), batch.column("tags").to_pylist(),
-                                           *values, strict=True)]
-        session.execute(statement, rows)
-        written += len(rows)
-    session.execute(delete(MemberTrait).where(MemberTrait.workspace_id == workspace_id,
-                                              MemberTrait.computed_at < computed_at))
+        tags = batch.column("tags")
+        copy_rows(session, table, {
+            "member_id": batch.column("member_id"), "traits": json_documents(batch, SERVING_TRAITS),
+            "tags": pc.if_else(tags.is_null(), "[]", json_tokens(tags)),
+        }, {"workspace_id": workspace_id, "computed_at": computed_at})
+        written += batch.num_rows
     return written
 
 

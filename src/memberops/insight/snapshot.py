@@ -6,7 +6,9 @@
    ``trait_changes``) in one transaction, so a journey can trigger on it. The first snapshot of a
    workspace is the baseline and records no change;
 3. the snapshot replaces the workspace's file of the lake's derived ``member_traits`` table;
-4. the serving subset goes to the state store (``member_trait``), with the run's summary.
+4. the serving subset replaces the workspace's rows of the state store (``member_trait``; a bulk load,
+   ``COPY`` on PostgreSQL) in the transaction that records the run's summary: the profile shows the previous
+   computation until this one commits, and keeps showing it if this one fails.
 
 Computing twice with the same ``as_of`` and facts gives the same snapshot and records no change.
 """
