@@ -862,6 +862,8 @@ def demo(
                   f"{loyalty.coupons_issued:,} coupons issued ({loyalty.coupons_redeemed:,} redeemed), "
                   f"{loyalty.benefits_granted:,} benefit grants, {loyalty.rewards_redeemed:,} rewards redeemed "
                   f"in {loyalty.seconds:.1f} s")
+        if loyalty.tiers is not None and loyalty.tiers.by_tier:
+            out.print("tiers: " + ", ".join(f"{count:,} {tier}" for tier, count in loyalty.tiers.by_tier.items()))
         _run_insight(context, workspace, None, Actor.system())
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")
