@@ -65,15 +65,16 @@ DEMO_PROGRAMME: dict[str, Any] = {
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
     # four tiers by spend over the last 12 months (a baby-products brand's club: every member starts as a
-    # Sprout); higher tiers earn more points per yuan and get the demo benefits each year. A tier is kept
-    # with 80% of its threshold, a downgrade waits a month.
+    # Sprout; of the demo's buyers of the last year about a quarter reach Bloom, one in twelve Blossom, one
+    # in fifty Golden Acorn). Higher tiers earn more points per yuan and get the demo benefits each year; a
+    # tier is kept with 80% of its threshold, a downgrade waits a month.
     "tiers": [
         {"code": "sprout", "name": "Sprout", "threshold": "0"},
-        {"code": "bloom", "name": "Bloom", "threshold": "1000", "earn_multiplier": "1.2",
+        {"code": "bloom", "name": "Bloom", "threshold": "800", "earn_multiplier": "1.2",
          "benefits": [{"code": "free-alteration", "quantity": 1}]},
-        {"code": "blossom", "name": "Blossom", "threshold": "3000", "earn_multiplier": "1.5",
+        {"code": "blossom", "name": "Blossom", "threshold": "2000", "earn_multiplier": "1.5",
          "benefits": [{"code": "free-alteration", "quantity": 2}, {"code": "queue-skip", "quantity": 2}]},
-        {"code": "golden", "name": "Golden Acorn", "threshold": "8000", "earn_multiplier": "2",
+        {"code": "golden", "name": "Golden Acorn", "threshold": "5000", "earn_multiplier": "2",
          "benefits": [{"code": "free-alteration", "quantity": 4}, {"code": "queue-skip", "quantity": 6}]},
     ],
     "tier_rules": {"metric": "spend", "window": "rolling_12_months", "keep_ratio": "0.8", "grace_months": 1},
