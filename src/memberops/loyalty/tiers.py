@@ -162,20 +162,25 @@ def qualifying_orders(workspace_id: str, *, buyers: Select[Any] | None = None, s
     branches = []
     for table in (_LIVE_ORDERS, _IMPORTED_ORDERS):
         query = select(table.c.member_id, table.c.channel, table.c.order_id, table.c.ordered_at, table.c.paid_amount,
-                       table.c.refunded_amount).where(table.c.workspace_id == workspace_id)
-        if buyers is not None:
-            query = query.where(table.c.member_id.in_(buyers))
+                       table.c.refunded_amount)
+        # by the buyers (of the workspace) alone: with the workspace too, SQLite reads all its orders
+        query = query.where(table.c.member_id.in_(buyers)) if buyers is not None \
+            else query.where(table.c.workspace_id == workspace_id)
         if start is not None:
             query = query.where(table.c.ordered_at >= start)
         if until is not None:
             query = query.where(table.c.ordered_at < until)
         branches.append(query)
     facts = union_all(*branches).subquery()
+    per_order = select(func.min(facts.c.ordered_at).label("ordered_at"),
+                       func.max(facts.c.paid_amount).label("paid_amount"),
+                       func.max(facts.c.refunded_amount).label("refunded_amount"))
+    if buyers is not None:  # one member's orders (and their absorbed members'): no survivor to look up
+        return per_order.add_columns(func.min(facts.c.member_id).label("member_id")) \
+            .group_by(facts.c.channel, facts.c.order_id).subquery()
     survivors = _survivors(workspace_id)
     buyer = func.coalesce(survivors.c.survivor_id, facts.c.member_id)
-    return (select(buyer.label("member_id"), func.min(facts.c.ordered_at).label("ordered_at"),
-                   func.max(facts.c.paid_amount).label("paid_amount"),
-                   func.max(facts.c.refunded_amount).label("refunded_amount"))
+    return (per_order.add_columns(buyer.label("member_id"))
             .select_from(facts).outerjoin(survivors, survivors.c.member_id == facts.c.member_id)
             .group_by(buyer, facts.c.channel, facts.c.order_id)).subquery()
 
