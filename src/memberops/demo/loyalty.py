@@ -65,8 +65,8 @@ DEMO_PROGRAMME: dict[str, Any] = {
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
     # four tiers by spend over the last 12 months (a baby-products brand's club: every member starts as a
-    # Sprout; of the demo's buyers of the last year about a quarter reach Bloom, one in twelve Blossom, one
-    # in fifty Golden Acorn). Higher tiers earn more points per yuan and get the demo benefits each year; a
+    # Sprout; of the demo's buyers of the last year about a quarter reach Bloom or higher, one in thirteen
+    # Blossom or higher, one in eighty Golden Acorn). Higher tiers earn more points per yuan and get the demo benefits each year; a
     # tier is kept with 80% of its threshold, a downgrade waits a month.
     "tiers": [
         {"code": "sprout", "name": "Sprout", "threshold": "0"},
