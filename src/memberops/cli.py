@@ -851,7 +851,7 @@ def demo(
         from memberops.demo.setup import ensure_demo_tags
 
         ensure_demo_tags(context)
-        from memberops.demo.loyalty import setup_demo_loyalty
+        from memberops.demo.loyalty import DEMO_PROGRAMME, setup_demo_loyalty
 
         with err.status("loyalty: enrolling members, points for past orders, coupons…"):
             loyalty = setup_demo_loyalty(context, workspace)
@@ -862,6 +862,9 @@ def demo(
                   f"{loyalty.coupons_issued:,} coupons issued ({loyalty.coupons_redeemed:,} redeemed), "
                   f"{loyalty.benefits_granted:,} benefit grants, {loyalty.rewards_redeemed:,} rewards redeemed "
                   f"in {loyalty.seconds:.1f} s")
+        if loyalty.tiers is not None and loyalty.tiers.by_tier:
+            out.print("tiers: " + ", ".join(f"{loyalty.tiers.by_tier.get(tier['code'], 0):,} {tier['name']}"
+                                            for tier in DEMO_PROGRAMME["tiers"]))
         _run_insight(context, workspace, None, Actor.system())
     out.print("[bold]memberops demo[/bold]")
     out.print(f"  console:  http://{host}:{port}/")

@@ -1,6 +1,7 @@
 """The demo brand's loyalty setup on a small generated brand, on every store: its joined members are enrolled,
 buyers have points for their past orders, the ledger adds up, coupons are issued (some redeemed), the
-liability report has lines, and a second run changes nothing."""
+liability report has lines, members hold several tiers (profile and console show them), and a second run
+changes nothing."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ from memberops.loyalty.models import Membership, PointsAccount, PointsLot, Point
 from memberops.loyalty.programmes import active_programme
 from memberops.loyalty.referral_models import ReferralBinding
 from memberops.loyalty.reward_models import Reward, RewardRedemption
+from memberops.loyalty.tier_models import MemberTier
 from memberops.runtime import Context
 from tests.factories import make_key
+from tests.web.test_loyalty_pages import sign_in
+from tests.web.test_members import _by_testid
 
 NOW = datetime(2026, 11, 15, 2, 0, tzinfo=UTC)  # two weeks after the demo brand's history ends
 
@@ -60,6 +64,15 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     assert summary.referrals.bound > 0 and summary.referrals.rewarded > 0
     assert summary.referrals.points == summary.referrals.rewarded * 300
     assert summary.rewards_redeemed > 0
+    # the evaluation after the backfill ranks members by their imported spend: most are Sprouts, a share
+    # reaches the higher tiers
+    assert summary.tiers is not None and sum(summary.tiers.by_tier.values()) == summary.members
+    assert len(summary.tiers.by_tier) >= 3
+    assert summary.tiers.by_tier["sprout"] > summary.tiers.by_tier["bloom"] > 0
+    with context.store.read() as session:
+        ranked = session.scalars(select(MemberTier.member_id).where(
+            MemberTier.workspace_id == workspace.id, MemberTier.tier != "sprout").order_by(MemberTier.member_id)).first()
+    assert ranked is not None
     with context.store.read() as session:
         ws = session.get(Workspace, workspace.id)
         assert ws is not None
@@ -113,6 +126,15 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
         mine = client.get(f"/api/v1/members/{referrer}/referrals", headers=auth).json()
     assert mine["counts"]["rewarded"] + mine["counts"]["pending"] >= 1 and mine["points_earned"] >= 200
+    # a ranked member's profile and console page show the tier and how they got it
+    with TestClient(create_app(context), raise_server_exceptions=False) as client:
+        card = client.get(f"/api/v1/members/{ranked}", headers=auth).json()["loyalty"]
+        assert card["tier"] in {"bloom", "blossom", "golden"} and card["tier_since"] == NOW.date().isoformat()
+        assert card["tier_history"] == [f"{NOW.date().isoformat()} none → {card['tier']} (upgrade)"]
+        page = sign_in(client, context, workspace, "marketer").get(f"/members/{ranked}")
+    assert page.status_code == 200
+    assert _by_testid(page.text, "points-tier-name")[0] in {"Bloom", "Blossom", "Golden Acorn"}
+    assert f"none → {card['tier']} (upgrade)" in page.text and 'data-testid="points-tier-history"' in page.text
 
     before = _counts(context, workspace.id)
     again = setup_demo_loyalty(context, workspace, now=NOW)
@@ -120,4 +142,5 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     assert again.referrals.bound == again.referrals.rewarded == 0
     assert again.rewards_redeemed == 0
     assert again.backfill.events == 0
+    assert again.tiers is not None and again.tiers.upgraded == again.tiers.benefits_granted == 0
     assert _counts(context, workspace.id) == before

@@ -31,7 +31,7 @@ from memberops.loyalty.models import (
 )
 from memberops.loyalty.referral_models import ReferralBinding, ReferralCode
 from memberops.loyalty.reward_models import Reward, RewardRedemption, RewardVersion
-from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
+from memberops.loyalty.tier_models import GrowthMovement, MemberTier, QualifyingOrder, TierChange
 
 __all__ = [
     "IdentityConfigVersion",
@@ -63,6 +63,7 @@ __all__ = [
     "PointsLot",
     "PointsMovement",
     "ProgrammeVersion",
+    "QualifyingOrder",
     "QuarantinedRow",
     "ReferralBinding",
     "ReferralCode",

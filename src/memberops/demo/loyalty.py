@@ -8,10 +8,10 @@ refunds and app sign-ins and shares through the points ledger (:mod:`memberops.l
 the referrals the channels recorded (a record's ``referrer_code``, the referrer's member card) and rewards
 the friends' first qualifying purchases (:mod:`memberops.loyalty.referral_import`), then issues the demo
 coupons to a sample of members (some redeemed), grants the demo benefits, and opens the rewards catalogue
-(points mall) where a few members redeem their points. Every step is keyed, so running it again changes
-nothing.
-
-The programme leaves tiers out; a ``tiers`` block joins :data:`DEMO_PROGRAMME` when tiers exist.
+(points mall) where a few members redeem their points. Last, the tier evaluation
+(:func:`memberops.loyalty.tiers.evaluate_tiers`) places every member by their spend over the last 12 months,
+the imported orders included (the backfill records them for the tiers), and gives each tier's benefits.
+Every step is keyed, so running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from memberops.loyalty.programme import programme_from_dict
 from memberops.loyalty.programmes import save_programme
 from memberops.loyalty.referral_import import RecordedReferralsSummary, bind_recorded_referrals
 from memberops.loyalty.reward_schemas import RewardIn
+from memberops.loyalty.tiers import TierRun, evaluate_tiers
 from memberops.runtime import Context
 
 # 1 point per yuan paid, double on the 8th of each month (member day), ×1.5 in the birthday month, newborn
@@ -63,6 +64,20 @@ DEMO_PROGRAMME: dict[str, Any] = {
         "share": {"points": 2, "max_per_day": 3},
     },
     "expiry": {"policy": "rolling_months", "months": 12, "warning_days": 30},
+    # four tiers by spend over the last 12 months (a baby-products brand's club: every member starts as a
+    # Sprout; of the demo's buyers of the last year about a quarter reach Bloom or higher, one in thirteen
+    # Blossom or higher, one in eighty Golden Acorn). Higher tiers earn more points per yuan and get the demo benefits each year; a
+    # tier is kept with 80% of its threshold, a downgrade waits a month.
+    "tiers": [
+        {"code": "sprout", "name": "Sprout", "threshold": "0"},
+        {"code": "bloom", "name": "Bloom", "threshold": "800", "earn_multiplier": "1.2",
+         "benefits": [{"code": "free-alteration", "quantity": 1}]},
+        {"code": "blossom", "name": "Blossom", "threshold": "2000", "earn_multiplier": "1.5",
+         "benefits": [{"code": "free-alteration", "quantity": 2}, {"code": "queue-skip", "quantity": 2}]},
+        {"code": "golden", "name": "Golden Acorn", "threshold": "5000", "earn_multiplier": "2",
+         "benefits": [{"code": "free-alteration", "quantity": 4}, {"code": "queue-skip", "quantity": 6}]},
+    ],
+    "tier_rules": {"metric": "spend", "window": "rolling_12_months", "keep_ratio": "0.8", "grace_months": 1},
     # invite a friend: 200 points to the referrer, 100 to the friend on the friend's first purchase of 99
     # or more (pending through the return window), at most 10 rewarded friends per referrer per month
     "referrals": {"enabled": True, "referrer_points": 200, "friend_points": 100, "min_paid_amount": "99",
@@ -109,6 +124,7 @@ class DemoLoyaltySummary:
     benefits_granted: int
     rewards_redeemed: int
     seconds: float
+    tiers: TierRun | None = None  # the evaluation after the backfill: members by tier
 
 
 def joined_members(warehouse: Warehouse, workspace_id: str) -> list[dict[str, Any]]:
@@ -264,7 +280,11 @@ def setup_demo_loyalty(context: Context, workspace: Workspace, *, now: datetime 
     issued, redeemed = issue_demo_coupons(context, workspace, now=now)
     granted = grant_demo_benefits(context, workspace, now=now)
     mall = open_demo_mall(context, workspace, now=now)
+    with context.store.transaction() as session:  # the tier benefits are defined by now (issue_demo_coupons)
+        ws = session.get(Workspace, workspace.id)
+        assert ws is not None
+        ranked = evaluate_tiers(session, ws, as_of=now)
     with context.store.read() as session:
         members = len(session.scalars(select(Membership.member_id).where(Membership.workspace_id == workspace.id)).all())
     return DemoLoyaltySummary(version, enrolled, members, backfill, referred, issued, redeemed, granted, mall,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, ranked)

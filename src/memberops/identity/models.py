@@ -18,7 +18,8 @@ class Member(Base):
     """
 
     __tablename__ = "member"
-    __table_args__ = (Index("ix_member_workspace_id_created_at", "workspace_id", "created_at"),)
+    __table_args__ = (Index("ix_member_workspace_id_created_at", "workspace_id", "created_at"),
+                      Index("ix_member_merged_into_id", "merged_into_id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))

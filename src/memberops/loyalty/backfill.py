@@ -18,6 +18,9 @@ Events of the types the programme rewards (``events``) are replayed in the same 
 (``{channel}:{event_id}``), so streaks, caps and once-per-member rules count them as if they had been
 posted live in time order.
 
+The same orders and refunds count toward spend and order-count tiers, and earn growth value when the
+tiers count growth (:mod:`memberops.loyalty.backfill_tiers`), each once however often the backfill runs.
+
 Reading the lake is one query per table (order lines only when the programme has category or SKU rules,
 events only when it rewards some). The ledger is written set-based (:func:`backfill_points`: a chunk of
 members read, replayed in memory by :mod:`memberops.loyalty.backfill_replay` and written in a few bulk
@@ -51,6 +54,7 @@ from memberops.lake.engine import Warehouse
 from memberops.loyalty import backfill_bulk as bulk
 from memberops.loyalty import enrolment, event_earning, ledger, points
 from memberops.loyalty.backfill_replay import PastEvent, PastOrder, PastRefund
+from memberops.loyalty.backfill_tiers import record_tier_history
 from memberops.loyalty.event_models import EventEarning
 from memberops.loyalty.models import Membership, PointsAccount, PointsMovement
 from memberops.loyalty.programme import Programme
@@ -75,6 +79,8 @@ class BackfillSummary:
     seconds: float
     events: int = 0  # events of rewarded types that earned points in this run
     points_for_events: int = 0
+    tier_orders: int = 0  # imported orders recorded for spend and order-count tiers (backfill_tiers)
+    growth_movements: int = 0  # growth value of imported orders and refunds, when tiers count growth
 
 
 def _utc(moment: datetime) -> datetime:
@@ -225,8 +231,18 @@ def _posted(session: Session, workspace_id: str, programme: Programme) -> set[st
     return posted
 
 
-def _history(context: Context, workspace: Workspace, since: datetime | None, now: datetime,
-             ) -> tuple[dict[str, list[tuple[datetime, int, Any]]], int, dict[str, datetime], set[str], ActiveProgramme]:
+@dataclass(frozen=True)
+class _History:
+    timelines: dict[str, list[tuple[datetime, int, Any]]]
+    before: int  # orders placed before their buyer enrolled
+    enrolled: dict[str, datetime]
+    posted: set[str]
+    active: ActiveProgramme
+    orders: pa.Table  # as read from the lake, for the tiers (backfill_tiers)
+    refunds: pa.Table
+
+
+def _history(context: Context, workspace: Workspace, since: datetime | None, now: datetime) -> _History:
     """Every enrolled member's timeline to replay, and what the replay needs to know first."""
     with context.store.transaction() as session:
         ws = session.get(Workspace, workspace.id)
@@ -243,14 +259,19 @@ def _history(context: Context, workspace: Workspace, since: datetime | None, now
     timelines, before = _timelines(orders, refunds, enrolled, lines)
     if programme.events:
         _add_events(timelines, read_events(warehouse, workspace.id, sorted(programme.events), since=since), enrolled)
-    return timelines, before, enrolled, posted, active
+    return _History(timelines, before, enrolled, posted, active, orders, refunds)
 
 
-def _summary(enrolled: dict[str, datetime], before: int, totals: dict[str, int], started: float) -> BackfillSummary:
+def _summary(context: Context, workspace: Workspace, history: _History, totals: dict[str, int], started: float,
+             now: datetime) -> BackfillSummary:
+    """The run's figures, once the imported orders are recorded for the tiers too."""
+    tiers = record_tier_history(context, workspace, history.active.programme, history.orders, history.refunds,
+                                history.enrolled, now=now)
     return BackfillSummary(
-        members=len(enrolled), orders=totals["orders"], points_earned=totals["earned"], refunds=totals["refunds"],
-        points_reversed=totals["reversed"], skipped_before_enrolment=before, already_posted=totals["posted"],
-        seconds=time.perf_counter() - started, events=totals["events"], points_for_events=totals["event_points"])
+        members=len(history.enrolled), orders=totals["orders"], points_earned=totals["earned"],
+        refunds=totals["refunds"], points_reversed=totals["reversed"], skipped_before_enrolment=history.before,
+        already_posted=totals["posted"], seconds=time.perf_counter() - started, events=totals["events"],
+        points_for_events=totals["event_points"], tier_orders=tiers.orders, growth_movements=tiers.growth_movements)
 
 
 def backfill_points(context: Context, workspace: Workspace, *, since: datetime | None = None,
@@ -268,14 +289,15 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
     members and once at the end."""
     started = time.perf_counter()
     now = now or utcnow()
-    timelines, before, enrolled, posted, active = _history(context, workspace, since, now)
+    history = _history(context, workspace, since, now)
+    timelines, posted, active = history.timelines, history.posted, history.active
     totals: dict[str, int] = defaultdict(int)
     members = sorted(timelines)
     told = _Told(progress, len(members))
     if _events_earn_growth(active.programme):
         _replay_per_member(context, workspace, members, timelines, posted, totals, now, told)
         told.finish()
-        return _summary(enrolled, before, totals, started)
+        return _summary(context, workspace, history, totals, started, now)
     by_ledger = [member_id for member_id in members if bulk.refunds_posted_order(timelines[member_id], posted)]
     _replay_per_member(context, workspace, by_ledger, timelines, posted, totals, now, told)
     skip = set(by_ledger)
@@ -290,7 +312,7 @@ def backfill_points(context: Context, workspace: Workspace, *, since: datetime |
         told.done += len(chunk) - len(missing)
         _replay_per_member(context, workspace, missing, timelines, posted, totals, now, told)
     told.finish()
-    return _summary(enrolled, before, totals, started)
+    return _summary(context, workspace, history, totals, started, now)
 
 
 def backfill_points_per_member(context: Context, workspace: Workspace, *, since: datetime | None = None,
@@ -299,10 +321,10 @@ def backfill_points_per_member(context: Context, workspace: Workspace, *, since:
     time): the reference the set-based backfill is compared with, row for row, in the tests."""
     started = time.perf_counter()
     now = now or utcnow()
-    timelines, before, enrolled, posted, _ = _history(context, workspace, since, now)
+    history = _history(context, workspace, since, now)
     totals: dict[str, int] = defaultdict(int)
-    _replay_per_member(context, workspace, sorted(timelines), timelines, posted, totals, now)
-    return _summary(enrolled, before, totals, started)
+    _replay_per_member(context, workspace, sorted(history.timelines), history.timelines, history.posted, totals, now)
+    return _summary(context, workspace, history, totals, started, now)
 
 
 def _events_earn_growth(programme: Programme) -> bool:

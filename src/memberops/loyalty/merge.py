@@ -15,7 +15,8 @@ transaction.
   upgraded at once when the value now A's reaches a higher tier (:func:`memberops.loyalty.tiers.on_merge`;
   both recorded in A's tier history, naming B).
 - **Growth value** earned by B becomes A's, each movement keeping its date (so it counts in the windows it
-  was earned in); **reward redemptions** made by B become A's, so the per-member limits count them.
+  was earned in), and so do B's imported orders as spend and order tiers count them; B's orders posted live
+  keep B's id (facts are not rewritten) and count for A through ``merged_into_id``; **reward redemptions** made by B become A's, so the per-member limits count them.
 - **Referrals**: friends B referred become A's (the referrer's counts and cap follow); B's own binding as a
   friend becomes A's unless A has one (a friend is bound once: A's stands, B's stays recorded on B). A
   binding that would make A their own referrer (A referred B, or B referred A) stays where it is.
@@ -55,7 +56,7 @@ from memberops.loyalty.models import (
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
 from memberops.loyalty.referral_models import ReferralBinding
 from memberops.loyalty.reward_models import RewardRedemption
-from memberops.loyalty.tier_models import GrowthMovement
+from memberops.loyalty.tier_models import GrowthMovement, QualifyingOrder
 
 CHUNK = 5_000
 
@@ -193,6 +194,10 @@ def transfer_loyalty(session: Session, workspace: Workspace, absorbed: str, surv
         .values(member_id=survivor)).rowcount or 0)  # type: ignore[attr-defined]
     summary.growth_movements += _repoint(session, update(GrowthMovement).where(
         GrowthMovement.workspace_id == workspace.id, GrowthMovement.member_id == absorbed).values(member_id=survivor))
+    # imported orders count for the survivor's spend and order tiers (live orders keep the absorbed id: the
+    # tier metric follows merged_into_id to them, tiers.qualifying_orders)
+    _repoint(session, update(QualifyingOrder).where(
+        QualifyingOrder.workspace_id == workspace.id, QualifyingOrder.member_id == absorbed).values(member_id=survivor))
     summary.referral_bindings += _move_referrals(session, workspace.id, absorbed, survivor)
     summary.reward_redemptions += _repoint(session, update(RewardRedemption).where(
         RewardRedemption.workspace_id == workspace.id, RewardRedemption.member_id == absorbed)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from memberops.accounts.models import Workspace
@@ -24,6 +25,23 @@ from memberops.loyalty.enrolment import membership_of
 from memberops.loyalty.errors import MemberNotEnrolled
 from memberops.loyalty.models import Membership, PointsMovement
 from memberops.loyalty.programmes import active_programme
+from memberops.loyalty.tier_models import TierChange
+
+
+def _tier_lines(session: Session, workspace_id: str, member_id: str, *, changes: int = 5) -> dict[str, Any]:
+    """Since when the member holds their tier, and their last tier changes (newest first), as the card
+    shows them: ``2026-11-15 bloom → blossom (upgrade)``."""
+    held = tiers.tier_of(session, workspace_id, member_id)
+    history = session.scalars(select(TierChange).where(TierChange.workspace_id == workspace_id,
+                                                       TierChange.member_id == member_id)
+                              .order_by(TierChange.id.desc()).limit(changes)).all()
+    lines: dict[str, Any] = {}
+    if held is not None:
+        lines["tier_since"] = held.since.date().isoformat()
+    if history:
+        lines["tier_history"] = [f"{change.at.date().isoformat()} {change.from_tier or 'none'} → "
+                                 f"{change.to_tier or 'none'} ({change.reason})" for change in history]
+    return lines
 
 
 def _referral_lines(session: Session, workspace: Workspace, member_id: str) -> dict[str, Any]:
@@ -67,6 +85,7 @@ def loyalty_section(session: Session, workspace_id: str, member_id: str) -> dict
             summary = points.PointsSummary(available=0, pending=0, debt=0, expiring=[])
         if summary.tier is not None:
             section["tier"] = summary.tier
+        section.update(_tier_lines(session, workspace_id, member_id))
         section.update({"points_available": summary.available, "points_pending": summary.pending})
         if summary.debt:
             section["points_debt"] = summary.debt

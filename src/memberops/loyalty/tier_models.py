@@ -9,11 +9,13 @@ window, so the table only needs sums by member and time.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memberops.db.base import Base, BigIntKey, utcnow
+from memberops.loyalty.models import Money
 
 
 class MemberTier(Base):
@@ -73,4 +75,27 @@ class GrowthMovement(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["GrowthMovement", "MemberTier", "TierChange"]
+class QualifyingOrder(Base):
+    """An imported order as spend and order-count tiers count it: the order the points backfill read from
+    the lake, its buyer (the member the identity map named), when it was placed, what was paid and what its
+    refunds in the lake add up to (``refunded_amount``, set anew by every backfill, so a rerun counts each
+    refund once). One row per order (``channel``, ``order_id``): the tier metric takes an order posted live
+    (``live_order``) and its imported twin as one order. A merge moves the rows to the survivor, as it
+    moves growth value."""
+
+    __tablename__ = "loyalty_qualifying_order"
+    __table_args__ = (UniqueConstraint("workspace_id", "channel", "order_id"),
+                      Index("ix_loyalty_qualifying_order_member_id_ordered_at", "member_id", "ordered_at"))
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[str] = mapped_column(String(128))
+    ordered_at: Mapped[datetime]
+    paid_amount: Mapped[Decimal] = mapped_column(Money)
+    refunded_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["GrowthMovement", "MemberTier", "QualifyingOrder", "TierChange"]

@@ -22,7 +22,9 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     MetaData,
+    Select,
     String,
+    Subquery,
     Table,
     and_,
     bindparam,
@@ -35,9 +37,10 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
@@ -48,6 +51,7 @@ from memberops.db.dialect import (
     insert_many,
     locked,
 )
+from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
 from memberops.loyalty import ledger, tier_rules
 from memberops.loyalty.benefit_models import BenefitGrant
@@ -57,7 +61,7 @@ from memberops.loyalty.models import LoyaltyEvent, Membership, PointsAccount
 from memberops.loyalty.points import lock_account, zone_of
 from memberops.loyalty.programme import Tier
 from memberops.loyalty.programmes import ActiveProgramme, active_programme
-from memberops.loyalty.tier_models import GrowthMovement, MemberTier, TierChange
+from memberops.loyalty.tier_models import GrowthMovement, MemberTier, QualifyingOrder, TierChange
 
 
 def tier_of(session: Session, workspace_id: str, member_id: str) -> MemberTier | None:
@@ -140,10 +144,74 @@ def _order_growth(programme: ActiveProgramme, order: LiveOrder) -> int:
 # --- the metric ------------------------------------------------------------------------------------------
 
 
+_LIVE_ORDERS = cast(Table, LiveOrder.__table__)
+_IMPORTED_ORDERS = cast(Table, QualifyingOrder.__table__)
+
+
+def qualifying_orders(workspace_id: str, *, buyers: Select[Any] | None = None, start: datetime | None = None,
+                      until: datetime | None = None) -> Subquery:
+    """The orders spend and order-count tiers count, one row per order (``member_id``, ``ordered_at``,
+    ``paid_amount``, ``refunded_amount``): the orders posted live (``live_order``) and the imported ones
+    the backfill recorded (:class:`QualifyingOrder`), an order in both taken once (its largest paid and
+    refunded amounts: a refund recorded by either path nets it, never twice).
+
+    ``member_id`` is the buyer's survivor: a live order stays under the id of a member later merged into
+    another (facts are never rewritten) and counts for the member that absorbed them, down any chain of
+    merges. ``buyers`` (a select of member ids, e.g. :func:`buyers_of`) keeps the orders of those members
+    only; ``start`` and ``until`` the orders placed in ``[start, until)``."""
+    branches = []
+    for table in (_LIVE_ORDERS, _IMPORTED_ORDERS):
+        query = select(table.c.member_id, table.c.channel, table.c.order_id, table.c.ordered_at, table.c.paid_amount,
+                       table.c.refunded_amount)
+        # by the buyers (of the workspace) alone: with the workspace too, SQLite reads all its orders
+        query = query.where(table.c.member_id.in_(buyers)) if buyers is not None \
+            else query.where(table.c.workspace_id == workspace_id)
+        if start is not None:
+            query = query.where(table.c.ordered_at >= start)
+        if until is not None:
+            query = query.where(table.c.ordered_at < until)
+        branches.append(query)
+    facts = union_all(*branches).subquery()
+    per_order = select(func.min(facts.c.ordered_at).label("ordered_at"),
+                       func.max(facts.c.paid_amount).label("paid_amount"),
+                       func.max(facts.c.refunded_amount).label("refunded_amount"))
+    if buyers is not None:  # one member's orders (and their absorbed members'): no survivor to look up
+        return per_order.add_columns(func.min(facts.c.member_id).label("member_id")) \
+            .group_by(facts.c.channel, facts.c.order_id).subquery()
+    survivors = _survivors(workspace_id)
+    buyer = func.coalesce(survivors.c.survivor_id, facts.c.member_id)
+    return (per_order.add_columns(buyer.label("member_id"))
+            .select_from(facts).outerjoin(survivors, survivors.c.member_id == facts.c.member_id)
+            .group_by(buyer, facts.c.channel, facts.c.order_id)).subquery()
+
+
+def _survivors(workspace_id: str) -> Subquery:
+    """Each merged member and the member that absorbed them in the end (following chains of merges)."""
+    chain = select(Member.id.label("member_id"), Member.merged_into_id.label("survivor_id")).where(
+        Member.workspace_id == workspace_id, Member.merged_into_id.is_not(None)).cte("merge_chain", recursive=True)
+    step = aliased(Member)
+    chain = chain.union(select(chain.c.member_id, step.merged_into_id).join(step, step.id == chain.c.survivor_id)
+                        .where(step.merged_into_id.is_not(None)))
+    last = aliased(Member)
+    return (select(chain.c.member_id, chain.c.survivor_id).join(last, last.id == chain.c.survivor_id)
+            .where(last.merged_into_id.is_(None))).subquery()
+
+
+def buyers_of(workspace_id: str, member_id: str) -> Select[Any]:
+    """The member and every member merged into them, down any chain of merges: whose orders count for the
+    member's tier."""
+    absorbed = select(Member.id).where(Member.workspace_id == workspace_id, Member.id == member_id) \
+        .cte("absorbed", recursive=True)
+    absorbed = absorbed.union(select(Member.id).join(absorbed, Member.merged_into_id == absorbed.c.id))
+    return select(absorbed.c.id)
+
+
 def metric_value(session: Session, programme: ActiveProgramme, workspace_id: str, member_id: str,
                  window: tier_rules.Window, *, as_of: datetime) -> Decimal:
     """The qualifying metric earned in ``window`` up to ``as_of``: spend (paid less refunded), orders not
-    fully refunded, or growth value earned (never a balance: growth is not spent)."""
+    fully refunded, or growth value earned (never a balance: growth is not spent). Spend and orders count
+    the orders posted live and the imported ones alike, each once, the orders of members merged into this
+    one included (:func:`qualifying_orders`)."""
     until = min(window.end, as_of + tier_rules.TICK)
     metric = programme.programme.tier_rules.metric
     if metric == "growth":
@@ -151,14 +219,13 @@ def metric_value(session: Session, programme: ActiveProgramme, workspace_id: str
             GrowthMovement.member_id == member_id, GrowthMovement.workspace_id == workspace_id,
             GrowthMovement.occurred_at >= window.start, GrowthMovement.occurred_at < until))
         return Decimal(int(total or 0))
-    in_window = (LiveOrder.workspace_id == workspace_id, LiveOrder.member_id == member_id,
-                 LiveOrder.ordered_at >= window.start, LiveOrder.ordered_at < until)
+    orders = qualifying_orders(workspace_id, buyers=buyers_of(workspace_id, member_id), start=window.start,
+                               until=until)
     if metric == "orders":
-        count = session.scalar(select(func.count()).select_from(LiveOrder).where(
-            *in_window, LiveOrder.refunded_amount < LiveOrder.paid_amount))
+        count = session.scalar(select(func.count()).select_from(orders).where(
+            orders.c.refunded_amount < orders.c.paid_amount))
         return Decimal(int(count or 0))
-    spend = session.scalar(select(func.coalesce(func.sum(LiveOrder.paid_amount - LiveOrder.refunded_amount), 0))
-                           .where(*in_window))
+    spend = session.scalar(select(func.coalesce(func.sum(orders.c.paid_amount - orders.c.refunded_amount), 0)))
     return max(Decimal(str(spend or 0)), Decimal(0))
 
 
@@ -440,6 +507,7 @@ _TIERS = cast(Table, MemberTier.__table__)
 _HISTORY = cast(Table, TierChange.__table__)
 _EVENTS = cast(Table, LoyaltyEvent.__table__)
 _GRANTS = cast(Table, BenefitGrant.__table__)
+_GROWTH = cast(Table, GrowthMovement.__table__)
 _WINDOWS = Table(
     "tmp_tier_window", MetaData(),
     Column("member_id", String(64), primary_key=True),
@@ -473,7 +541,7 @@ def _metrics(session: Session, programme: ActiveProgramme, workspace_id: str,
     }, {})
     w = _WINDOWS.c
     metric = programme.programme.tier_rules.metric
-    source = cast(Table, (GrowthMovement if metric == "growth" else LiveOrder).__table__)
+    source: Table | Subquery = _GROWTH if metric == "growth" else qualifying_orders(workspace_id)
     at = source.c.occurred_at if metric == "growth" else source.c.ordered_at
     counted: ColumnElement[Any] = source.c.value if metric == "growth" else literal(1) if metric == "orders" else (
         source.c.paid_amount - source.c.refunded_amount)
@@ -487,8 +555,8 @@ def _metrics(session: Session, programme: ActiveProgramme, workspace_id: str,
 
     rows = session.execute(
         select(w.member_id, total(in_current), total(in_assessed)).select_from(_WINDOWS)
-        .join(source, and_(source.c.workspace_id == workspace_id, source.c.member_id == w.member_id,
-                            or_(in_current, in_assessed)))
+        .join(source, and_(source.c.member_id == w.member_id, or_(in_current, in_assessed),
+                            source.c.workspace_id == workspace_id if metric == "growth" else true()))
         .group_by(w.member_id)).all()
     empty = session.scalar(select(total(false())).select_from(source).where(false()))
     drop_temporary(session, _WINDOWS)
