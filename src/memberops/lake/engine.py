@@ -22,7 +22,6 @@ from memberops.errors import DomainError
 from memberops.lake.registry import PARTITION_COLUMN, TABLES, TableSpec, table_spec
 from memberops.lake.writer import has_files, table_glob
 
-
 SECONDS_PER_DAY = 86_400
 
 
@@ -219,7 +218,8 @@ class DuckDBWarehouse(Warehouse):
     def epoch_day(self, moment: TimestampValue) -> IntegerValue:
         """From the instant's microseconds: Ibis's ``epoch_seconds`` casts the instant to a local TIMESTAMP
         first (a time zone conversion per row, ~5× the cost, and the session's zone rather than UTC)."""
-        return (_epoch_us(moment) // (SECONDS_PER_DAY * 1_000_000)).cast("int64")
+        # to the nearest second first, as epoch_seconds does here and on Spark
+        return ((_epoch_us(moment) + 500_000) // (SECONDS_PER_DAY * 1_000_000)).cast("int64")
 
     def numbered(self, expr: Table, column: str) -> Table:
         """A materialised table's ``rowid`` numbers its rows at no cost: the column reads it, so the rows are
@@ -304,7 +304,7 @@ def spark_schema(schema: pa.Schema) -> Any:
 
 
 @ibis.udf.scalar.builtin(name="epoch_us")
-def _epoch_us(moment: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[empty-body]
+def _epoch_us(moment: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[valid-type, empty-body]
     """DuckDB's microseconds since 1970-01-01 UTC of an instant."""
 
 
