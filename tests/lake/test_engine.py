@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from memberops.lake import writer
-from memberops.lake.engine import Warehouse, WarehouseError
+from memberops.lake.engine import DuckDBWarehouse, Warehouse, WarehouseError
 from memberops.lake.registry import TABLES, table_spec
 from tests.lake.factories import order, orders_table
 
@@ -55,6 +58,28 @@ class TestQueries:
             warehouse.execute(count)
         assert "SELECT" in raised.value.sql.upper()
         assert raised.value.code == "warehouse_error"
+
+
+class TestEpochDay:
+    MOMENTS = [datetime(1970, 1, 1, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
+               datetime(2026, 6, 30, 20, 0, tzinfo=UTC), datetime(2026, 6, 30, 23, 59, 59, 700_000, tzinfo=UTC),
+               datetime(2026, 7, 1, tzinfo=UTC)]
+
+    def _days(self, warehouse: Warehouse) -> list[int]:
+        moments = warehouse.upload(pa.table({"at": pa.array(self.MOMENTS, pa.timestamp("us", tz="UTC"))}))
+        return warehouse.to_pyarrow(moments.select(day=warehouse.epoch_day(moments.at))).column("day").to_pylist()
+
+    def test_the_utc_day_of_each_instant(self, warehouse: Warehouse) -> None:
+        # instants count to the nearest second on every engine: the last half second goes to the next day
+        assert self._days(warehouse) == [0, -1, 20634, 20635, 20635]
+
+    def test_the_session_time_zone_does_not_move_a_day(self, tmp_path: Path) -> None:
+        warehouse = DuckDBWarehouse(tmp_path)
+        try:
+            warehouse.con.raw_sql("SET TimeZone = 'Asia/Shanghai'")  # 20:00 UTC is the next day there
+            assert self._days(warehouse) == [0, -1, 20634, 20635, 20635]
+        finally:
+            warehouse.close()
 
 
 class TestRefresh:

@@ -29,7 +29,6 @@ from memberops.insight.traits import (
     attach,
     category_units,
     order_mix,
-    purchase_days,
     purchase_gaps,
     purchase_statistics,
 )
@@ -97,15 +96,15 @@ def compute_traits(warehouse: Warehouse, workspace_id: str, *, as_of: datetime |
     # every fact is read from the lake once, keyed by a member number (see facts.py)
     facts = member_facts(warehouse, workspace_id, as_of, config)
     step("reading facts", 0.2)
-    days = warehouse.materialise(purchase_days(facts))
-    loyal = days.day > facts.as_of_day - config.lifecycle.loyal_window_days
-    # one pass over the purchase days: statistics, the RFM measures and the loyal window's orders
-    gaps = warehouse.materialise(purchase_gaps(days))
+    orders = facts.orders
+    loyal = orders.day > facts.as_of_day - config.lifecycle.loyal_window_days
+    # one pass over the orders: statistics, the RFM measures and the loyal window's orders
+    gaps = purchase_gaps(facts)
     stats = warehouse.materialise(purchase_statistics(
-        facts, days, gaps=gaps, mix=warehouse.materialise(order_mix(facts)),
+        facts, gaps=gaps, mix=warehouse.materialise(order_mix(facts)),
         categories=warehouse.materialise(category_units(facts)),
-        **rfm_measures(days, facts.as_of_day, config.rfm),
-        loyal_window_orders=days.orders.sum(where=loyal).cast("int64")))
+        **rfm_measures(orders, facts.as_of_day, config.rfm),
+        loyal_window_orders=orders.count(where=loyal).cast("int64")))
     step("purchase statistics", 0.35)
 
     values, value_fit = _value_table(warehouse, stats, config)
@@ -139,8 +138,9 @@ def compute_traits(warehouse: Warehouse, workspace_id: str, *, as_of: datetime |
         table = table.join(compile_tags(tags, table, facts), MEMBER)
     # the member number back to its stable id; numbered in the ids' order, so this orders by member_id
     named = table.join(facts.members, MEMBER)
-    result = warehouse.to_pyarrow(
-        named.mutate(_key=named[MEMBER], member_id=named[STABLE_ID]).drop(STABLE_ID).order_by("_key"))
+    result = warehouse.to_pyarrow(named.mutate(_key=named[MEMBER], member_id=named[STABLE_ID]).drop(STABLE_ID))
+    # ordered here, by the key alone: the engine's ORDER BY would carry every trait column through its sort
+    result = result.take(pc.sort_indices(result["_key"]))
     step("tags", 0.95)
     return ComputedTraits(_assemble(result, tags, as_of, computed_at), value_fit, timings)
 

@@ -40,7 +40,10 @@ class MemberFacts:
 
     as_of: datetime
     members: Table  # member_id (key), stable_id: everyone the identity map knows, prospects included
-    orders: Table  # one row per counted order
+    # one row per counted order, with ``day_number`` (0 on the member's first purchase day, 1 on the next …)
+    # and ``gap`` (days since the member's previous purchase day: null on the first day, 0 for a second
+    # order on the same day)
+    orders: Table
     items: Table  # one row per order line of a counted order (``order_key`` when orders are numbered)
     events: Table  # member_id, type, day
     records: Table  # the newest version of each identity record, with its member_id
@@ -53,10 +56,6 @@ class MemberFacts:
 def epoch_day(moment: datetime) -> int:
     """The UTC day number of ``moment`` (days since 1970-01-01): integer day arithmetic on every engine."""
     return int(moment.astimezone(UTC).timestamp() // SECONDS_PER_DAY)
-
-
-def _day(column: ibis.Value) -> ibis.Value:
-    return (column.epoch_seconds().cast("int64") // SECONDS_PER_DAY).cast("int64")
 
 
 def order_lines(warehouse: Warehouse, workspace_id: str, orders: Table) -> Table:
@@ -95,22 +94,30 @@ def member_facts(warehouse: Warehouse, workspace_id: str, as_of: datetime, confi
         orders = orders.filter(orders.status.isnull() | ~orders.status.isin(list(config.uncounted_statuses)))
     refunds = warehouse.table("refunds")
     refunds = refunds.filter(refunds.workspace_id == workspace_id, refunds.refunded_at <= moment)
-    refunded = refunds.group_by(["channel", "order_id"]).aggregate(refunded=refunds.amount.sum())
+    # a sum of one order's refunds fits the lake's decimal(18, 2): the order lines below then compute in 64 bits
+    refunded = refunds.group_by(["channel", "order_id"]).aggregate(refunded=refunds.amount.sum().cast("decimal(18, 2)"))
     by_key = links.rename(customer_key="source_id")
     owned = orders.join(by_key, ["channel", "customer_key"])
     with_refunds = owned.join(refunded, ["channel", "order_id"], how="left")
     paid = with_refunds.paid_amount.fill_null(0)
     # a refund never takes more than the order's payment (a marketplace may refund shipping on top)
     refund = ibis.least(with_refunds.refunded.fill_null(0), paid)
-    counted = warehouse.numbered(with_refunds.select(
+    selected = with_refunds.select(
         MEMBER, "channel", "order_id", "store_id", "ordered_at",
-        day=_day(with_refunds.ordered_at),
+        day=warehouse.epoch_day(with_refunds.ordered_at),
         paid=paid.cast("decimal(18, 2)"),
         refunded=refund.cast("decimal(18, 2)"),
         net=(paid - refund).cast("decimal(18, 2)"),
         has_discount=(with_refunds.discount_amount.fill_null(0) > 0)
         | (with_refunds.coupon_codes.notnull() & (with_refunds.coupon_codes.length() > 0)),
         is_offline=with_refunds.channel.isin(list(config.offline_channels)),
+    )
+    # each member's purchase days in order, numbered in the same pass: every statistic over days and gaps
+    # then aggregates these rows, and their member order makes the per-member aggregations local
+    sequence = ibis.window(group_by=selected[MEMBER], order_by=selected.day)
+    counted = warehouse.numbered(selected.mutate(
+        day_number=ibis.dense_rank().over(sequence).cast("int64"),
+        gap=(selected.day - selected.day.lag().over(sequence)).cast("int64"),
     ), "order_key")
 
     items = warehouse.materialise(order_lines(warehouse, workspace_id, counted))
@@ -119,7 +126,7 @@ def member_facts(warehouse: Warehouse, workspace_id: str, as_of: datetime, confi
     events = events.filter(events.workspace_id == workspace_id, events.occurred_at <= moment,
                            events.customer_key.notnull())
     member_events = warehouse.materialise(events.join(by_key, ["channel", "customer_key"]).select(
-        MEMBER, "type", day=_day(events.occurred_at)))
+        MEMBER, "type", day=warehouse.epoch_day(events.occurred_at)))
 
     records = warehouse.table("identity_records")
     records = records.filter(records.workspace_id == workspace_id)

@@ -27,15 +27,14 @@ def quintile(value: ibis.Value, *, smaller_is_better: bool = False) -> ibis.Valu
     return ((QUINTILES * no_better + n - 1) // n).cast("int32")
 
 
-def rfm_measures(days: Table, as_of_day: int, config: RfmConfig) -> dict[str, ibis.Value]:
-    """``rfm_recency_days, rfm_frequency, rfm_monetary`` as aggregates over a member's purchase days
-    (``traits.purchase_days``), so they are computed in the purchase statistics' pass; null outside the
-    window."""
-    inside = days.day > as_of_day - config.window_days
+def rfm_measures(orders: Table, as_of_day: int, config: RfmConfig) -> dict[str, ibis.Value]:
+    """``rfm_recency_days, rfm_frequency, rfm_monetary`` as aggregates over a member's orders (columns
+    ``day`` and ``net``), so they are computed in the purchase statistics' pass; null outside the window."""
+    inside = orders.day > as_of_day - config.window_days
     return {
-        "rfm_recency_days": (as_of_day - days.day.max(where=inside)).cast("int64"),
-        "rfm_frequency": days.orders.sum(where=inside).cast("int64"),
-        "rfm_monetary": days.value.sum(where=inside).cast("decimal(18, 2)"),
+        "rfm_recency_days": (as_of_day - orders.day.max(where=inside)).cast("int64"),
+        "rfm_frequency": orders.count(where=inside).nullif(0).cast("int64"),
+        "rfm_monetary": orders.net.sum(where=inside).cast("decimal(18, 2)"),
     }
 
 

@@ -179,34 +179,59 @@ def _leaves(rule: Any) -> list[Bought | EventCount]:
     return []
 
 
+def _line_matches(items: Table, bought: dict[int, Bought], as_of_day: int) -> dict[int, BooleanValue]:
+    """For each ``bought`` leaf, whether an order line of ``items`` matches it."""
+    matches = {}
+    for i, leaf in bought.items():
+        spec = leaf.bought
+        match: BooleanValue = ibis.literal(True)
+        for column in ("category", "sku", "channel"):
+            if getattr(spec, column) is not None:
+                match = match & (items[column] == getattr(spec, column))
+        if spec.within_days is not None:
+            match = match & (items.day > as_of_day - spec.within_days)
+        matches[i] = match
+    return matches
+
+
+def _event_matches(events: Table, counted: dict[int, EventCount], as_of_day: int) -> dict[int, BooleanValue]:
+    """For each ``event`` leaf, whether an event of ``events`` counts for it."""
+    matches = {}
+    for i, counting in counted.items():
+        match = events.type == counting.event.type
+        if counting.event.within_days is not None:
+            match = match & (events.day > as_of_day - counting.event.within_days)
+        matches[i] = match
+    return matches
+
+
+def _matching(table: Table, matches: dict[int, BooleanValue]) -> Table:
+    """The rows of ``table`` that match at least one leaf: a leaf is a narrow filter (a category, an event
+    type, a window), so the per-member counts then aggregate a small share of the facts. A member without
+    such a row has no count, which the rules read as 0."""
+    anything = None
+    for match in matches.values():
+        anything = match if anything is None else anything | match
+    return table.filter(anything)
+
+
 def behaviour_features(facts: MemberFacts, leaves: list[Bought | EventCount]) -> Table | None:
     """``member_id`` and one count column ``_f<i>`` per ``bought`` / ``event`` leaf (members with any)."""
-    items, events = facts.items, facts.events
     bought = {i: leaf for i, leaf in enumerate(leaves) if isinstance(leaf, Bought)}
     counted = {i: leaf for i, leaf in enumerate(leaves) if isinstance(leaf, EventCount)}
     parts: list[Table] = []
     if bought:
+        items = _matching(facts.items, _line_matches(facts.items, bought, facts.as_of_day))
         # an order is (channel, order_id); facts that number their orders give that as one integer
         order_key = items.order_key if "order_key" in items.columns else items.channel.concat("\x1f", items.order_id)
-        columns = {}
-        for i, leaf in bought.items():
-            spec = leaf.bought
-            match: BooleanValue = ibis.literal(True)
-            for column in ("category", "sku", "channel"):
-                if getattr(spec, column) is not None:
-                    match = match & (items[column] == getattr(spec, column))
-            if spec.within_days is not None:
-                match = match & (items.day > facts.as_of_day - spec.within_days)
-            columns[f"_f{i}"] = order_key.nunique(where=match).cast("int64")
-        parts.append(items.group_by(MEMBER).aggregate(**columns))
+        parts.append(items.group_by(MEMBER).aggregate(**{
+            f"_f{i}": order_key.nunique(where=match).cast("int64")
+            for i, match in _line_matches(items, bought, facts.as_of_day).items()}))
     if counted:
-        columns = {}
-        for i, counting in counted.items():
-            match = events.type == counting.event.type
-            if counting.event.within_days is not None:
-                match = match & (events.day > facts.as_of_day - counting.event.within_days)
-            columns[f"_f{i}"] = match.cast("int64").sum().cast("int64")
-        parts.append(events.group_by(MEMBER).aggregate(**columns))
+        events = _matching(facts.events, _event_matches(facts.events, counted, facts.as_of_day))
+        parts.append(events.group_by(MEMBER).aggregate(**{
+            f"_f{i}": match.cast("int64").sum().cast("int64")
+            for i, match in _event_matches(events, counted, facts.as_of_day).items()}))
     if not parts:
         return None
     table = parts[0]

@@ -58,38 +58,13 @@ def most_frequent(table: Table, value: str, weight: str | None = None, *, name: 
     return best.join(ranks, "_rank").select(MEMBER, **{name: ranks[value]})
 
 
-def purchase_days(facts: MemberFacts) -> Table:
-    """One row per member and UTC day with a purchase: the day's sums over its orders.
-
-    Columns: ``member_id, day, orders, paid, refunded, value`` (net spend), ``first_at, last_at`` (the
-    day's first and last order), ``discounted, refund_orders, online`` (order counts). Every per-member
-    statistic, RFM measure and window count sums these rows, so the orders are grouped once.
-    """
+def purchase_gaps(facts: MemberFacts) -> Table:
+    """``member_id, gap, gap_number``: the gaps between a member's purchase days (gap 1 = first → second),
+    from the orders' day sequence (:class:`~memberops.insight.facts.MemberFacts`): each day's first order
+    after the member's first day carries its gap."""
     orders = facts.orders
-    money = "decimal(18, 2)"
-    return orders.group_by([MEMBER, "day"]).aggregate(
-        orders=orders.count().cast("int64"),
-        paid=orders.paid.sum().cast(money),
-        refunded=orders.refunded.sum().cast(money),
-        value=orders.net.sum().cast(money),
-        first_at=orders.ordered_at.min(),
-        last_at=orders.ordered_at.max(),
-        discounted=orders.has_discount.cast("int64").sum().cast("int64"),
-        refund_orders=(orders.refunded > 0).cast("int64").sum().cast("int64"),
-        online=(~orders.is_offline).cast("int64").sum().cast("int64"),
-    )
-
-
-def purchase_gaps(days: Table) -> Table:
-    """``member_id, gap, gap_number``: the gaps between a member's purchase days (gap 1 = first → second).
-
-    One window over the member's days, on the two columns it needs (a window sorts every column it carries).
-    """
-    days = days.select(MEMBER, "day")
-    by_member = ibis.window(group_by=days[MEMBER], order_by=days.day)
-    numbered = days.mutate(gap=days.day - days.day.lag().over(by_member),
-                           gap_number=ibis.row_number().over(by_member).cast("int64"))
-    return numbered.filter(numbered.gap.notnull()).select(MEMBER, "gap", "gap_number")
+    gaps = orders.filter(orders.gap > 0)
+    return gaps.select(MEMBER, "gap", gap_number=gaps.day_number)
 
 
 def median_gaps(gaps: Table) -> Table:
@@ -118,41 +93,41 @@ def category_units(facts: MemberFacts) -> Table:
     return items.group_by([MEMBER, "category"]).aggregate(units=items.quantity.sum().cast("int64"))
 
 
-def purchase_statistics(facts: MemberFacts, days: Table | None = None, *, gaps: Table | None = None,
-                        mix: Table | None = None, categories: Table | None = None,
-                        **measures: ibis.Value) -> Table:
+def purchase_statistics(facts: MemberFacts, *, gaps: Table | None = None, mix: Table | None = None,
+                        categories: Table | None = None, **measures: ibis.Value) -> Table:
     """One row per member with the purchase statistics of the module docstring.
 
-    ``days`` (:func:`purchase_days`), ``gaps`` (:func:`purchase_gaps`), ``mix`` (:func:`order_mix`) and
-    ``categories`` (:func:`category_units`) are computed here unless the caller has them materialised; ``measures`` are
-    more aggregates over ``days`` (RFM, window counts) computed in the same pass and kept as columns.
+    ``gaps`` (:func:`purchase_gaps`), ``mix`` (:func:`order_mix`) and ``categories`` (:func:`category_units`)
+    are computed here unless the caller has them materialised; ``measures`` are more aggregates over the
+    member's orders (RFM, window counts) computed in the same pass and kept as columns.
+
+    Every per-member sum is taken over the orders directly; only what depends on purchase *days* reads the
+    orders' day sequence: the number of days, and the repeat days' spend (all but the first day's).
     """
-    days = days if days is not None else purchase_days(facts)
-    gaps = gaps if gaps is not None else purchase_gaps(days)
+    orders = facts.orders
+    gaps = gaps if gaps is not None else purchase_gaps(facts)
     mix = mix if mix is not None else order_mix(facts)
     categories = categories if categories is not None else category_units(facts)
-    per_member = days.group_by(MEMBER).aggregate(
-        orders=days.orders.sum().cast("int64"),
-        gross_spend=days.paid.sum().cast("decimal(18, 2)"),
-        refunded=days.refunded.sum().cast("decimal(18, 2)"),
-        net_spend=days.value.sum().cast("decimal(18, 2)"),
-        first_purchase_at=days.first_at.min(),
-        last_purchase_at=days.last_at.max(),
-        _discounted=days.discounted.sum(),
-        _refund_orders=days.refund_orders.sum(),
-        _online=days.online.sum(),
-        _days=days.count().cast("int64"),
-        _first_day=days.day.min(),
-        _last_day=days.day.max(),
-        # the repeat days' spend is all but the first purchase day's (one row of days per member and day)
-        _first_day_value=days.value.argmin(days.day),
+    per_member = orders.group_by(MEMBER).aggregate(
+        orders=orders.count().cast("int64"),
+        gross_spend=orders.paid.sum().cast("decimal(18, 2)"),
+        refunded=orders.refunded.sum().cast("decimal(18, 2)"),
+        net_spend=orders.net.sum().cast("decimal(18, 2)"),
+        first_purchase_at=orders.ordered_at.min(),
+        last_purchase_at=orders.ordered_at.max(),
+        _discounted=orders.has_discount.cast("int64").sum(),
+        _refund_orders=(orders.refunded > 0).cast("int64").sum(),
+        _online=(~orders.is_offline).cast("int64").sum(),
+        _days=(orders.day_number.max() + 1).cast("int64"),
+        _first_day=orders.day.min(),
+        _last_day=orders.day.max(),
+        _repeat_spend=orders.net.sum(where=orders.day_number > 0),
         **measures,
     )
-    intervals = gaps.group_by(MEMBER).aggregate(mean_interpurchase_days=gaps.gap.cast("float64").mean())
     units = categories.group_by(MEMBER).aggregate(units=categories.units.sum().cast("int64"))
 
     table = facts.members.select(MEMBER)
-    for part in (per_member, intervals, median_gaps(gaps), units,
+    for part in (per_member, median_gaps(gaps), units,
                  most_frequent(mix, "channel", "orders", name="preferred_channel"),
                  most_frequent(mix, "store_id", "orders", name="preferred_store"),
                  most_frequent(categories, "category", "units", name="preferred_category"),
@@ -177,7 +152,9 @@ def purchase_statistics(facts: MemberFacts, days: Table | None = None, *, gaps: 
         first_purchase_at=table.first_purchase_at,
         last_purchase_at=table.last_purchase_at,
         days_since_last_purchase=facts.as_of_day - table._last_day,
-        mean_interpurchase_days=table.mean_interpurchase_days,
+        # the gaps add up to the first → last day span: their mean is the span over their number
+        mean_interpurchase_days=ibis.ifelse(frequency > 0, (table._last_day - table._first_day).cast("float64")
+                                            / frequency.cast("float64"), ibis.null()),
         median_interpurchase_days=table.median_interpurchase_days,
         discount_share=ibis.ifelse(bought, table._discounted.cast("float64") / n, ibis.null()),
         refund_rate=ibis.ifelse(bought, table._refund_orders.cast("float64") / n, ibis.null()),
@@ -193,6 +170,6 @@ def purchase_statistics(facts: MemberFacts, days: Table | None = None, *, gaps: 
         recency=(table._last_day - table._first_day),
         tenure_days=facts.as_of_day - table._first_day,
         repeat_value=ibis.ifelse(frequency > 0,
-                                 (table.net_spend - table._first_day_value).cast("float64") / frequency, ibis.null()),
+                                 table._repeat_spend.cast("float64") / frequency, ibis.null()),
         **{name: table[name] for name in measures},
     )
