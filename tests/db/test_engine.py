@@ -80,3 +80,38 @@ def test_store_from_scratch_file(tmp_path: Path) -> None:
     upgrade(store)
     store.dispose()
     assert (tmp_path / "nested" / "dir" / "m.db").exists()
+
+
+class TestIdleConnections:
+    """A pooled PostgreSQL connection is checked before use only after sitting idle; a dead one is replaced."""
+
+    def test_a_connection_killed_while_idle_is_replaced(self, context: Context) -> None:
+        if context.store.dialect != "postgresql":
+            pytest.skip("SQLite has no server connection to lose")
+        import psycopg
+
+        from memberops.db import engine as engines
+
+        with context.store.read() as session:
+            first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        dsn = context.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as other:  # outside the pool, which holds the idle one
+            other.execute("SELECT pg_terminate_backend(%s)", (first,))
+        for record in context.store.engine.pool._pool.queue:  # type: ignore[attr-defined]
+            record.info["idle_since"] -= engines.PING_AFTER_IDLE_SECONDS
+        with context.store.read() as session:
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() != first
+
+    def test_a_busy_connection_is_not_pinged(self, context: Context) -> None:
+        if context.store.dialect != "postgresql":
+            pytest.skip("SQLite has no server connection to ping")
+        from sqlalchemy import event
+
+        with context.store.read() as session:
+            session.execute(text("SELECT 1"))
+        statements: list[str] = []
+        event.listen(context.store.engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_: statements.append(statement))
+        with context.store.read() as session:
+            session.execute(text("SELECT 2"))
+        assert statements == ["SELECT 2"]

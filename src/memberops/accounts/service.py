@@ -229,25 +229,25 @@ def create_api_key(
     return IssuedKey(f"{KEY_PREFIX}_{prefix}_{secret}", api_key)
 
 
-# Every API request runs this: one prebuilt statement that also loads the key's workspace into the session,
-# so the caller's ``session.get(Workspace, …)`` needs no second round trip.
+# Every API request runs this: one prebuilt statement that finds the key and loads its workspace with it.
 _KEY_WITH_WORKSPACE = (select(ApiKey, Workspace).join(Workspace, Workspace.id == ApiKey.workspace_id)
                        .where(ApiKey.prefix == bindparam("prefix")))
 
 
-def authenticate_api_key(session: Session, key: str) -> ApiKey:
-    """The active key matching ``key`` (its workspace loaded with it); :class:`AuthenticationFailed` for
-    anything else."""
+def authenticate_api_key(session: Session, key: str) -> tuple[ApiKey, Workspace]:
+    """The active key matching ``key`` and its workspace, read in one round trip; :class:`AuthenticationFailed`
+    for anything else. (The workspace is returned rather than left in the session: the session holds the
+    objects it loaded weakly, so one nobody refers to is gone by the time it is asked for.)"""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise AuthenticationFailed("malformed API key")
     found = session.execute(_KEY_WITH_WORKSPACE, {"prefix": parts[1]}).first()
-    api_key = found[0] if found is not None else None
-    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _sha256(parts[2])):
+    if found is None or not hmac.compare_digest(found[0].secret_hash, _sha256(parts[2])):
         raise AuthenticationFailed("unknown API key")
+    api_key, workspace = found
     if not api_key.is_active:
         raise AuthenticationFailed("this API key was revoked")
-    return api_key
+    return api_key, workspace
 
 
 def mark_api_key_used(session: Session, key_id: str, when: datetime) -> None:

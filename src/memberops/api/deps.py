@@ -90,7 +90,7 @@ def authenticate(store: Store, session: Session, token: str, scopes: tuple[str, 
     The key's ``last_used_at`` is written at most once a minute: a write per request would lock the
     key's row on every call, serialising every request made with the same key. In a reading transaction
     it is written in a short transaction of its own."""
-    api_key = accounts.authenticate_api_key(session, token)
+    api_key, workspace = accounts.authenticate_api_key(session, token)
     if scopes and not any(accounts.has_scope(api_key, s) for s in scopes):
         raise MissingScope(scopes[0], list(api_key.scopes))
     now = utcnow()
@@ -100,8 +100,6 @@ def authenticate(store: Store, session: Session, token: str, scopes: tuple[str, 
                 accounts.mark_api_key_used(writing, api_key.id, now)
         else:
             api_key.last_used_at = now
-    workspace = session.get(Workspace, api_key.workspace_id)
-    assert workspace is not None  # the foreign key guarantees it
     return Caller(api_key, workspace)
 
 

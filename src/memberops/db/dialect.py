@@ -94,6 +94,13 @@ def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
     return list(range(last + 1, last + 1 + count))
 
 
+def writes_together(session: Session) -> bool:
+    """Whether the session's database runs several writes as one statement (``INSERT``/``UPDATE`` inside
+    ``WITH``, each seeing the others' ``RETURNING``): PostgreSQL does, in one round trip; SQLite does not,
+    and runs them one by one (in-process, where a round trip costs nothing)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def upsert(
     session: Session, table: Table, conflict_columns: Sequence[str], update_columns: Sequence[str]
 ) -> Any:

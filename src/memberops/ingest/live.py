@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any, Literal, cast
@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 from pydantic_core import to_json
 from sqlalchemy import Table, bindparam, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from memberops.accounts.models import Workspace
 from memberops.db.base import utcnow
@@ -251,11 +251,21 @@ def ingest_orders(
         *(("order_items", _order_item_payload(o, line)) for o in accepted for line in o.items),
     ], now)
     if hooks.on_order_accepted and accepted:
-        ids = [inserted[(o.channel, o.order_id)] for o in accepted]
-        by_id = {o.id: o for o in session.scalars(select(LiveOrder).where(LiveOrder.id.in_(ids)))}
-        for row_id, order, outcome in zip(ids, accepted, accepted_outcomes, strict=True):
-            _report(outcome, (hook(session, by_id[row_id], order.items) for hook in hooks.on_order_accepted))
+        by_key = {(row["channel"], row["order_id"]): row for row in rows}
+        for order, outcome in zip(accepted, accepted_outcomes, strict=True):
+            key = (order.channel, order.order_id)
+            live_order = _persistent_order(session, by_key[key], inserted[key])
+            _report(outcome, (hook(session, live_order, order.items) for hook in hooks.on_order_accepted))
     return outcomes
+
+
+def _persistent_order(session: Session, row: dict[str, Any], row_id: int) -> LiveOrder:
+    """The ``LiveOrder`` just inserted from ``row``, in the session as if it had been read back (its
+    times in UTC, as the column reads them): the hooks get it without a second round trip."""
+    order = LiveOrder(**{**row, "ordered_at": row["ordered_at"].astimezone(UTC)}, id=row_id)
+    make_transient_to_detached(order)
+    session.add(order)
+    return order
 
 
 # Built once: constructing a statement costs more than running it for a single order.

@@ -23,13 +23,15 @@ from decimal import Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from memberops.accounts.models import Workspace
 from memberops.audit.service import Actor, record
 from memberops.db.base import utcnow
-from memberops.db.dialect import locked
+from memberops.db.dialect import locked, writes_together
 from memberops.identity import service as identity
 from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
@@ -161,31 +163,104 @@ def _record(
     available: int = 0, pending: int = 0, debt: int = 0, taken: Sequence[tuple[PointsLot, int]] = (),
     source_type: str = "", source_id: str = "", reason: str = "", actor: str = "",
     version: int | None = None, occurred_at: datetime | None = None, reverses_id: int | None = None,
-    now: datetime,
+    lot: dict[str, Any] | None = None, now: datetime,
 ) -> PointsMovement:
-    """Append one movement, take its allocations from their lots and move the cached balance with it; the
-    movement keeps the balance it leaves as its ``outcome`` (what a replay of its key answers)."""
-    account.available += available
-    account.pending += pending
-    account.debt += debt
-    account.updated_at = now
-    movement = PointsMovement(
-        workspace_id=account.workspace_id, member_id=account.member_id, kind=kind, points=points,
-        available_delta=available, pending_delta=pending, debt_delta=debt, idempotency_key=key,
-        source_type=source_type, source_id=source_id, reason=reason, actor=actor, programme_version=version,
-        reverses_id=reverses_id, occurred_at=occurred_at or now, created_at=now,
-        outcome={"available": account.available, "pending": account.pending, "debt": account.debt},
-    )
+    """Append one movement, take its allocations from their lots, add the ``lot`` it earned (its columns
+    but ``movement_id``), and move the cached balance with it; the movement keeps the balance it leaves as
+    its ``outcome`` (what a replay of its key answers).
+
+    Written as plain rows, in one statement on PostgreSQL (:func:`_write`); the account, the lots taken and
+    the movement are then in the session as if read back, so nothing is written twice by a flush."""
+    for each, count in taken:
+        if count > each.remaining:
+            raise AssertionError(f"lot {each.id} has {each.remaining} points left, {count} taken")
+    balance = {"available": account.available + available, "pending": account.pending + pending,
+               "debt": account.debt + debt}
+    values = {
+        "workspace_id": account.workspace_id, "member_id": account.member_id, "kind": kind, "points": points,
+        "available_delta": available, "pending_delta": pending, "debt_delta": debt, "idempotency_key": key,
+        "source_type": source_type, "source_id": source_id, "reason": reason, "actor": actor,
+        "programme_version": version, "reverses_id": reverses_id, "outcome": balance,
+        "occurred_at": occurred_at or now, "created_at": now,
+    }
+    movement_id = _write(session, account.id, {**balance, "updated_at": now}, values, taken, lot)
+    for name, value in (*balance.items(), ("updated_at", now)):
+        set_committed_value(account, name, value)
+    for each, count in taken:
+        set_committed_value(each, "remaining", each.remaining - count)
+    movement = PointsMovement(**values, id=movement_id)
+    make_transient_to_detached(movement)
     session.add(movement)
-    for lot, count in taken:
-        if count > lot.remaining:
-            raise AssertionError(f"lot {lot.id} has {lot.remaining} points left, {count} taken")
-        lot.remaining -= count
-    if taken:  # one flush writes the balance, the movement (for its id) and the lots; the allocations as rows
-        session.flush()
-        session.execute(_NEW_ALLOCATIONS, [{"movement_id": movement.id, "lot_id": lot.id, "points": count}
-                                           for lot, count in taken])
     return movement
+
+
+_MOVEMENTS = cast(Table, PointsMovement.__table__)
+_ACCOUNTS = cast(Table, PointsAccount.__table__)
+_LOTS = cast(Table, PointsLot.__table__)
+_ALLOCATIONS = cast(Table, PointsAllocation.__table__)
+_MOVEMENT_COLUMNS = ("workspace_id", "member_id", "kind", "points", "available_delta", "pending_delta", "debt_delta",
+                     "idempotency_key", "source_type", "source_id", "reason", "actor", "programme_version",
+                     "reverses_id", "outcome", "occurred_at", "created_at")
+_LOT_COLUMNS = ("workspace_id", "member_id", "points", "remaining", "state", "earned_at", "available_at",
+                "expires_at")
+_NEW_MOVEMENT = insert(_MOVEMENTS).returning(_MOVEMENTS.c.id)
+_BALANCE_COLUMNS = ("available", "pending", "debt", "updated_at")
+_ACCOUNT_BALANCE = update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account_id")).values({
+    name: bindparam(f"account_{name}", type_=_ACCOUNTS.c[name].type) for name in _BALANCE_COLUMNS})
+_LOT_REMAINING = update(_LOTS).where(_LOTS.c.id == bindparam("lot_id")).values(remaining=bindparam("left"))
+_WRITES_TOGETHER: dict[tuple[bool, bool], Any] = {}  # PostgreSQL's statement, by (takes lots, adds a lot)
+
+
+def _write(session: Session, account_id: int, balance: dict[str, Any], movement: dict[str, Any],
+           taken: Sequence[tuple[PointsLot, int]], lot: dict[str, Any] | None) -> int:
+    """Write a movement's rows (the movement, the account's new ``balance``, the remaining points of the lots
+    ``taken`` and their allocations, the new ``lot``) and answer the movement's id: one round trip on
+    PostgreSQL, one statement per table on SQLite."""
+    account = {f"account_{name}": value for name, value in balance.items()}
+    if writes_together(session):
+        shape = (bool(taken), lot is not None)
+        if shape not in _WRITES_TOGETHER:
+            _WRITES_TOGETHER[shape] = _together(*shape)
+        return int(session.execute(_WRITES_TOGETHER[shape], {
+            **{f"movement_{name}": value for name, value in movement.items()}, **account, "account_id": account_id,
+            "taken_ids": [each.id for each, _ in taken], "taken_points": [count for _, count in taken],
+            "taken_left": [each.remaining - count for each, count in taken],
+            **{f"lot_{name}": value for name, value in (lot or {}).items()},
+        }).scalar_one())
+    movement_id = int(session.execute(_NEW_MOVEMENT, movement).scalar_one())
+    session.execute(_ACCOUNT_BALANCE, {**account, "account_id": account_id})
+    if taken:
+        session.execute(_LOT_REMAINING, [{"lot_id": each.id, "left": each.remaining - count} for each, count in taken])
+        session.execute(_NEW_ALLOCATIONS, [{"movement_id": movement_id, "lot_id": each.id, "points": count}
+                                           for each, count in taken])
+    if lot is not None:
+        session.execute(_NEW_LOT, {**lot, "movement_id": movement_id})
+    return movement_id
+
+
+def _together(takes_lots: bool, adds_lot: bool) -> Any:
+    """PostgreSQL's one statement for :func:`_write`: the movement inserted in a ``WITH``, the other writes
+    beside it referring to its ``RETURNING`` id (lots taken passed as arrays, so one statement serves any
+    number of them)."""
+    inserted = insert(_MOVEMENTS).values({
+        name: bindparam(f"movement_{name}", type_=_MOVEMENTS.c[name].type) for name in _MOVEMENT_COLUMNS
+    }).returning(_MOVEMENTS.c.id).cte("movement")
+    writes = [_ACCOUNT_BALANCE.cte("balance")]
+    if takes_lots:
+        ids = bindparam("taken_ids", type_=ARRAY(BigInteger))
+        left = func.unnest(ids, bindparam("taken_left", type_=ARRAY(Integer))).table_valued("lot_id", "left").render_derived("left_in_lot")
+        writes.append(update(_LOTS).where(_LOTS.c.id == left.c.lot_id).values(remaining=left.c.left).cte("lots"))
+        points = func.unnest(ids, bindparam("taken_points", type_=ARRAY(Integer))).table_valued("lot_id", "points").render_derived("taken")
+        writes.append(insert(_ALLOCATIONS).from_select(
+            ["movement_id", "lot_id", "points"],
+            select(inserted.c.id, points.c.lot_id, points.c.points).select_from(inserted).join(points, true()),
+        ).cte("allocations"))
+    if adds_lot:
+        writes.append(insert(_LOTS).from_select(
+            ["movement_id", *_LOT_COLUMNS],
+            select(inserted.c.id, *(bindparam(f"lot_{name}", type_=_LOTS.c[name].type) for name in _LOT_COLUMNS)),
+        ).cte("lot"))
+    return select(inserted.c.id).add_cte(*writes)
 
 
 def _finish(session: Session, movement: PointsMovement, account: PointsAccount, programme: ActiveProgramme) -> dict[str, int]:
@@ -357,16 +432,12 @@ def grant(
     movement = _record(session, account, kind=kind, points=points, key=key,
                        available=points if is_available else 0, pending=0 if is_available else points,
                        source_type=source_type, source_id=source_id, reason=reason, actor=actor,
-                       version=programme.version, occurred_at=earned_at, now=now)
-    session.flush()  # the lot refers to the movement's id
-    # Inserted as a plain row: nothing in this transaction holds the lot as an object (the next reader
-    # selects it), and the unit of work would cost more than the insert.
-    session.execute(_NEW_LOT, {
-        "workspace_id": account.workspace_id, "member_id": account.member_id, "movement_id": movement.id,
-        "points": points, "remaining": points, "state": "available" if is_available else "pending",
-        "earned_at": earned_at, "available_at": available_at,
-        "expires_at": ledger.expires_at(programme.programme.expiry, earned_at, zone),
-    })
+                       version=programme.version, occurred_at=earned_at, now=now, lot={
+                           "workspace_id": account.workspace_id, "member_id": account.member_id, "points": points,
+                           "remaining": points, "state": "available" if is_available else "pending",
+                           "earned_at": earned_at, "available_at": available_at,
+                           "expires_at": ledger.expires_at(programme.programme.expiry, earned_at, zone),
+                       })
     if is_available:
         settle_debt(session, account, programme, after=movement, now=now)
     return movement
