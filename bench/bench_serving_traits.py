@@ -37,8 +37,8 @@ from memberops.insight.service import SERVING_TRAITS, get_traits, save_serving_t
 from memberops.lake.registry import table_spec
 
 AS_OF = datetime(2026, 7, 1, tzinfo=UTC)
-SEGMENTS = ["Champions", "Loyal", "Potential Loyalist", "At Risk", "Hibernating", "Can't Lose Them", None]
-STAGES = ["prospect", "new", "active", "loyal", "at_risk", "churned"]
+SEGMENTS: list[str | None] = ["Champions", "Loyal", "Potential Loyalist", "At Risk", "Hibernating", "Can't Lose Them", None]
+STAGES: list[str | None] = ["prospect", "new", "active", "loyal", "at_risk", "churned"]
 TAGS = [[], ["price_sensitive"], ["high_value"], ["high_value", "new_mom"]]
 
 
@@ -66,9 +66,11 @@ def trait_table(members: int, seed: int = 5) -> pa.Table:
             return pa.array(rng.gamma(1.5, 20.0, members), kind, mask=mask)
         if pa.types.is_integer(kind):
             return pa.array(rng.integers(0 if always else 1, 6, members), kind, mask=mask)
-        choices = {"rfm_segment": SEGMENTS, "lifecycle_stage": STAGES, "aipl_stage": ["aware", "purchased", "loyal"],
-                   "preferred_channel": ["tmall", "jd", "pos", "wechat"], "rfm_score": ["555", "345", "121"],
-                   "preferred_category": ["formula", "diapers", "wipes", "toys"]}.get(name, ["HZ01", "SH02", "BJ03"])
+        by_name: dict[str, list[str | None]] = {
+            "rfm_segment": SEGMENTS, "lifecycle_stage": STAGES, "aipl_stage": ["aware", "purchased", "loyal"],
+            "preferred_channel": ["tmall", "jd", "pos", "wechat"], "rfm_score": ["555", "345", "121"],
+            "preferred_category": ["formula", "diapers", "wipes", "toys"]}
+        choices = by_name.get(name, ["HZ01", "SH02", "BJ03"])
         picked = pa.array(choices, pa.string()).take(pa.array(rng.integers(0, len(choices), members)))
         return picked if mask is None else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), picked)
 

@@ -28,9 +28,8 @@ from memberops.loyalty.referral_models import ReferralBinding
 from memberops.loyalty.reward_models import Reward, RewardRedemption
 from memberops.loyalty.tier_models import MemberTier
 from memberops.runtime import Context
+from tests.console import signed_in, texts_by_testid
 from tests.factories import make_key
-from tests.web.test_loyalty_pages import sign_in
-from tests.web.test_members import _by_testid
 
 NOW = datetime(2026, 11, 15, 2, 0, tzinfo=UTC)  # two weeks after the demo brand's history ends
 
@@ -131,9 +130,9 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
         card = client.get(f"/api/v1/members/{ranked}", headers=auth).json()["loyalty"]
         assert card["tier"] in {"bloom", "blossom", "golden"} and card["tier_since"] == NOW.date().isoformat()
         assert card["tier_history"] == [f"{NOW.date().isoformat()} none → {card['tier']} (upgrade)"]
-        page = sign_in(client, context, workspace, "marketer").get(f"/members/{ranked}")
+        page = signed_in(client, context, workspace, "marketer").get(f"/members/{ranked}")
     assert page.status_code == 200
-    assert _by_testid(page.text, "points-tier-name")[0] in {"Bloom", "Blossom", "Golden Acorn"}
+    assert texts_by_testid(page.text, "points-tier-name")[0] in {"Bloom", "Blossom", "Golden Acorn"}
     assert f"none → {card['tier']} (upgrade)" in page.text and 'data-testid="points-tier-history"' in page.text
 
     before = _counts(context, workspace.id)

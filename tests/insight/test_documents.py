@@ -86,7 +86,7 @@ class TestJsonTokens:
 class TestJsonDocuments:
     def test_a_document_per_row_with_the_columns_in_order(self) -> None:
         at = datetime(2026, 6, 30, 12, tzinfo=UTC)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"orders": 2, "net_spend": Decimal("150.00"), "share": 1 / 3, "segment": 'Can\'t "Lose" Them',
              "last": at, "next": date(2026, 7, 1), "tags": ["new_mom"]},
             {"orders": None, "net_spend": None, "share": math.nan, "segment": None, "last": at + timedelta(microseconds=5),

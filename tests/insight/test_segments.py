@@ -42,6 +42,17 @@ class TestQuintiles:
         assert self._scores(warehouse, [3, 3, 3, 3]) == [5, 5, 5, 5]
         assert self._scores(warehouse, [1, 1, 1, 1, 1, 1, 1, 1, 2, 3]) == [4, 4, 4, 4, 4, 4, 4, 4, 5, 5]
 
+    def test_frequency_ties_share_the_lowest_score_of_their_group(self, warehouse: Warehouse) -> None:
+        def scores(values: list[int]) -> list[int]:
+            t = ibis.memtable(pa.table({"i": list(range(len(values))), "v": values}))
+            return warehouse.to_pyarrow(t.select("i", s=quintile(t.v, ties="lowest")).order_by("i")) \
+                .column("s").to_pylist()
+
+        assert scores([10, 9, 8, 7, 6, 5, 4, 3, 2, 1]) == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]  # no ties: the same
+        # most buyers bought once: they are the worst frequency, F = 1, not the middle of the range they span
+        assert scores([1, 1, 1, 1, 1, 1, 1, 1, 2, 3]) == [1, 1, 1, 1, 1, 1, 1, 1, 5, 5]
+        assert scores([3, 3, 3, 3]) == [2, 2, 2, 2]  # ceil(5 · 1 / 4): the group's first row in rank order
+
 
 class TestRfmGrid:
     def test_every_cell_is_a_named_segment_and_every_segment_has_a_cell(self) -> None:
@@ -79,8 +90,9 @@ class TestRfmGrid:
         # m1: F = 4 (2 orders, one member above), M = 5 (1000.00) → FM = 4.5 → 5 (half up); R = 5 (ties)
         assert (rows["m1"]["rfm_f"], rows["m1"]["rfm_m"], rows["m1"]["rfm_score"]) == (4, 5, "545")
         assert rows["m1"]["rfm_segment"] == "Champions"
-        # m2: F = 3 (two members above), M = 1 (the least) → FM = 2; R = 5 → Potential Loyalist
-        assert (rows["m2"]["rfm_f"], rows["m2"]["rfm_m"], rows["m2"]["rfm_segment"]) == (3, 1, "Potential Loyalist")
+        # m2: F = 1 (one order, as three others: they share the lowest score), M = 1 (the least) → FM = 1;
+        # R = 5 → New
+        assert (rows["m2"]["rfm_f"], rows["m2"]["rfm_m"], rows["m2"]["rfm_segment"]) == (1, 1, "New")
 
 
 class TestLifecycleRules:

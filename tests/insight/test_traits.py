@@ -101,9 +101,11 @@ class TestSegmentsAndStages:
         alice, bob, dan = rows["m1"], rows["m2"], rows["m4"]
         # three buyers in the window; recency 10, 5, 200; frequency 3, 1, 1; monetary 160, 80, 0
         assert (alice["rfm_r"], alice["rfm_f"], alice["rfm_m"]) == (4, 5, 5)
-        assert (bob["rfm_r"], bob["rfm_f"], bob["rfm_m"]) == (5, 4, 4)
-        assert (dan["rfm_r"], dan["rfm_f"], dan["rfm_m"]) == (2, 4, 2)
-        assert (alice["rfm_segment"], bob["rfm_segment"], dan["rfm_segment"]) == ("Champions", "Champions", "At Risk")
+        # bob and dan bought once: their frequencies tie and share the lowest score of the tie, ceil(5 · 1 / 3)
+        assert (bob["rfm_r"], bob["rfm_f"], bob["rfm_m"]) == (5, 2, 4)
+        assert (dan["rfm_r"], dan["rfm_f"], dan["rfm_m"]) == (2, 2, 2)
+        assert (alice["rfm_segment"], bob["rfm_segment"], dan["rfm_segment"]) == \
+            ("Champions", "Potential Loyalist", "Hibernating")
         assert alice["rfm_score"] == "455"
         assert alice["lifecycle_stage"] == "loyal"  # 3 orders in the last 365 days
         assert bob["lifecycle_stage"] == "new"
