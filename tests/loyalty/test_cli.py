@@ -77,3 +77,36 @@ def test_referrals_bind_show_and_report(tmp_path: Path) -> None:
         assert report.returncode == 0 and alice in report.stdout
     finally:
         context.close()
+
+
+def test_backfill_prints_every_figure_of_its_summary(tmp_path: Path) -> None:
+    """The tier and growth figures too: an operator sees what the run recorded for the tiers."""
+    from dataclasses import fields
+
+    from memberops.loyalty.backfill import BackfillSummary
+    from memberops.loyalty.cli import BACKFILL_LABELS
+    from tests.loyalty.test_backfill import JOINED, _lake_brand
+
+    assert set(BACKFILL_LABELS) == {field.name for field in fields(BackfillSummary)} - {"seconds"}
+    data = tmp_path / "d"
+    assert run(data, "init").returncode == 0
+    context = Context.from_settings(Settings(data_dir=data))
+    try:
+        with context.store.transaction() as session:
+            from memberops.accounts.service import get_workspace
+
+            workspace = get_workspace(session, "default")
+            set_programme(session, workspace, tiers=[{"code": "silver", "name": "Silver", "threshold": "500"}],
+                          tier_rules={"metric": "growth", "growth_per_unit": "1"})
+            member = enrol(session, workspace, "c1", now=JOINED)
+        _lake_brand(workspace, "c1", member, "").write(context.settings.lake_path)
+    finally:
+        context.close()
+    done = run(data, "loyalty", "backfill")
+    assert done.returncode == 0, done.stderr
+    lines = {line.strip("│ ").rsplit("│", 1)[0].strip(): line.rsplit("│", 2)[-2].strip()
+             for line in done.stdout.splitlines() if line.count("│") == 3}
+    # the lake's five orders are recorded for the tiers; four from enrolment on earn growth, and the
+    # birthday order's two refunds take some back: 4 + 2 growth movements
+    assert lines["orders recorded for tiers"] == "5" and lines["growth value movements"] == "6"
+    assert lines["orders earning"] == "4" and lines["refunds reversing"] == "2"
