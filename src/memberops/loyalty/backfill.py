@@ -87,25 +87,77 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+_ORDER_COLUMNS = ("member_id", "ordered_at", "gross_amount", "shipping_amount", "paid_amount")
+
+
 def read_history(warehouse: Warehouse, workspace_id: str, *, since: datetime | None = None,
                  uncounted_statuses: tuple[str, ...] = InsightConfig().uncounted_statuses) -> tuple[pa.Table, pa.Table]:
-    """The workspace's orders (``member_id`` from the identity map) and their refunds, as Arrow tables."""
+    """The workspace's orders (``member_id`` from the identity map) and their refunds, as Arrow tables.
+
+    ``since`` limits the orders, never the refunds: a refund imported after an earlier run, of an order
+    placed before ``since``, is read too, with its order's columns (``member_id``, ``ordered_at``,
+    ``gross_amount``, ``shipping_amount``, ``paid_amount``), so it is reversed and its order's tier row
+    refreshed. Every refund row carries those columns."""
     identity_map = warehouse.table("identity_map")
     links = identity_map.filter(identity_map.workspace_id == workspace_id).select(
         "channel", customer_key="source_id", member_id="member_id")
     orders = warehouse.table("orders")
     orders = orders.filter(orders.workspace_id == workspace_id)
-    if since is not None:
-        orders = orders.filter(orders.ordered_at >= ibis.literal(_utc(since), type="timestamp('UTC')"))
     if uncounted_statuses:
         orders = orders.filter(orders.status.isnull() | ~orders.status.isin(list(uncounted_statuses)))
-    owned = orders.join(links, ["channel", "customer_key"]).select(
+    every = orders.join(links, ["channel", "customer_key"]).select(
         "member_id", "channel", "order_id", "ordered_at", "gross_amount", "shipping_amount", "paid_amount")
+    owned = every
+    if since is not None:
+        owned = every.filter(every.ordered_at >= ibis.literal(_utc(since), type="timestamp('UTC')"))
     refunds = warehouse.table("refunds")
     refunds = refunds.filter(refunds.workspace_id == workspace_id)
-    refunded = refunds.join(owned.select("channel", "order_id"), ["channel", "order_id"]).select(
-        "channel", "refund_id", "order_id", "refunded_at", "amount")
+    refunded = refunds.join(every, ["channel", "order_id"]).select(
+        "channel", "refund_id", "order_id", "refunded_at", "amount", *_ORDER_COLUMNS)
     return warehouse.to_pyarrow(owned), warehouse.to_pyarrow(refunded)
+
+
+def merge_refunds(lake: pa.Table, live: list[dict[str, Any]], orders: pa.Table) -> pa.Table:
+    """The lake's refunds and the live ones (``live_refund`` rows: ``channel``, ``refund_id``, ``order_id``,
+    ``refunded_at``, ``amount``), each refund once by its natural key (``channel``, ``refund_id``).
+
+    A live refund is exported to the lake through the outbox, so the same refund is often in both; one the
+    export has not reached yet, or a refund only a marketplace file brought, is in one alone. Summing the
+    distinct refunds is exact where taking either source's total (or the larger) is not. A live refund is
+    kept when its order is known here (in ``orders``, or named by a lake refund), with that order's columns."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    known: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in orders.to_pylist():
+        known[(row["channel"], row["order_id"])] = row
+    for row in lake.to_pylist():
+        rows.setdefault((row["channel"], row["refund_id"]), row)  # a refund file may repeat a refund
+        known.setdefault((row["channel"], row["order_id"]), row)
+    for row in live:
+        order = known.get((row["channel"], row["order_id"]))
+        if order is not None:
+            rows.setdefault((row["channel"], row["refund_id"]),
+                            {**row, **{name: order[name] for name in _ORDER_COLUMNS}})
+    schema = lake.schema
+    return pa.Table.from_pylist([{name: row[name] for name in schema.names} for row in rows.values()], schema=schema)
+
+
+def refunded_orders(orders: pa.Table, refunds: pa.Table) -> pa.Table:
+    """``orders`` and the orders of ``refunds`` not among them (placed before ``since``), one row each."""
+    seen = {(row["channel"], row["order_id"]) for row in orders.select(["channel", "order_id"]).to_pylist()}
+    extra: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in refunds.to_pylist():
+        key = (row["channel"], row["order_id"])
+        if key not in seen:
+            extra.setdefault(key, {name: row[name] for name in orders.schema.names})
+    if not extra:
+        return orders
+    return pa.concat_tables([orders, pa.Table.from_pylist(list(extra.values()), schema=orders.schema)])
+
+
+def _live_refunds(session: Session, workspace_id: str) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in session.execute(select(
+        LiveRefund.channel, LiveRefund.refund_id, LiveRefund.order_id, LiveRefund.refunded_at, LiveRefund.amount)
+        .where(LiveRefund.workspace_id == workspace_id))]
 
 
 def read_lines(warehouse: Warehouse, workspace_id: str, *, since: datetime | None = None) -> pa.Table:
@@ -171,7 +223,7 @@ def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime
         by_order[(order.channel, order.order_id)] = order
         timelines[order.member_id].append((order.ordered_at, 0, order))
     for row in refunds.to_pylist():
-        earned = by_order.get((row["channel"], row["order_id"]))
+        earned = by_order.get((row["channel"], row["order_id"])) or _earlier_order(row, enrolled)
         if earned is None or row["amount"] is None or row["refunded_at"] is None:
             continue
         refund = PastRefund(row["channel"], row["refund_id"], _utc(row["refunded_at"]), row["amount"], earned)
@@ -179,6 +231,16 @@ def _timelines(orders: pa.Table, refunds: pa.Table, enrolled: dict[str, datetime
     for events in timelines.values():
         events.sort(key=lambda event: (event[0], event[1], _event_id(event[2])))
     return timelines, before
+
+
+def _earlier_order(row: dict[str, Any], enrolled: dict[str, datetime]) -> PastOrder | None:
+    """The order a refund names when the run does not replay it (placed before ``since``): its points, if
+    it earned any in an earlier run, are in the ledger, and the refund takes its share of them back."""
+    joined = enrolled.get(row["member_id"])
+    if joined is None or row["paid_amount"] is None or _utc(row["ordered_at"]) < joined:
+        return None
+    return PastOrder(row["member_id"], row["channel"], row["order_id"], _utc(row["ordered_at"]),
+                     row["gross_amount"], row["shipping_amount"], row["paid_amount"])
 
 
 def _add_events(timelines: dict[str, list[tuple[datetime, int, Any]]], events: pa.Table,
@@ -238,8 +300,8 @@ class _History:
     enrolled: dict[str, datetime]
     posted: set[str]
     active: ActiveProgramme
-    orders: pa.Table  # as read from the lake, for the tiers (backfill_tiers)
-    refunds: pa.Table
+    orders: pa.Table  # as read from the lake, and the earlier orders of the refunds, for the tiers (backfill_tiers)
+    refunds: pa.Table  # the lake's and the live ones, each once (merge_refunds)
 
 
 def _history(context: Context, workspace: Workspace, since: datetime | None, now: datetime) -> _History:
@@ -251,15 +313,17 @@ def _history(context: Context, workspace: Workspace, since: datetime | None, now
         active = points.active_programme(session, ws.id)
         posted = _posted(session, ws.id, active.programme)
         uncounted = config_store.current(session, ws.id).uncounted_statuses  # the workspace's, as insight counts
+        live_refunds = _live_refunds(session, ws.id)
     programme = active.programme
     warehouse = context.warehouse()
-    orders, refunds = read_history(warehouse, workspace.id, since=since, uncounted_statuses=uncounted)
+    orders, lake_refunds = read_history(warehouse, workspace.id, since=since, uncounted_statuses=uncounted)
+    refunds = merge_refunds(lake_refunds, live_refunds, orders)
     has_line_rules = bool(programme.earn.category_rules or programme.earn.sku_rules)
     lines = read_lines(warehouse, workspace.id, since=since) if has_line_rules else None
     timelines, before = _timelines(orders, refunds, enrolled, lines)
     if programme.events:
         _add_events(timelines, read_events(warehouse, workspace.id, sorted(programme.events), since=since), enrolled)
-    return _History(timelines, before, enrolled, posted, active, orders, refunds)
+    return _History(timelines, before, enrolled, posted, active, refunded_orders(orders, refunds), refunds)
 
 
 def _summary(context: Context, workspace: Workspace, history: _History, totals: dict[str, int], started: float,
@@ -374,7 +438,7 @@ def _replay_per_member(context: Context, workspace: Workspace, members: list[str
 def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime, int, Any]], posted: set[str],
             totals: dict[str, int], now: datetime) -> None:
     """One member's history in time order, then the member's ledger caught up with ``now``."""
-    refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    refunded = bulk.refunded_before(events, posted)
     member_id = ""
     for at, _, event in events:
         if at > now:
@@ -403,10 +467,10 @@ def _replay(session: Session, workspace: Workspace, events: list[tuple[datetime,
         else:
             order = event.order
             member_id = order.member_id
-            refunded[(order.channel, order.order_id)] += event.amount
             if points.refund_key(event.channel, event.refund_id) in posted:
                 totals["posted"] += 1
                 continue
+            refunded[(order.channel, order.order_id)] += event.amount
             live_order = _live_order(order, refunded[(order.channel, order.order_id)])
             refund = LiveRefund(workspace_id=workspace.id, channel=event.channel, refund_id=event.refund_id,
                                 order_id=order.order_id, refunded_at=event.refunded_at, amount=event.amount)

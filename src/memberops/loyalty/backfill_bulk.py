@@ -124,6 +124,19 @@ def refunds_posted_order(timeline: Sequence[tuple[datetime, int, Any]], posted: 
                for _, _, event in timeline)
 
 
+def refunded_before(timeline: Sequence[tuple[datetime, int, Any]], posted: set[str]) -> dict[tuple[str, str], Decimal]:
+    """What each order's refunds already in the ledger add up to, whenever they were made: where a refund
+    replayed now starts counting. The reversal is cumulative (the share of the order refunded so far, less
+    what was taken back), so counting only the refunds before it in time would take back nothing for an
+    imported refund older than a live one, and counting each refund once (the timeline has each once:
+    :func:`memberops.loyalty.backfill.merge_refunds`) never takes back twice."""
+    refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for _, _, event in timeline:
+        if isinstance(event, PastRefund) and points.refund_key(event.channel, event.refund_id) in posted:
+            refunded[(event.order.channel, event.order.order_id)] += event.amount
+    return refunded
+
+
 class _State:
     """What the replay of a chunk of members needs from the store, read in one query per table."""
 
@@ -175,7 +188,7 @@ def _replay(memory: MemberLedger, timeline: list[tuple[datetime, int, Any]], pos
             totals: dict[str, int], now: datetime) -> None:
     """One member's history in time order, then the member's ledger caught up with ``now`` — step for step
     :func:`memberops.loyalty.backfill._replay`."""
-    refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    refunded = refunded_before(timeline, posted)
     seen = False
     for at, _, event in timeline:
         if at > now:
@@ -204,11 +217,11 @@ def _replay(memory: MemberLedger, timeline: list[tuple[datetime, int, Any]], pos
         else:
             refund: PastRefund = event
             order = refund.order
-            refunded[(order.channel, order.order_id)] += refund.amount
             key = points.refund_key(refund.channel, refund.refund_id)
             if key in posted:
                 totals["posted"] += 1
                 continue
+            refunded[(order.channel, order.order_id)] += refund.amount
             taken = memory.reverse_for_refund(
                 order_key=points.order_key(order.channel, order.order_id), key=key,
                 source_id=f"{refund.channel}:{refund.refund_id}", paid=order.paid,
