@@ -48,7 +48,7 @@ from memberops.loyalty.models import (
     PointsMovement,
 )
 from memberops.loyalty.programmes import ActiveProgramme
-from memberops.loyalty.tier_models import MemberTier
+from memberops.loyalty.tier_models import TierChange
 
 _MOVEMENTS = cast(Table, PointsMovement.__table__)
 _LOTS = cast(Table, PointsLot.__table__)
@@ -77,7 +77,7 @@ def replay_members(session: Session, workspace: Workspace, active: ActiveProgram
         stored = accounts[member_id]
         account = cached[member_id] = Account(stored.available, stored.pending, stored.debt)
         memory = MemberLedger(active, zone, member_id, account, state.lots[member_id], state.memberships[member_id],
-                              tier_multiplier=state.tier_multipliers.get(member_id),
+                              tier_history=state.tier_history.get(member_id, []),
                               order_earnings=state.order_earnings[member_id], earnings=state.earnings[member_id],
                               fields_held=state.fields[member_id], out=out)
         _replay(memory, timelines[member_id], posted, totals, now)
@@ -143,7 +143,7 @@ class _State:
     def __init__(self) -> None:
         self.lots: dict[str, list[Lot]] = defaultdict(list)
         self.memberships: dict[str, Membership] = {}
-        self.tier_multipliers: dict[str, Decimal | None] = {}
+        self.tier_history: dict[str, list[tuple[datetime, str | None]]] = defaultdict(list)  # (at, to_tier)
         self.order_earnings: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
         self.earnings: dict[str, list[Earning]] = defaultdict(list)
         self.fields: dict[str, set[str]] = defaultdict(set)
@@ -159,10 +159,10 @@ def _read_state(session: Session, workspace: Workspace, active: ActiveProgramme,
     state.memberships = {membership.member_id: membership for membership in session.scalars(select(Membership).where(
         Membership.workspace_id == workspace.id, Membership.member_id.in_(members)))}
     if programme.tiers:
-        multipliers = {tier.code: tier.earn_multiplier for tier in programme.tiers}
-        for member_id, tier in session.execute(select(MemberTier.member_id, MemberTier.tier).where(
-                MemberTier.workspace_id == workspace.id, MemberTier.member_id.in_(members))):
-            state.tier_multipliers[member_id] = multipliers.get(tier)
+        for member_id, at, tier in session.execute(select(TierChange.member_id, TierChange.at, TierChange.to_tier).where(
+                TierChange.workspace_id == workspace.id, TierChange.member_id.in_(members))
+                .order_by(TierChange.member_id, TierChange.at, TierChange.id)):
+            state.tier_history[member_id].append((at, tier))
     if programme.earn.daily_cap is not None or programme.earn.monthly_cap is not None:
         for member_id, occurred_at, count in session.execute(select(
                 PointsMovement.member_id, PointsMovement.occurred_at, PointsMovement.points).where(

@@ -164,6 +164,10 @@ def backfill(
     """Earn points for enrolled members' imported orders (and reverse their refunds), in time order.
 
     Uses the live path's idempotency keys: a rerun, or a later live post of the same order, earns nothing twice.
+    An order earns with the tier its buyer held when it was placed (the tier history); an order from
+    before the member's first tier earns base points. An order's refunds count once each, live or
+    imported; --since limits the orders replayed, not the refunds: a refund that reached the lake late
+    still takes back its share of an earlier order's points.
     """
     from memberops.accounts import service as accounts
     from memberops.cli import _context, _import_progress, out
