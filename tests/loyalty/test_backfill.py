@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from memberops.accounts.models import Workspace
@@ -182,3 +183,42 @@ def test_a_member_marked_enrolled_gets_a_membership_and_their_history(context: C
         # no birthday known: the May order earns 300, half reversed; the member-day 400 stands
         assert points.points_summary(session, ws, member_id, now=NOW).available == 400 + 150
         check_ledger(session, member_id)
+
+
+@pytest.mark.parametrize("replay", ["set-based", "member by member"])
+def test_an_imported_order_earns_with_the_tier_held_when_it_was_placed(
+        context: Context, workspace: Workspace, replay: str) -> None:
+    """The tier history says which tier the member held at each order: an order before their first tier
+    (before the programme had tiers, say) earns base points, one placed while Silver earns Silver's ×2 —
+    not the tier the member holds at the time of the backfill."""
+    from memberops.audit.service import Actor
+    from memberops.loyalty import tiers
+    from memberops.loyalty.backfill import backfill_points_per_member
+
+    with context.store.transaction() as session:
+        set_programme(session, workspace, earn={"points_per_unit": "1", "pending_days": 0},
+                      expiry={"policy": "rolling_months", "months": 36},
+                      tiers=[{"code": "silver", "name": "Silver", "threshold": "100000", "earn_multiplier": "2"},
+                             {"code": "gold", "name": "Gold", "threshold": "200000", "earn_multiplier": "3"}])
+        member = enrol(session, workspace, "c1", now=JOINED)
+        ws = session.get(Workspace, workspace.id)
+        assert ws is not None
+        tiers.set_tier(session, ws, member, "silver", reason="migrated", actor=Actor.cli(),
+                       now=datetime(2026, 1, 1, tzinfo=UTC))
+        tiers.set_tier(session, ws, member, "gold", reason="promoted", actor=Actor.cli(), now=NOW - timedelta(days=1))
+    brand = Brand(workspace_id=workspace.id)
+    brand.person(member, channel="pos", source_id="c1")
+    for order_id, at in (("before-silver", datetime(2025, 6, 3, 3, 0, tzinfo=UTC)),
+                         ("while-silver", datetime(2026, 3, 3, 3, 0, tzinfo=UTC))):
+        brand.orders.append({**brand._common(), "channel": "pos", "order_id": order_id, "customer_key": "c1",
+                             "store_id": None, "ordered_at": at, "status": "paid", "gross_amount": None,
+                             "discount_amount": None, "shipping_amount": None, "paid_amount": Decimal("100.00"),
+                             "currency": "CNY", "coupon_codes": None})
+    brand.write(context.settings.lake_path)
+    run = backfill_points if replay == "set-based" else backfill_points_per_member
+    summary = run(context, workspace, now=NOW)
+    assert summary.points_earned == 100 + 200  # base, then Silver; never Gold's ×3 of today
+    with context.store.read() as session:
+        earned = dict(session.execute(select(PointsMovement.source_id, PointsMovement.points).where(
+            PointsMovement.member_id == member, PointsMovement.kind == "earn")).all())
+    assert earned == {"pos:before-silver": 100, "pos:while-silver": 200}

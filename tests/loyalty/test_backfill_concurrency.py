@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from memberops.accounts.models import Workspace
 from memberops.loyalty import points
-from memberops.loyalty.backfill import BackfillSummary, backfill_points
+from memberops.loyalty.backfill import BackfillSummary, backfill_points, chunks_for
 from memberops.loyalty.models import PointsLot, PointsMovement
 from memberops.runtime import Context
 from tests.insight.lake import Brand
@@ -190,3 +191,69 @@ def test_a_chunk_and_a_merge_lock_members_in_one_order(context: Context, workspa
         points.lock_account(session, workspace.id, high)
     summary = _finished(thread, outcome)
     assert summary.orders == 2 * 4 and summary.refunds == 2 * 2
+
+
+class TestChunksLetThePointOfSaleIn:
+    """On SQLite a chunk holds the store's one write lock, which every live order waits for: chunks there
+    are small, so a live order waits for one short chunk, never for the whole backfill; PostgreSQL locks the
+    chunk's members alone and keeps its large chunks."""
+
+    MEMBERS = 120
+
+    def _members(self, context: Context, workspace: Workspace) -> list[str]:
+        """``MEMBERS`` enrolled members, each with one imported order (``o-{n}``) in the lake."""
+        with context.store.transaction() as session:
+            set_programme(session, workspace, **PROGRAMME)
+            members = [enrol(session, workspace, f"c{n}", now=JOINED) for n in range(self.MEMBERS)]
+        brand = Brand(workspace_id=workspace.id)
+        for n, member_id in enumerate(members):
+            brand.person(member_id, channel="pos", source_id=f"c{n}")
+            brand.orders.append({**brand._common(), "channel": "pos", "order_id": f"o-{n}", "customer_key": f"c{n}",
+                                 "store_id": None, "ordered_at": PAID["plain"][0], "status": "paid",
+                                 "gross_amount": None, "discount_amount": None, "shipping_amount": None,
+                                 "paid_amount": PAID["plain"][1], "currency": "CNY", "coupon_codes": None})
+        brand.write(context.settings.lake_path)
+        return members
+
+    def test_a_live_order_completes_between_two_chunks(self, context: Context, workspace: Workspace) -> None:
+        self._members(context, workspace)
+        chunk = chunks_for(context.store.dialect).bulk_members
+        if context.store.dialect == "sqlite":
+            assert chunk < self.MEMBERS  # several short transactions here
+        steps: list[int] = []
+        between, posted = threading.Event(), threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def progress(done: int, total: int) -> None:
+            steps.append(done)
+            if 0 < done < total and not between.is_set():  # the first chunk has committed
+                between.set()
+                posted.wait(30)
+
+        def run_backfill() -> None:
+            try:
+                outcome["summary"] = backfill_points(context, workspace, progress=progress)
+            except Exception as exc:  # the result under test, whatever it is
+                outcome["summary"] = exc
+
+        thread = threading.Thread(target=run_backfill)
+        thread.start()
+        if chunk < self.MEMBERS:
+            assert between.wait(60), "the backfill never finished its first chunk"
+            # the POS posts the last member's order (its twin is in the lake) while the backfill is running
+            with context.store.transaction() as session:
+                ws = session.get(Workspace, workspace.id)
+                assert ws is not None
+                live = post_order(session, ws, f"o-{self.MEMBERS - 1}", customer_key=f"c{self.MEMBERS - 1}",
+                                  paid=str(PAID["plain"][1]), ordered_at=PAID["plain"][0])
+            assert thread.is_alive() and live.points == int(Decimal(str(PAID["plain"][1])))
+            posted.set()
+        summary = _finished(thread, outcome)
+        # each transaction replayed at most one chunk of members: the lock is held for that long at most
+        assert all(later - earlier <= chunk for earlier, later in zip(steps, steps[1:], strict=False))
+        assert len(steps) == 1 + -(-self.MEMBERS // chunk)  # one report per transaction, and the last
+        live_posts = 1 if chunk < self.MEMBERS else 0
+        assert summary.orders == self.MEMBERS - live_posts and summary.already_posted == live_posts
+        with context.store.read() as session:
+            assert session.scalar(select(func.count()).select_from(PointsMovement).where(
+                PointsMovement.kind == "earn")) == self.MEMBERS  # the live order earned once

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from memberops.accounts.models import Workspace
 from memberops.config import Settings
 from memberops.loyalty import expiry
 from memberops.runtime import Context
@@ -52,16 +55,27 @@ def test_programme_round_trip_expiry_and_liability(tmp_path: Path) -> None:
         context.close()
 
 
-def test_referrals_bind_show_and_report(tmp_path: Path) -> None:
+@contextmanager
+def _initialised(tmp_path: Path) -> Iterator[tuple[Path, Context, Workspace]]:
+    """A data dir ``memberops init`` made, its store (closed after) and its default workspace."""
+    from memberops.accounts.service import get_workspace
+
     data = tmp_path / "d"
     assert run(data, "init").returncode == 0
     context = Context.from_settings(Settings(data_dir=data))
     try:
+        with context.store.read() as session:
+            workspace = get_workspace(session, "default")
+        yield data, context, workspace
+    finally:
+        context.close()
+
+
+def test_referrals_bind_show_and_report(tmp_path: Path) -> None:
+    with _initialised(tmp_path) as (data, context, workspace):
         with context.store.transaction() as session:
-            from memberops.accounts.service import get_workspace
             from memberops.loyalty.referrals import referral_code_of
 
-            workspace = get_workspace(session, "default")
             set_programme(session, workspace, referrals={"enabled": True, "referrer_points": 50})
             alice, bob = enrol(session, workspace, "alice"), enrol(session, workspace, "bob")
             code = referral_code_of(session, workspace.id, alice)
@@ -75,5 +89,28 @@ def test_referrals_bind_show_and_report(tmp_path: Path) -> None:
         assert f"referral code: {code}" in shown.stdout and bob in shown.stdout
         report = run(data, "loyalty", "referrals", "report")
         assert report.returncode == 0 and alice in report.stdout
-    finally:
-        context.close()
+
+
+def test_backfill_prints_every_figure_of_its_summary(tmp_path: Path) -> None:
+    """The tier and growth figures too: an operator sees what the run recorded for the tiers."""
+    from dataclasses import fields
+
+    from memberops.loyalty.backfill import BackfillSummary
+    from memberops.loyalty.cli import BACKFILL_LABELS
+    from tests.loyalty.test_backfill import JOINED, _lake_brand
+
+    assert set(BACKFILL_LABELS) == {field.name for field in fields(BackfillSummary)} - {"seconds"}
+    with _initialised(tmp_path) as (data, context, workspace):
+        with context.store.transaction() as session:
+            set_programme(session, workspace, tiers=[{"code": "silver", "name": "Silver", "threshold": "500"}],
+                          tier_rules={"metric": "growth", "growth_per_unit": "1"})
+            member = enrol(session, workspace, "c1", now=JOINED)
+        _lake_brand(workspace, "c1", member, "").write(context.settings.lake_path)
+    done = run(data, "loyalty", "backfill")
+    assert done.returncode == 0, done.stderr
+    lines = {line.strip("│ ").rsplit("│", 1)[0].strip(): line.rsplit("│", 2)[-2].strip()
+             for line in done.stdout.splitlines() if line.count("│") == 3}
+    # the lake's five orders are recorded for the tiers; four from enrolment on earn growth, and the
+    # birthday order's two refunds take some back: 4 + 2 growth movements
+    assert lines["orders recorded for tiers"] == "5" and lines["growth value movements"] == "6"
+    assert lines["orders earning"] == "4" and lines["refunds reversing"] == "2"

@@ -48,7 +48,7 @@ from memberops.loyalty.models import (
     PointsMovement,
 )
 from memberops.loyalty.programmes import ActiveProgramme
-from memberops.loyalty.tier_models import MemberTier
+from memberops.loyalty.tier_models import TierChange
 
 _MOVEMENTS = cast(Table, PointsMovement.__table__)
 _LOTS = cast(Table, PointsLot.__table__)
@@ -77,7 +77,7 @@ def replay_members(session: Session, workspace: Workspace, active: ActiveProgram
         stored = accounts[member_id]
         account = cached[member_id] = Account(stored.available, stored.pending, stored.debt)
         memory = MemberLedger(active, zone, member_id, account, state.lots[member_id], state.memberships[member_id],
-                              tier_multiplier=state.tier_multipliers.get(member_id),
+                              tier_history=state.tier_history.get(member_id, []),
                               order_earnings=state.order_earnings[member_id], earnings=state.earnings[member_id],
                               fields_held=state.fields[member_id], out=out)
         _replay(memory, timelines[member_id], posted, totals, now)
@@ -124,13 +124,26 @@ def refunds_posted_order(timeline: Sequence[tuple[datetime, int, Any]], posted: 
                for _, _, event in timeline)
 
 
+def refunded_before(timeline: Sequence[tuple[datetime, int, Any]], posted: set[str]) -> dict[tuple[str, str], Decimal]:
+    """What each order's refunds already in the ledger add up to, whenever they were made: where a refund
+    replayed now starts counting. The reversal is cumulative (the share of the order refunded so far, less
+    what was taken back), so counting only the refunds before it in time would take back nothing for an
+    imported refund older than a live one, and counting each refund once (the timeline has each once:
+    :func:`memberops.loyalty.backfill.merge_refunds`) never takes back twice."""
+    refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for _, _, event in timeline:
+        if isinstance(event, PastRefund) and points.refund_key(event.channel, event.refund_id) in posted:
+            refunded[(event.order.channel, event.order.order_id)] += event.amount
+    return refunded
+
+
 class _State:
     """What the replay of a chunk of members needs from the store, read in one query per table."""
 
     def __init__(self) -> None:
         self.lots: dict[str, list[Lot]] = defaultdict(list)
         self.memberships: dict[str, Membership] = {}
-        self.tier_multipliers: dict[str, Decimal | None] = {}
+        self.tier_history: dict[str, list[tuple[datetime, str | None]]] = defaultdict(list)  # (at, to_tier)
         self.order_earnings: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
         self.earnings: dict[str, list[Earning]] = defaultdict(list)
         self.fields: dict[str, set[str]] = defaultdict(set)
@@ -146,10 +159,10 @@ def _read_state(session: Session, workspace: Workspace, active: ActiveProgramme,
     state.memberships = {membership.member_id: membership for membership in session.scalars(select(Membership).where(
         Membership.workspace_id == workspace.id, Membership.member_id.in_(members)))}
     if programme.tiers:
-        multipliers = {tier.code: tier.earn_multiplier for tier in programme.tiers}
-        for member_id, tier in session.execute(select(MemberTier.member_id, MemberTier.tier).where(
-                MemberTier.workspace_id == workspace.id, MemberTier.member_id.in_(members))):
-            state.tier_multipliers[member_id] = multipliers.get(tier)
+        for member_id, at, tier in session.execute(select(TierChange.member_id, TierChange.at, TierChange.to_tier).where(
+                TierChange.workspace_id == workspace.id, TierChange.member_id.in_(members))
+                .order_by(TierChange.member_id, TierChange.at, TierChange.id)):
+            state.tier_history[member_id].append((at, tier))
     if programme.earn.daily_cap is not None or programme.earn.monthly_cap is not None:
         for member_id, occurred_at, count in session.execute(select(
                 PointsMovement.member_id, PointsMovement.occurred_at, PointsMovement.points).where(
@@ -175,7 +188,7 @@ def _replay(memory: MemberLedger, timeline: list[tuple[datetime, int, Any]], pos
             totals: dict[str, int], now: datetime) -> None:
     """One member's history in time order, then the member's ledger caught up with ``now`` — step for step
     :func:`memberops.loyalty.backfill._replay`."""
-    refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    refunded = refunded_before(timeline, posted)
     seen = False
     for at, _, event in timeline:
         if at > now:
@@ -204,11 +217,11 @@ def _replay(memory: MemberLedger, timeline: list[tuple[datetime, int, Any]], pos
         else:
             refund: PastRefund = event
             order = refund.order
-            refunded[(order.channel, order.order_id)] += refund.amount
             key = points.refund_key(refund.channel, refund.refund_id)
             if key in posted:
                 totals["posted"] += 1
                 continue
+            refunded[(order.channel, order.order_id)] += refund.amount
             taken = memory.reverse_for_refund(
                 order_key=points.order_key(order.channel, order.order_id), key=key,
                 source_id=f"{refund.channel}:{refund.refund_id}", paid=order.paid,

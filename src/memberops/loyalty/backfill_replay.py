@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from memberops.loyalty import ledger, memberships
+from memberops.loyalty import ledger, memberships, tier_rules
 from memberops.loyalty.models import Membership
 from memberops.loyalty.programme import EventRule
 from memberops.loyalty.programmes import ActiveProgramme
@@ -160,7 +160,7 @@ class MemberLedger:
     arithmetic (see the module)."""
 
     def __init__(self, programme: ActiveProgramme, zone: ZoneInfo, member_id: str, account: Account,
-                 lots: list[Lot], membership: Membership, *, tier_multiplier: Decimal | None,
+                 lots: list[Lot], membership: Membership, *, tier_history: list[tuple[datetime, str | None]],
                  order_earnings: list[tuple[datetime, int]], earnings: list[Earning], fields_held: set[str],
                  out: Written) -> None:
         self.programme = programme
@@ -169,7 +169,7 @@ class MemberLedger:
         self.account = account
         self.lots = lots
         self.membership = membership
-        self.tier_multiplier = tier_multiplier
+        self.tier_history = tier_history  # (at, to_tier) in the order recorded: the tier held at each order
         self.order_earnings = order_earnings  # (occurred at, points) of purchase earnings, for the caps
         self.earnings = earnings
         self.fields_held = fields_held
@@ -269,7 +269,8 @@ class MemberLedger:
         local_day = ordered_at.astimezone(self.zone).date()
         points = ledger.purchase_points(rules, ledger.Purchase(
             paid_amount=paid, gross_amount=gross, shipping_amount=shipping, channel=channel, local_date=local_day,
-            birthday_month=self.membership.birth_month, tier_multiplier=self.tier_multiplier, lines=lines))
+            birthday_month=self.membership.birth_month, tier_multiplier=self._tier_multiplier(ordered_at),
+            lines=lines))
         if points and (rules.daily_cap is not None or rules.monthly_cap is not None):
             points = ledger.capped(
                 points, daily_cap=rules.daily_cap, monthly_cap=rules.monthly_cap,
@@ -283,6 +284,11 @@ class MemberLedger:
         self.earned[key] = movement
         self.order_earnings.append((ordered_at, points))
         return points
+
+    def _tier_multiplier(self, ordered_at: datetime) -> Decimal | None:
+        """:func:`memberops.loyalty.points.tier_multiplier_before`: the tier held when the order was placed."""
+        held = tier_rules.tier_held_before(self.tier_history, ordered_at)
+        return next((tier.earn_multiplier for tier in self.programme.programme.tiers if tier.code == held), None)
 
     def _earned_between(self, start: datetime, end: datetime) -> int:
         return sum(points for at, points in self.order_earnings if start <= at < end)

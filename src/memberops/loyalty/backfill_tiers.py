@@ -64,17 +64,20 @@ def _refunds_by_order(refunds: pa.Table, now: datetime) -> dict[tuple[str, str],
 
 
 def record_tier_history(context: Context, workspace: Workspace, programme: Programme, orders: pa.Table,
-                        refunds: pa.Table, enrolled: dict[str, datetime], *, now: datetime) -> TierHistory:
+                        refunds: pa.Table, enrolled: dict[str, datetime], *, now: datetime,
+                        rows_per_transaction: int = ROWS_PER_TRANSACTION) -> TierHistory:
     """Record the enrolled members' imported ``orders`` (as :func:`memberops.loyalty.backfill.read_history`
     reads them, with their ``refunds``) for spend and order-count tiers, and their growth value when the
-    programme's tiers count growth (see the module). Nothing when the programme has no tiers."""
+    programme's tiers count growth (see the module). Nothing when the programme has no tiers.
+    ``rows_per_transaction`` bounds each write transaction (small on SQLite, whose one write lock the
+    point of sale waits for)."""
     if not programme.tiers:
         return TierHistory(0, 0)
     refunded = _refunds_by_order(refunds, now)
     rows = [row for row in orders.to_pylist() if row["member_id"] in enrolled and row["paid_amount"] is not None
             and _utc(row["ordered_at"]) <= now]
-    for start in range(0, len(rows), ROWS_PER_TRANSACTION):
-        part = rows[start:start + ROWS_PER_TRANSACTION]
+    for start in range(0, len(rows), rows_per_transaction):
+        part = rows[start:start + rows_per_transaction]
         paid = [Decimal(row["paid_amount"]) for row in part]
         with context.store.transaction() as session:
             insert_many(session, upsert(session, _ORDERS, ["workspace_id", "channel", "order_id"],
@@ -90,12 +93,12 @@ def record_tier_history(context: Context, workspace: Workspace, programme: Progr
     growth = 0
     if programme.tier_rules.metric == "growth":
         earning = [row for row in rows if _utc(row["ordered_at"]) >= enrolled[row["member_id"]]]
-        growth = _record_growth(context, workspace, programme, earning, refunded)
+        growth = _record_growth(context, workspace, programme, earning, refunded, rows_per_transaction)
     return TierHistory(len(rows), growth)
 
 
 def _record_growth(context: Context, workspace: Workspace, programme: Programme, orders: Sequence[dict[str, Any]],
-                   refunded: dict[tuple[str, str], list[dict[str, Any]]]) -> int:
+                   refunded: dict[tuple[str, str], list[dict[str, Any]]], rows_per_transaction: int) -> int:
     """Growth for ``orders`` and back for their refunds, keyed as the live path keys them (insert once)."""
     movements: dict[str, list[Any]] = defaultdict(list)
 
@@ -120,9 +123,9 @@ def _record_growth(context: Context, workspace: Workspace, programme: Programme,
                     at)
                 taken += value
     size = len(movements["member_id"])
-    for start in range(0, size, ROWS_PER_TRANSACTION):
+    for start in range(0, size, rows_per_transaction):
         with context.store.transaction() as session:
             insert_many(session, insert_ignoring_conflicts(session, _GROWTH, ["workspace_id", "idempotency_key"]),
-                        {name: values[start:start + ROWS_PER_TRANSACTION] for name, values in movements.items()},
+                        {name: values[start:start + rows_per_transaction] for name, values in movements.items()},
                         {"workspace_id": workspace.id, "created_at": utcnow()})
     return size

@@ -147,6 +147,15 @@ def liability(workspace: WorkspaceOpt = "default") -> None:
         out.print(f"members owe {report.debt_points:,} points after refunds (not netted above)")
 
 
+BACKFILL_LABELS = {  # every count of BackfillSummary, in the order printed (tests hold it complete)
+    "members": "enrolled members", "orders": "orders earning", "points_earned": "points earned",
+    "refunds": "refunds reversing", "points_reversed": "points reversed", "events": "events earning",
+    "points_for_events": "points for events", "skipped_before_enrolment": "orders before enrolment (no points)",
+    "already_posted": "already posted (skipped)", "tier_orders": "orders recorded for tiers",
+    "growth_movements": "growth value movements",
+}
+
+
 @loyalty_app.command("backfill")
 def backfill(
     since: Annotated[str | None, typer.Option("--since", help="replay orders placed on or after this date or time")] = None,
@@ -155,6 +164,10 @@ def backfill(
     """Earn points for enrolled members' imported orders (and reverse their refunds), in time order.
 
     Uses the live path's idempotency keys: a rerun, or a later live post of the same order, earns nothing twice.
+    An order earns with the tier its buyer held when it was placed (the tier history); an order from
+    before the member's first tier earns base points. An order's refunds count once each, live or
+    imported; --since limits the orders replayed, not the refunds: a refund that reached the lake late
+    still takes back its share of an earlier order's points.
     """
     from memberops.accounts import service as accounts
     from memberops.cli import _context, _import_progress, out
@@ -169,13 +182,8 @@ def backfill(
             summary = backfill_points(context, ws, since=start, progress=lambda done, total: progress.update(
                 task, completed=done, total=total))
     table = Table(title="points backfill", show_header=False)
-    for label, value in [("enrolled members", summary.members), ("orders earning", summary.orders),
-                         ("points earned", summary.points_earned), ("refunds reversing", summary.refunds),
-                         ("points reversed", summary.points_reversed), ("events earning", summary.events),
-                         ("points for events", summary.points_for_events),
-                         ("orders before enrolment (no points)", summary.skipped_before_enrolment),
-                         ("already posted (skipped)", summary.already_posted)]:
-        table.add_row(label, f"{value:,}")
+    for name, label in BACKFILL_LABELS.items():
+        table.add_row(label, f"{getattr(summary, name):,}")
     table.add_row("time", f"{summary.seconds:.1f} s")
     out.print(table)
 

@@ -88,10 +88,12 @@ def _earn(session: Session, order: LiveOrder, lines: Sequence[ledger.OrderLine])
 
 def reverse_on_refund(session: Session, refund: LiveRefund, order: LiveOrder) -> HookResult | None:
     """The points the refund took back, or ``None`` when its order earned none; the order's growth value
-    is taken back in the same proportion (never twice; a lower tier waits for the evaluation)."""
+    is taken back in the same proportion (never twice; a lower tier waits for the evaluation), and the
+    refund counts against the order's imported twin for spend and order-count tiers."""
     workspace = _workspace(session, order.workspace_id)
     reversed_points = points.reverse_for_refund(session, workspace, refund, order)
     tiers.reverse_growth_for_refund(session, workspace, refund, order)
+    tiers.count_refund_for_tiers(session, workspace.id, refund)
     return None if reversed_points is None else HookResult(points=reversed_points)
 
 

@@ -35,7 +35,7 @@ from memberops.db.dialect import locked, writes_together
 from memberops.identity import service as identity
 from memberops.identity.models import Member
 from memberops.ingest.models import LiveOrder, LiveRefund
-from memberops.loyalty import ledger, memberships
+from memberops.loyalty import ledger, memberships, tier_rules
 from memberops.loyalty.errors import IdempotencyKeyReused, InsufficientPoints, MemberNotEnrolled
 from memberops.loyalty.models import (
     LoyaltyEvent,
@@ -51,7 +51,7 @@ from memberops.loyalty.programmes import (
     active_programme,
     active_programme_from,
 )
-from memberops.loyalty.tier_models import MemberTier
+from memberops.loyalty.tier_models import MemberTier, TierChange
 
 
 @dataclass(frozen=True)
@@ -372,13 +372,27 @@ def tier_multiplier(session: Session, programme: ActiveProgramme, workspace_id: 
     return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
 
 
+def tier_multiplier_before(session: Session, programme: ActiveProgramme, workspace_id: str, member_id: str,
+                           moment: datetime) -> Decimal | None:
+    """The earn multiplier of the tier the member held just before ``moment``, by their tier history
+    (:func:`memberops.loyalty.tier_rules.tier_held_before`): what an order placed then earned with."""
+    if not programme.programme.tiers:
+        return None
+    changes = [(at, tier) for at, tier in session.execute(select(TierChange.at, TierChange.to_tier).where(
+        TierChange.workspace_id == workspace_id, TierChange.member_id == member_id, TierChange.at < moment)
+        .order_by(TierChange.at, TierChange.id))]
+    held = tier_rules.tier_held_before(changes, moment)
+    return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
+
+
 def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None,
-                   lines: Sequence[ledger.OrderLine] = ()) -> int | None:
+                   lines: Sequence[ledger.OrderLine] = (), tier_at_order_time: bool = False) -> int | None:
     """Points the order earns its buyer, recorded as a lot (pending through the return window); ``None``
     when the buyer is unknown or not enrolled. Idempotent on the order: a retried order earns nothing
     more and answers what it earned the first time. ``lines`` (the order's items) let category and SKU
     rules apply (:func:`memberops.loyalty.ledger.purchase_points`); without them the order earns as a
-    whole."""
+    whole. ``tier_at_order_time`` (the backfill of past orders) applies the tier the member held when the
+    order was placed rather than the tier held now."""
     if order.member_id is None:
         return None
     now = now or utcnow()
@@ -405,7 +419,8 @@ def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, 
     points = ledger.purchase_points(rules, ledger.Purchase(
         paid_amount=order.paid_amount, gross_amount=order.gross_amount, shipping_amount=order.shipping_amount,
         channel=order.channel, local_date=local_day, birthday_month=membership.birth_month,
-        tier_multiplier=tier_multiplier(session, programme, workspace.id, order.member_id), lines=lines,
+        tier_multiplier=tier_multiplier_before(session, programme, workspace.id, order.member_id, order.ordered_at)
+        if tier_at_order_time else tier_multiplier(session, programme, workspace.id, order.member_id), lines=lines,
     ))
     if points and (rules.daily_cap is not None or rules.monthly_cap is not None):
         points = ledger.capped(

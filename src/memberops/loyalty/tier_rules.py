@@ -141,3 +141,16 @@ def evaluate(
     if assessed_metric < thresholds[current] and (qualified is None or qualified < current):
         return Decision(current, "keep")
     return Decision(current, None)
+
+
+def tier_held_before(changes: Sequence[tuple[datetime, str | None]], moment: datetime) -> str | None:
+    """The tier a member held just before ``moment``, from their tier history (``(at, to_tier)`` in the
+    order it was recorded); ``None`` before the first entry — no tier known then, e.g. before the
+    programme existed. An upgrade an order brings about applies from the next order, so a change at the
+    very ``moment`` does not count."""
+    held: str | None = None
+    for at, tier in changes:
+        if at >= moment:
+            break
+        held = tier
+    return held

@@ -136,6 +136,21 @@ def reverse_growth_for_refund(session: Session, workspace: Workspace, refund: Li
     return value
 
 
+def count_refund_for_tiers(session: Session, workspace_id: str, refund: LiveRefund) -> None:
+    """Add a live refund to its order's imported twin (:class:`QualifyingOrder`), when the backfill recorded
+    one: the twin holds every distinct refund of the order the backfill knew (the lake's and the live
+    ones), so the metric — which takes the larger of the twin's and the live order's refunded amounts —
+    stays the sum of the order's refunds, not the larger part of them, until the next backfill sets the
+    twin anew (from the same refunds, each once)."""
+    session.execute(update(_IMPORTED_ORDERS).where(
+        _IMPORTED_ORDERS.c.workspace_id == workspace_id, _IMPORTED_ORDERS.c.channel == refund.channel,
+        _IMPORTED_ORDERS.c.order_id == refund.order_id).values(
+        refunded_amount=case((_IMPORTED_ORDERS.c.refunded_amount + refund.amount > _IMPORTED_ORDERS.c.paid_amount,
+                              _IMPORTED_ORDERS.c.paid_amount),
+                             else_=_IMPORTED_ORDERS.c.refunded_amount + refund.amount),
+        updated_at=utcnow()))
+
+
 def _order_growth(programme: ActiveProgramme, order: LiveOrder) -> int:
     raw = order.paid_amount * programme.programme.tier_rules.growth_per_unit
     return int(raw.to_integral_value(rounding=ROUND_FLOOR))
