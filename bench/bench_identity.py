@@ -313,6 +313,7 @@ def demo_records(members: int, seed: int = 7) -> tuple[pa.Table, np.ndarray]:
     from memberops.accounts import service as accounts
     from memberops.config import Settings
     from memberops.db import migrate
+    from memberops.demo.clock import REFERENCE_END
     from memberops.demo.generate import generate_brand
     from memberops.identity.stitch import latest_records
     from memberops.ingest.batch import import_file
@@ -320,7 +321,7 @@ def demo_records(members: int, seed: int = 7) -> tuple[pa.Table, np.ndarray]:
 
     root = Path(tempfile.mkdtemp(prefix="memberops-bench-demo-"))
     try:
-        brand = generate_brand(root / "brand", members=members, seed=seed)
+        brand = generate_brand(root / "brand", members=members, seed=seed, end=REFERENCE_END)  # figures comparable
         settings = Settings(data_dir=root / "data", database_url=f"sqlite:///{root / 'memberops.db'}",
                             secret_key="bench-secret-key")
         context = Context.from_settings(settings)

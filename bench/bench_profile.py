@@ -37,6 +37,7 @@ def _setup(quick: bool) -> dict[str, Any]:
     from memberops.audit.service import Actor
     from memberops.config import Settings
     from memberops.db import migrate
+    from memberops.demo.clock import REFERENCE_END
     from memberops.demo.generate import generate_brand
     from memberops.demo.load import import_brand
     from memberops.identity.models import IdentityLink, Member
@@ -45,7 +46,7 @@ def _setup(quick: bool) -> dict[str, Any]:
     from memberops.runtime import Context
 
     root = Path(tempfile.mkdtemp(prefix="memberops-bench-profile-"))
-    generate_brand(root / "brand", members=2_000 if quick else 20_000, seed=7)
+    generate_brand(root / "brand", members=2_000 if quick else 20_000, seed=7, end=REFERENCE_END)  # the same brand on any day
     settings = Settings(data_dir=root / "data", secret_key="bench-secret-key")
     context = Context.from_settings(settings)
     migrate.upgrade(context.store)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -185,12 +186,42 @@ class TestImportCommands:
 
 def test_demo_sets_up_generates_and_imports_without_serving(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    done = run(data, "demo", "--no-serve", "--members", "400")
+    done = run(data, "demo", "--no-serve", "--members", "400", "--end", "2026-10-31")
     assert done.returncode == 0, done.stderr
     assert "demo@memberops.local" in done.stdout and "http://127.0.0.1:8000/" in done.stdout
+    assert "history: 2024-11-01 to 2026-10-31 (Asia/Shanghai)" in done.stdout
     assert (data / "demo-login.txt").exists()
     status = run(data, "status")
     orders = next(line for line in status.stdout.splitlines() if "orders" in line)
     assert int(orders.split("│")[-2].strip().replace(",", "")) > 100
+    # run again, without --end: the data folder keeps its brand (and says it has aged)
     again = run(data, "demo", "--no-serve", "--members", "400")
     assert again.returncode == 0 and again.stdout.count("(already imported)") == 15
+    assert "history: 2024-11-01 to 2026-10-31 (Asia/Shanghai), ended" in again.stdout
+    # another history over this one would mix two of the same brand: refused, nothing imported
+    other = run(data, "demo", "--no-serve", "--members", "400", "--end", "2026-11-30")
+    assert other.returncode == 2 and "use an empty data folder" in other.stderr
+    assert "2024-11-01 to 2026-10-31" in other.stderr and "imported" not in other.stdout
+    assert run(data, "status").stdout == status.stdout
+
+
+class TestDemoGenerate:
+    def test_the_history_ends_yesterday_or_on_the_day_given(self, tmp_path: Path) -> None:
+        brand = tmp_path / "brand"
+        pinned = run(tmp_path / "d", "demo", "generate", "--out", str(brand), "--members", "50", "--end", "2031-06-30")
+        assert pinned.returncode == 0, pinned.stderr
+        assert "history: 2029-07-01 to 2031-06-30" in pinned.stdout
+        assert '"end": "2031-06-30T23:59:59+08:00"' in (brand / "manifest.json").read_text(encoding="utf-8")
+        default = run(tmp_path / "d", "demo", "generate", "--out", str(brand), "--members", "50")
+        assert default.returncode == 0, default.stderr
+        yesterday = (datetime.now(UTC) + timedelta(hours=8)).date() - timedelta(days=1)
+        assert f"to {yesterday.isoformat()}" in default.stdout or f"to {yesterday - timedelta(days=1)}" in default.stdout
+
+    def test_a_bad_end_is_refused_and_writes_nothing(self, tmp_path: Path) -> None:
+        brand = tmp_path / "brand"
+        beyond = run(tmp_path / "d", "demo", "generate", "--out", str(brand), "--members", "50", "--end", "2045-01-01")
+        assert beyond.returncode == 2
+        assert "Spring Festival of 2020–2040 only" in beyond.stderr and "2040-12-27" in beyond.stderr
+        garbled = run(tmp_path / "d", "demo", "generate", "--out", str(brand), "--members", "50", "--end", "31/10/2026")
+        assert garbled.returncode == 2 and "is not a date (YYYY-MM-DD)" in garbled.stderr
+        assert not brand.exists()

@@ -6,7 +6,7 @@ import gc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,6 +27,7 @@ from memberops.runtime import Context
 if TYPE_CHECKING:
     from memberops.accounts.models import Workspace
     from memberops.audit.service import Actor
+    from memberops.demo.clock import DemoWindow
     from memberops.ingest.batch import ImportSummary
 
 app = typer.Typer(help="memberops: member operations platform.", no_args_is_help=True,
@@ -797,6 +798,27 @@ app.add_typer(demo_app, name="demo")
 
 DEMO_MEMBERS = 20_000
 DEMO_SEED = 7
+DemoEndOpt = Annotated[str | None, typer.Option(
+    "--end", help="the last day of the brand's history, YYYY-MM-DD (default: yesterday in Asia/Shanghai); "
+                  "the history is the two years up to it")]
+
+
+def _demo_window(end: str | None) -> DemoWindow | None:
+    """The demo window ending on ``end`` (None: not pinned); exits 2 on a bad date or one beyond the calendar."""
+    if end is None:
+        return None
+    from memberops.demo.clock import DemoWindow, UnknownSpringFestival
+
+    try:
+        day = date.fromisoformat(end)
+    except ValueError:
+        err.print(f"[red]error[/red]: --end {end!r} is not a date (YYYY-MM-DD)")
+        raise typer.Exit(2) from None
+    try:
+        return DemoWindow(day)
+    except UnknownSpringFestival as exc:
+        err.print(f"[red]error[/red]: --end {end}: {exc}")
+        raise typer.Exit(2) from None
 
 
 @demo_app.callback(invoke_without_command=True)
@@ -807,24 +829,43 @@ def demo(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="serve when set up")] = True,
+    end: DemoEndOpt = None,
 ) -> None:
     """Generate the demo brand, import it, compute what exists, then serve console and API.
 
+    The brand's history is the two years up to yesterday (or ``--end``), so insight and loyalty, which run
+    as of now, find it alive. A data folder keeps the brand it has: run again, the same brand is used.
     Prints the console URL and the demo operator's login.
     """
     if ctx.invoked_subcommand is not None:
         return
+    from memberops.demo.clock import TIMEZONE, DemoWindow
     from memberops.demo.generate import generate_brand
-    from memberops.demo.load import brand_is_generated, import_brand
+    from memberops.demo.load import brand_is_generated, brand_window, import_brand
     from memberops.demo.setup import DEMO_WORKSPACE, ensure_demo_operator
 
+    pinned = _demo_window(end)
     with _context() as context:
-        login = ensure_demo_operator(context)
         brand_dir = context.settings.data_dir / "demo-brand"
-        if not brand_is_generated(brand_dir, members=members, seed=seed):
+        held = brand_window(brand_dir)
+        if pinned is not None and held is not None and held != pinned:
+            # Its people and order ids would come again with other dates: two histories of one brand.
+            err.print(f"[red]error[/red]: {context.settings.data_dir} holds the demo brand of {held.start} to "
+                      f"{held.end}; one ending {pinned.end} would be imported over it: use an empty data folder "
+                      "(MEMBEROPS_DATA_DIR)")
+            raise typer.Exit(2)
+        login = ensure_demo_operator(context)
+        if held is not None and brand_is_generated(brand_dir, members=members, seed=seed):
+            window = held
+        else:
+            window = pinned or DemoWindow.ending_yesterday()
             with err.status(f"generating the demo brand ({members:,} people)…"):
-                generated = generate_brand(brand_dir, members=members, seed=seed)
+                generated = generate_brand(brand_dir, members=members, seed=seed, end=window.end)
             out.print(f"generated {len(generated.files)} channel files in {generated.seconds:.1f} s: {brand_dir}")
+        aged = (DemoWindow.ending_yesterday().end - window.end).days
+        out.print(f"history: {window.start} to {window.end} ({TIMEZONE})" + (
+            f", ended {aged} days ago: insight and loyalty run as of today, so the brand has aged; "
+            "an empty data folder gets one that ends yesterday" if aged > 0 else ""))
         from memberops.accounts import service as accounts
 
         with context.store.read() as session:
@@ -878,19 +919,22 @@ def demo(
 def demo_generate(
     out_dir: Annotated[Path, typer.Option("--out", help="folder to write the brand's files into")],
     members: Annotated[int, typer.Option(help="people in the brand (prospects included)")] = DEMO_MEMBERS,
-    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = DEMO_SEED,
+    seed: Annotated[int, typer.Option(help="random seed (same seed and end, same files)")] = DEMO_SEED,
+    end: DemoEndOpt = None,
 ) -> None:
     """Write a realistic demo brand in its channels' own formats, with a ground-truth folder."""
     from memberops.demo.generate import generate_brand
 
+    window = _demo_window(end)
     with err.status(f"generating {members:,} people…"):
-        summary = generate_brand(out_dir, members=members, seed=seed)
+        summary = generate_brand(out_dir, members=members, seed=seed, end=window.end if window else None)
     table = Table("file", "channel", "kind", "rows")
     for entry in summary.files:
         table.add_row(entry.path, entry.channel, entry.kind, f"{entry.rows:,}")
     out.print(table)
     out.print(f"{summary.members:,} people ({summary.prospects:,} prospects), {summary.orders:,} orders, "
               f"{summary.events:,} events in {summary.seconds:.1f} s → {out_dir}")
+    out.print(f"history: {summary.window.start} to {summary.window.end}")
     out.print(f"import them all: memberops demo import {out_dir}")
 
 

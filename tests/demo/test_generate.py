@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from memberops.demo.clock import REFERENCE_END, UnknownSpringFestival
 from memberops.demo.generate import BrandSummary, generate_brand
 from memberops.demo.processes import BuyingParameters, expected_repeat_purchases, probability_no_repeat
 from memberops.ingest.canonical import KINDS
@@ -74,14 +75,14 @@ def files_of(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BrandSummary]:
     root = tmp_path_factory.mktemp("small")
-    return root, generate_brand(root, members=500, seed=11)
+    return root, generate_brand(root, members=500, seed=11, end=REFERENCE_END)
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough buyers for the statistical checks (about 4,200 of 6,000 people)."""
     root = tmp_path_factory.mktemp("sample")
-    generate_brand(root, members=6_000, seed=5)
+    generate_brand(root, members=6_000, seed=5, end=REFERENCE_END)
     return root
 
 
@@ -116,16 +117,87 @@ def params(sample: Path) -> dict[str, dict]:
 class TestDeterminism:
     def test_same_seed_same_bytes(self, small: tuple[Path, BrandSummary], tmp_path: Path) -> None:
         root, _ = small
-        generate_brand(tmp_path, members=500, seed=11)
+        generate_brand(tmp_path, members=500, seed=11, end=REFERENCE_END)
         assert files_of(tmp_path) == files_of(root)
 
     def test_other_seed_other_brand(self, small: tuple[Path, BrandSummary], tmp_path: Path) -> None:
         root, _ = small
-        generate_brand(tmp_path, members=500, seed=12)
+        generate_brand(tmp_path, members=500, seed=12, end=REFERENCE_END)
         first, second = files_of(root), files_of(tmp_path)
         assert first.keys() == second.keys()
         people_files = [name for name in first if name.endswith((".csv", ".jsonl")) and name != "catalogue.csv"]
         assert all(first[name] != second[name] for name in people_files)
+
+
+def order_days(root: Path) -> list[str]:
+    """The local day (YYYY-MM-DD) of every order in every selling channel's export."""
+    days = []
+    for entry in manifest(root)["files"]:
+        if entry["kind"] == "orders":
+            column = preset_of(entry).columns["ordered_at"]
+            days += [row[column].replace("/", "-")[:10] for row in read_rows(root, entry)]
+    return days
+
+
+class TestWindow:
+    """The history ends yesterday unless pinned: a brand generated today is alive as of today."""
+
+    def test_by_default_the_history_ends_yesterday(self, tmp_path: Path) -> None:
+        today_before = (datetime.now(UTC) + timedelta(hours=8)).date()
+        summary = generate_brand(tmp_path, members=200, seed=3)
+        today_after = (datetime.now(UTC) + timedelta(hours=8)).date()
+        assert summary.window.end in {today_before - timedelta(days=1), today_after - timedelta(days=1)}
+        assert manifest(tmp_path)["window"] == {"start": summary.window.start_iso, "end": summary.window.end_iso}
+        days = order_days(tmp_path)
+        assert summary.window.start.isoformat() <= min(days) and max(days) <= summary.window.end.isoformat()
+        # buying goes on to the end: the last fortnight has orders, as a live shop's would
+        assert max(days) >= (summary.window.end - timedelta(days=14)).isoformat()
+
+    def test_another_end_is_the_same_brand_shifted(self, small: tuple[Path, BrandSummary], tmp_path: Path) -> None:
+        root, first = small
+        later = generate_brand(tmp_path, members=500, seed=11, end=date(2031, 6, 30))
+        assert later.window.days == first.window.days == 730
+        assert later.window.start - first.window.start == later.window.end - first.window.end
+        assert (later.members, later.buyers, later.identity_records, later.orders) == \
+            (first.members, first.buyers, first.identity_records, first.orders)
+        persons = pq.read_table(root / "ground_truth" / "persons.parquet").column("person_id")
+        assert pq.read_table(tmp_path / "ground_truth" / "persons.parquet").column("person_id") == persons
+        for brand, window in ((root, first.window), (tmp_path, later.window)):
+            days = order_days(brand)
+            assert window.start.isoformat() <= min(days) <= (window.start + timedelta(days=31)).isoformat()
+            assert (window.end - timedelta(days=31)).isoformat() <= max(days) <= window.end.isoformat()
+            events = read_rows(brand, next(e for e in manifest(brand)["files"] if e["kind"] == "events"))
+            moments = [datetime.fromisoformat(e["ts"]) for e in events]
+            assert window.start_seconds <= min(m.timestamp() for m in moments)
+            assert max(m.timestamp() for m in moments) <= window.end_seconds
+
+    def test_the_same_end_gives_the_same_bytes_on_any_day(self, small: tuple[Path, BrandSummary], tmp_path: Path) -> None:
+        root, _ = small
+        generate_brand(tmp_path, members=500, seed=11, end=date(2026, 10, 31))
+        assert files_of(tmp_path) == files_of(root)
+        assert manifest(root)["window"] == {"start": "2024-11-01T00:00:00+08:00", "end": "2026-10-31T23:59:59+08:00"}
+
+    def test_festivals_follow_the_window(self, tmp_path: Path) -> None:
+        summary = generate_brand(tmp_path, members=200, seed=3, end=date(2031, 6, 30))
+        parameters = json.loads((tmp_path / "ground_truth" / "parameters.json").read_text(encoding="utf-8"))
+        assert parameters["window"] == {"start": "2029-07-01", "end": "2031-06-30", "end_at": "2031-06-30T23:59:59+08:00"}
+        festivals = {(f["name"], f["first_day"]) for f in parameters["festivals"]}
+        assert {("double11", "2029-11-11"), ("double11", "2030-11-11"), ("618", "2031-06-18"),
+                ("spring_festival", "2030-01-31"), ("spring_festival", "2031-01-20")} <= festivals
+        assert all(summary.window.start.isoformat() <= f["last_day"] and f["first_day"] <= "2031-06-30"
+                   for f in parameters["festivals"])
+        assert len(parameters["daily_intensity"]) == 730
+
+    def test_an_end_beyond_the_calendar_fails_before_anything_is_written(self, small: tuple[Path, BrandSummary],
+                                                                         tmp_path: Path) -> None:
+        root, _ = small
+        brand = tmp_path / "brand"
+        brand.mkdir()
+        (brand / "manifest.json").write_bytes((root / "manifest.json").read_bytes())
+        with pytest.raises(UnknownSpringFestival, match="not of 2043"):  # the first year it lacks
+            generate_brand(brand, members=500, seed=11, end=date(2045, 1, 1))
+        assert (brand / "manifest.json").read_bytes() == (root / "manifest.json").read_bytes()
+        assert [p.name for p in brand.iterdir()] == ["manifest.json"]
 
 
 class TestManifest:

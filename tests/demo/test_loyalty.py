@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from memberops.accounts.models import Workspace
 from memberops.api.app import create_app
 from memberops.audit.service import Actor
+from memberops.demo.clock import REFERENCE_END
 from memberops.demo.generate import generate_brand
 from memberops.demo.load import import_brand
 from memberops.demo.loyalty import setup_demo_loyalty
@@ -49,7 +50,7 @@ def test_the_demo_brand_runs_a_programme_with_points_coupons_and_a_liability(
     context: Context, workspace: Workspace, tmp_path: Path,
 ) -> None:
     brand = tmp_path / "brand"
-    generate_brand(brand, members=300, seed=7)
+    generate_brand(brand, members=300, seed=7, end=REFERENCE_END)
     import_brand(context, workspace, brand)
     resolve_identities(context, workspace, actor=Actor.system())
 

@@ -17,12 +17,23 @@ def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=600, cwd=data_dir.parent)
 
 
+def counted(printed: str, row: str) -> int:
+    """The count in a printed table's row (0 when the row is absent)."""
+    line = next((line for line in printed.splitlines() if f" {row} " in line), None)
+    return 0 if line is None else int(line.split("│")[-2].strip().replace(",", ""))
+
+
 def test_demo_computes_insight_and_tags_are_edited_from_the_cli(tmp_path: Path) -> None:
     data = tmp_path / "d"
     demo = run(data, "demo", "--no-serve", "--members", "600")
     assert demo.returncode == 0, demo.stderr
     assert "member insight as of" in demo.stdout and "lifecycle: prospect" in demo.stdout
     assert "tag: new_mom" in demo.stdout and "RFM segment:" in demo.stdout
+    # the brand's history ends yesterday, so as of today it is alive: people browse without buying
+    # (AIPL "interested", the window_shopper tag: views in the last 30 days) and new members arrive
+    assert "history: " in demo.stdout and ", ended" not in demo.stdout
+    assert counted(demo.stdout, "AIPL: interested") > 0 and counted(demo.stdout, "tag: window_shopper") > 0
+    assert counted(demo.stdout, "lifecycle: new") > 0
     snapshots = list((data / "lake" / "derived" / "member_traits").glob("*.parquet"))
     assert len(snapshots) == 1
     traits = pq.read_table(snapshots[0], columns=["orders", "lifecycle_stage"]).to_pylist()

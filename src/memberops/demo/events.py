@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from memberops.demo.catalogue import CATEGORIES
-from memberops.demo.clock import END_SECONDS, SECONDS_PER_DAY, START_SECONDS, time_of_day_seconds
+from memberops.demo.clock import SECONDS_PER_DAY, time_of_day_seconds
 from memberops.demo.text import blank_where, concat, digits, pick, timestamps, uuids
 from memberops.demo.world import COUPON_CODES, World
 
@@ -67,16 +67,17 @@ def build_events(world: World) -> tuple[Events, Devices]:
     rng = np.random.default_rng([world.seed, 60])
     app = world.records["app"]
     clock, catalogue, people = world.clock, world.catalogue, world.people
+    start_seconds, end_seconds = clock.window.start_seconds, clock.window.end_seconds
     n_records = len(app)
     is_buyer = ~world.is_prospect[app.person]
-    start_weeks = clock.to_operational((np.maximum(app.joined, START_SECONDS) - START_SECONDS) / SECONDS_PER_DAY)
+    start_weeks = clock.to_operational((np.maximum(app.joined, start_seconds) - start_seconds) / SECONDS_PER_DAY)
     active_weeks = clock.horizon_weeks - start_weeks
     rate = np.where(is_buyer, SESSIONS_PER_WEEK["buyer"], SESSIONS_PER_WEEK["prospect"]) * np.where(app.is_primary, 1.0, 0.2)
     sessions = rng.poisson(rate * active_weeks)
     session_record = np.repeat(np.arange(n_records), sessions)
     session_weeks = start_weeks[session_record] + rng.random(len(session_record)) * active_weeks[session_record]
     session_day = np.clip(np.floor(clock.to_calendar_days(session_weeks)).astype(np.int64), 0, clock.days - 1)
-    session_start = START_SECONDS + session_day * SECONDS_PER_DAY + time_of_day_seconds(rng, session_day, clock)
+    session_start = start_seconds + session_day * SECONDS_PER_DAY + time_of_day_seconds(rng, session_day, clock)
     length = 1 + rng.poisson(1.5, len(session_record))
     event_session = np.repeat(np.arange(len(session_record)), length)
     position = np.arange(len(event_session)) - np.repeat(np.cumsum(length) - length, length)
@@ -97,7 +98,7 @@ def build_events(world: World) -> tuple[Events, Devices]:
     is_formula = catalogue.category[baskets.product[main_line]] == CATEGORIES.index("formula")
     scanned = np.flatnonzero((buyer_record >= 0) & orders.is_transaction & is_formula & (rng.random(len(orders)) < 0.6))
     scan_at = orders.seconds[scanned] + rng.integers(2 * SECONDS_PER_DAY, 20 * SECONDS_PER_DAY, len(scanned))
-    scanned, scan_at = scanned[scan_at <= END_SECONDS], scan_at[scan_at <= END_SECONDS]
+    scanned, scan_at = scanned[scan_at <= end_seconds], scan_at[scan_at <= end_seconds]
 
     # Anonymous browsing before registration, on the device the user then signs in with.
     has_device = rng.random(n_records) < 0.6
@@ -108,7 +109,7 @@ def build_events(world: World) -> tuple[Events, Devices]:
     visitors = int(0.4 * n_records)
     visitor_events = rng.integers(1, 4, visitors)
     visitor_device = np.repeat(int(has_device.sum()) + np.arange(visitors), visitor_events)
-    visitor_seconds = rng.integers(START_SECONDS, END_SECONDS, len(visitor_device))
+    visitor_seconds = rng.integers(start_seconds, end_seconds, len(visitor_device))
 
     added_to_cart = before + rng.integers(20, 600, len(browsed))
     streak_record, streak_seconds = _streaks(world, is_buyer)
@@ -137,7 +138,7 @@ def build_events(world: World) -> tuple[Events, Devices]:
                                np.ones(len(prior_record) + len(visitor_device) + len(streak_record), dtype=np.int64)])
     uses_sku = np.isin(all_kind, [PRODUCT_VIEW, ADD_TO_CART, BOTTLE_CODE_SCAN, SHARE])
     detail = rng.integers(0, 1 << 16, n)
-    in_window = np.flatnonzero((all_seconds >= START_SECONDS) & (all_seconds <= END_SECONDS))
+    in_window = np.flatnonzero((all_seconds >= start_seconds) & (all_seconds <= end_seconds))
     order = in_window[np.argsort(all_seconds[in_window], kind="stable")]
     events = Events(
         seconds=all_seconds[order], type=all_kind[order], record=all_record[order], device=all_device[order],
@@ -156,13 +157,14 @@ def _streaks(world: World, is_buyer: np.ndarray) -> tuple[np.ndarray, np.ndarray
     rng = np.random.default_rng([world.seed, 64])
     app = world.records["app"]
     engaged = np.flatnonzero(app.is_primary & is_buyer & (rng.random(len(app)) < STREAK_SHARE))
+    start_seconds, end_seconds = world.clock.window.start_seconds, world.clock.window.end_seconds
     run_record = np.repeat(engaged, rng.integers(*STREAK_RUNS, len(engaged)))
-    first_day = (np.maximum(app.joined[run_record], START_SECONDS) - START_SECONDS) // SECONDS_PER_DAY + 1
-    last_day = (END_SECONDS - START_SECONDS) // SECONDS_PER_DAY
+    first_day = (np.maximum(app.joined[run_record], start_seconds) - start_seconds) // SECONDS_PER_DAY + 1
+    last_day = (end_seconds - start_seconds) // SECONDS_PER_DAY
     start = first_day + (rng.random(len(run_record)) * np.maximum(last_day - first_day, 0)).astype(np.int64)
     length = rng.choice(STREAK_LENGTHS, len(run_record))
     day = np.repeat(start, length) + np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
-    seconds = START_SECONDS + day * SECONDS_PER_DAY + rng.integers(9 * 3600, 21 * 3600, len(day))
+    seconds = start_seconds + day * SECONDS_PER_DAY + rng.integers(9 * 3600, 21 * 3600, len(day))
     return np.repeat(run_record, length), seconds
 
 

@@ -14,8 +14,9 @@
     ground_truth/person_params.parquet   per person: lambda, p, nu, observation, repeats, prospect…
     ground_truth/parameters.json     the population's true BG/NBD and Gamma–Gamma parameters
 
-Deterministic: the same ``seed`` and ``members`` give the same bytes. Vectorised end to end (see
-``world``, ``customer_exports``, ``order_exports``, ``events``).
+Its history covers two years (``clock.DemoWindow``) that end yesterday in the brand's time zone, unless
+``end`` pins the last day. Deterministic: the same ``seed``, ``members`` and ``end`` give the same bytes.
+Vectorised end to end (see ``world``, ``customer_exports``, ``order_exports``, ``events``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ import pyarrow.parquet as pq
 
 from memberops.demo import customer_exports, order_exports
 from memberops.demo.catalogue import BRAND, CATEGORIES
-from memberops.demo.clock import END_ISO, TIMEZONE, WINDOW_END, WINDOW_START
+from memberops.demo.clock import TIMEZONE, DemoWindow, UnknownSpringFestival
 from memberops.demo.events import Devices, build_events, event_lines
 from memberops.demo.people import CITIES
 from memberops.demo.records import CHANNELS
@@ -74,23 +76,29 @@ class BrandSummary:
     events: int
     files: tuple[ManifestFile, ...]
     seconds: float
+    window: DemoWindow  # the days of history it holds
 
 
-def generate_brand(out_dir: Path, *, members: int = 20_000, seed: int = 7) -> BrandSummary:
-    """Write the demo brand with ``members`` people (prospects included) into ``out_dir``.
+def generate_brand(out_dir: Path, *, members: int = 20_000, seed: int = 7, end: date | None = None) -> BrandSummary:
+    """Write the demo brand with ``members`` people (prospects included) into ``out_dir``, its history the
+    two years up to ``end`` (default yesterday in the brand's time zone, so a brand made today is alive as
+    of today). Raises ``clock.UnknownSpringFestival`` for an ``end`` beyond the calendar's table.
 
     Examples:
         >>> summary = generate_brand(Path("demo-data"), members=5_000, seed=7)  # doctest: +SKIP
         >>> [f.path for f in summary.files][:2]  # doctest: +SKIP
         ['tmall/members.csv', 'jd/members.csv']
+        >>> generate_brand(Path("demo-data"), end=date(2026, 10, 31)).window.start  # doctest: +SKIP
+        datetime.date(2024, 11, 1)
     """
     if members < 10:
         raise ValueError("the demo brand needs at least 10 members")
+    window = DemoWindow.ending_yesterday() if end is None else DemoWindow(end)
     started = time.perf_counter()
     out_dir = Path(out_dir)
     # The manifest is written last and says the brand is complete: an interrupted run must not leave one.
     (out_dir / "manifest.json").unlink(missing_ok=True)
-    world = build_world(seed, members)
+    world = build_world(seed, members, window)
 
     # Once the world is drawn, every file is independent of the others and has its own random stream:
     # render and write them side by side (Arrow and numpy release the GIL), the bytes stay the same.
@@ -116,7 +124,7 @@ def generate_brand(out_dir: Path, *, members: int = 20_000, seed: int = 7) -> Br
         "members": members,
         "timezone": TIMEZONE,
         "currency": "CNY",
-        "window": {"start": f"{WINDOW_START.isoformat()}T00:00:00+08:00", "end": END_ISO},
+        "window": {"start": window.start_iso, "end": window.end_iso},
         "catalogue": {"path": "catalogue.csv", "rows": catalogue_rows},
         "ground_truth": {
             "persons": "ground_truth/persons.parquet",
@@ -131,7 +139,7 @@ def generate_brand(out_dir: Path, *, members: int = 20_000, seed: int = 7) -> Br
         out_dir=out_dir, seed=seed, members=members, prospects=int(world.is_prospect.sum()),
         buyers=len(world.buyers), identity_records=sum(len(r) for r in world.records.values()),
         orders=len(world.orders), order_items=len(world.orders.baskets.order), refunds=len(world.orders.refunds.order),
-        events=event_count, files=tuple(files), seconds=time.perf_counter() - started,
+        events=event_count, files=tuple(files), seconds=time.perf_counter() - started, window=window,
     )
 
 
@@ -298,6 +306,7 @@ def _scatter(n: int, where: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _parameters(world: World) -> dict:
     params = world.parameters
     clock = world.clock
+    window = clock.window
     return {
         "time_unit": "week",
         "operational_time": (
@@ -312,13 +321,13 @@ def _parameters(world: World) -> dict:
         "spend": "paid_amount - shipping_amount of a transaction, CNY, exact to the cent",
         "prospect_share": PROSPECT_SHARE,
         "refund_share": REFUND_SHARE,
-        "window": {"start": WINDOW_START.isoformat(), "end": WINDOW_END.isoformat(), "end_at": END_ISO},
+        "window": {"start": window.start.isoformat(), "end": window.end.isoformat(), "end_at": window.end_iso},
         "horizon_weeks": round(clock.horizon_weeks, 9),
         "daily_intensity": [round(float(x), 6) for x in clock.intensity],
         "festivals": [
             {"name": f.name, "first_day": f.days[0].isoformat(), "last_day": f.days[-1].isoformat(),
              "intensity": f.intensity, "discount": f.discount}
-            for f in clock.festivals if f.days[-1] >= WINDOW_START and f.days[0] <= WINDOW_END
+            for f in clock.festivals if f.days[-1] >= window.start and f.days[0] <= window.end
         ],
     }
 
@@ -328,13 +337,19 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m memberops.demo.generate --members N --seed S --out DIR`` (the CLI's face does the same)."""
+    """``python -m memberops.demo.generate --members N --seed S --out DIR [--end YYYY-MM-DD]`` (the CLI's face
+    does the same)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--end", type=date.fromisoformat, default=None,
+                        help="the last day of history, YYYY-MM-DD (default: yesterday in Asia/Shanghai)")
     args = parser.parse_args(argv)
-    summary = generate_brand(args.out, members=args.members, seed=args.seed)
+    try:
+        summary = generate_brand(args.out, members=args.members, seed=args.seed, end=args.end)
+    except UnknownSpringFestival as exc:
+        parser.error(f"--end {args.end}: {exc}")
     print(f"{summary.members} people, {summary.identity_records} customer records, {summary.orders} orders, "
           f"{summary.order_items} lines, {summary.refunds} refunds, {summary.events} events in {summary.seconds:.1f}s")
 

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from memberops.accounts.models import Workspace
+from memberops.demo.clock import DemoWindow
 from memberops.ingest.batch import ImportSummary, Progress, import_file
 from memberops.runtime import Context
 
 
-def brand_is_generated(directory: Path, *, members: int, seed: int) -> bool:
-    """Whether ``directory`` already holds the brand for ``members`` and ``seed`` (generation is deterministic)."""
-    manifest = directory / "manifest.json"
-    if not manifest.exists():
+def _manifest(directory: Path) -> dict[str, Any] | None:
+    path = directory / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def brand_window(directory: Path) -> DemoWindow | None:
+    """The window of history of the brand generated in ``directory``, or None when there is none."""
+    manifest = _manifest(directory)
+    return None if manifest is None else DemoWindow(datetime.fromisoformat(manifest["window"]["end"]).date())
+
+
+def brand_is_generated(directory: Path, *, members: int, seed: int, end: date | None = None) -> bool:
+    """Whether ``directory`` already holds the brand for ``members`` and ``seed`` (generation is deterministic),
+    and, when ``end`` is given, whose history ends on that day; without ``end`` any window will do."""
+    manifest = _manifest(directory)
+    if manifest is None or manifest.get("members") != members or manifest.get("seed") != seed:
         return False
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    return bool(data.get("members") == members and data.get("seed") == seed)
+    return end is None or datetime.fromisoformat(manifest["window"]["end"]).date() == end
 
 
 def import_brand(

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memberops.demo.clock import EPOCH_DAY, WINDOW_END
+from memberops.demo.clock import EPOCH_DAY, DemoWindow
 from memberops.demo.text import blank_where, choose, concat, digits, pick, scramble
 
 SURNAMES = (
@@ -98,7 +98,8 @@ class People:
         return len(self.is_female)
 
 
-def make_people(rng: np.random.Generator, n: int) -> People:
+def make_people(rng: np.random.Generator, n: int, window: DemoWindow) -> People:
+    """``n`` people, their ages and their babies' as of the window's last day."""
     index = np.arange(n)
     is_female = rng.random(n) < 0.86
     weights = np.array([w for _, _, w in SURNAMES])
@@ -106,7 +107,7 @@ def make_people(rng: np.random.Generator, n: int) -> People:
     given = np.where(is_female[:, None], rng.integers(0, len(FEMALE_CHARS), (n, 2)),
                      len(FEMALE_CHARS) + rng.integers(0, len(MALE_CHARS), (n, 2)))
     given[:, 1] = np.where(rng.random(n) < 0.3, -1, given[:, 1])
-    end_day = (WINDOW_END - EPOCH_DAY).days
+    end_day = (window.end - EPOCH_DAY).days
     age_days = (rng.normal(31, 4.5, n).clip(20, 48) * 365.25).astype(np.int64)
     birthday = end_day - age_days
     baby_birthday = end_day - rng.integers(-120, 4 * 365, n)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from memberops.demo.clock import END_SECONDS, SECONDS_PER_DAY, START_SECONDS
+from memberops.demo.clock import SECONDS_PER_DAY, DemoWindow
 from memberops.demo.people import CITIES, SURNAMES, People, given_pinyin
 from memberops.demo.text import HEX_ALPHABET, choose, concat, digits, pick, scramble, tokens
 
@@ -93,21 +93,22 @@ class Records:
         return lookup
 
 
-def before(rng: np.random.Generator, anchor: np.ndarray, mean_days: float) -> np.ndarray:
+def before(rng: np.random.Generator, window: DemoWindow, anchor: np.ndarray, mean_days: float) -> np.ndarray:
     """A moment an exponential time before ``anchor``, no earlier than a year before the window."""
-    earliest = START_SECONDS - 365 * SECONDS_PER_DAY
+    earliest = window.start_seconds - 365 * SECONDS_PER_DAY
     lag = rng.exponential(mean_days * SECONDS_PER_DAY, len(anchor)).astype(np.int64)
     return np.maximum(anchor - lag, earliest)
 
 
-def anytime(rng: np.random.Generator, n: int, lead_days: int = 180) -> np.ndarray:
+def anytime(rng: np.random.Generator, window: DemoWindow, n: int, lead_days: int = 180) -> np.ndarray:
     """Uniform over the window, starting ``lead_days`` before it (people known from before)."""
-    return rng.integers(START_SECONDS - lead_days * SECONDS_PER_DAY, END_SECONDS, n)
+    return rng.integers(window.start_seconds - lead_days * SECONDS_PER_DAY, window.end_seconds, n)
 
 
-def around(rng: np.random.Generator, anchor: np.ndarray, spread_days: float) -> np.ndarray:
+def around(rng: np.random.Generator, window: DemoWindow, anchor: np.ndarray, spread_days: float) -> np.ndarray:
+    """A moment normally spread around ``anchor``, from a year before the window to its end."""
     jitter = rng.normal(0, spread_days * SECONDS_PER_DAY, len(anchor)).astype(np.int64)
-    return np.clip(anchor + jitter, START_SECONDS - 365 * SECONDS_PER_DAY, END_SECONDS)
+    return np.clip(anchor + jitter, window.start_seconds - 365 * SECONDS_PER_DAY, window.end_seconds)
 
 
 def source_ids(rng: np.random.Generator, channel: str, people: People, person: np.ndarray, joined: np.ndarray) -> pa.Array:

@@ -21,10 +21,10 @@ from memberops.demo.catalogue import (
     fill_baskets,
 )
 from memberops.demo.clock import (
-    END_SECONDS,
     SECONDS_PER_DAY,
-    START_SECONDS,
+    DemoWindow,
     SeasonalClock,
+    local_midnight_of,
     store_hours_seconds,
     time_of_day_seconds,
 )
@@ -123,10 +123,12 @@ class World:
     orders: Orders
 
 
-def build_world(seed: int, members: int) -> World:
+def build_world(seed: int, members: int, window: DemoWindow) -> World:
+    """The brand's ground truth for ``members`` people over ``window``: the same seed and window, the same world."""
     streams = Streams(seed)
-    clock, catalogue, stores = SeasonalClock(), build_catalogue(), make_stores()
-    people = make_people(streams(1), members)
+    clock, catalogue, stores = SeasonalClock(window), build_catalogue(), make_stores()
+    start_seconds, end_seconds = window.start_seconds, window.end_seconds
+    people = make_people(streams(1), members, window)
     n = members
     rng = streams(2)
     is_prospect = rng.random(n) < PROSPECT_SHARE
@@ -147,13 +149,13 @@ def build_world(seed: int, members: int) -> World:
     rng = streams(5)
     tx_person = buyers[history.owner]
     day = np.clip(np.floor(clock.to_calendar_days(history.weeks)).astype(np.int64), 0, clock.days - 1)
-    tx_seconds = START_SECONDS + day * SECONDS_PER_DAY + time_of_day_seconds(rng, day, clock)
+    tx_seconds = start_seconds + day * SECONDS_PER_DAY + time_of_day_seconds(rng, day, clock)
     is_trial = np.zeros(len(tx_person), dtype=bool)
     is_trial[np.cumsum(history.repeat_count + 1) - history.repeat_count - 1] = True
     use_second = (secondary[tx_person] >= 0) & (rng.random(len(tx_person)) < 0.3) & ~is_trial
     tx_channel = np.where(use_second, secondary[tx_person], primary[tx_person])
     at_till = tx_channel == POS
-    tx_seconds[at_till] = START_SECONDS + day[at_till] * SECONDS_PER_DAY + store_hours_seconds(rng, int(at_till.sum()))
+    tx_seconds[at_till] = start_seconds + day[at_till] * SECONDS_PER_DAY + store_hours_seconds(rng, int(at_till.sum()))
     spend = np.maximum(np.rint(history.spend * 100).astype(np.int64), 1)
 
     # Unpaid orders that were cancelled, orders but not purchases: a JD order left unpaid some time after
@@ -161,7 +163,7 @@ def build_world(seed: int, members: int) -> World:
     template = np.flatnonzero((tx_channel != TMALL) & (rng.random(len(tx_person)) < 0.03))
     later = np.where(tx_channel[template] == POS, rng.integers(60, 600, len(template)),
                      rng.integers(3600, 5 * SECONDS_PER_DAY, len(template)))
-    cancel_seconds = np.minimum(tx_seconds[template] + later, END_SECONDS)
+    cancel_seconds = np.minimum(tx_seconds[template] + later, end_seconds)
 
     records = _records(streams(6), clock, people, is_prospect, buyers, history, primary, secondary,
                        tx_person, tx_channel, tx_seconds)
@@ -193,6 +195,7 @@ def _records(rng: np.random.Generator, clock: SeasonalClock, people: People, is_
              history: BuyerHistories, primary: np.ndarray, secondary: np.ndarray, tx_person: np.ndarray,
              tx_channel: np.ndarray, tx_seconds: np.ndarray) -> dict[str, Records]:
     n = len(people)
+    window = clock.window
     first_order = _first_per_channel(n, tx_person, tx_channel, tx_seconds)
     first_any = np.full(n, -1)
     first_any[buyers] = tx_seconds[np.cumsum(history.repeat_count + 1) - history.repeat_count - 1]
@@ -218,18 +221,20 @@ def _records(rng: np.random.Generator, clock: SeasonalClock, people: People, is_
         bought = first >= 0
         if channel in member_share:
             is_member = ~bought | (rng.random(len(person)) < member_share[channel])
-            joined = np.where(bought, before(rng, first, 25), anytime(rng, len(person)))
+            joined = np.where(bought, before(rng, window, first, 25), anytime(rng, window, len(person)))
             joined = np.where(is_member, joined, -1)
         elif channel == "pos":
             registered_at_till = first - rng.integers(60, 1800, len(person))
-            joined = np.where(first_any[person] >= 0, around(rng, first_any[person], 60), anytime(rng, len(person)))
+            joined = np.where(first_any[person] >= 0, around(rng, window, first_any[person], 60),
+                              anytime(rng, window, len(person)))
             joined = _in_store_hours(rng, joined)  # a card is issued at the till, during opening hours
             joined = np.where(bought, registered_at_till, joined)
         else:
             spread = 120 if channel == "wechat" else 150
-            joined = np.where(first_any[person] >= 0, around(rng, first_any[person], spread), anytime(rng, len(person)))
+            joined = np.where(first_any[person] >= 0, around(rng, window, first_any[person], spread),
+                              anytime(rng, window, len(person)))
             joined = _at_online_hours(rng, joined, clock)
-        duplicate_joined = anytime(rng, len(duplicates), lead_days=0)
+        duplicate_joined = anytime(rng, window, len(duplicates), lead_days=0)
         if channel == "pos":
             duplicate_joined = _in_store_hours(rng, duplicate_joined)
         all_person = np.concatenate([person, duplicates])
@@ -261,14 +266,12 @@ def _records(rng: np.random.Generator, clock: SeasonalClock, people: People, is_
 
 
 def _at_online_hours(rng: np.random.Generator, seconds: np.ndarray, clock: SeasonalClock) -> np.ndarray:
-    midnight = seconds - (seconds - START_SECONDS) % SECONDS_PER_DAY
-    day = np.clip((midnight - START_SECONDS) // SECONDS_PER_DAY, 0, clock.days - 1)
-    return np.minimum(midnight + time_of_day_seconds(rng, day, clock), END_SECONDS)
+    midnight = local_midnight_of(seconds)
+    return np.minimum(midnight + time_of_day_seconds(rng, clock.day_of(midnight), clock), clock.window.end_seconds)
 
 
 def _in_store_hours(rng: np.random.Generator, seconds: np.ndarray) -> np.ndarray:
-    midnight = seconds - (seconds - START_SECONDS) % SECONDS_PER_DAY
-    return midnight + store_hours_seconds(rng, len(seconds))
+    return local_midnight_of(seconds) + store_hours_seconds(rng, len(seconds))
 
 
 def _orders(rng: np.random.Generator, clock: SeasonalClock, catalogue: Catalogue, stores: Stores, people: People,
@@ -303,13 +306,13 @@ def _orders(rng: np.random.Generator, clock: SeasonalClock, catalogue: Catalogue
     shipping = np.where(is_transaction & (spend < 9_900), shipping_fee, 0)
     discount = np.where(is_transaction, gross - spend, 0)
     paid = np.where(is_transaction, spend + shipping, 0)
-    age = END_SECONDS - seconds
+    age = clock.window.end_seconds - seconds
     status = np.where(age < SECONDS_PER_DAY, PAID, np.where(age < 6 * SECONDS_PER_DAY, SHIPPED, COMPLETED))
     status = np.where(channel == POS, COMPLETED, status)
     status = np.where(is_transaction, status, CANCELLED)
     store = np.where(channel == POS, np.where(rng.random(n) < 0.9, home_store[person], rng.integers(0, len(stores), n)), -1)
 
-    refunds = _refunds(rng, baskets, is_transaction, seconds, spend, paid, gross)
+    refunds = _refunds(rng, baskets, is_transaction, seconds, spend, paid, gross, clock.window.end_seconds)
     status[refunds.order[refunds.is_full]] = REFUNDED
     return Orders(
         person=person, channel=channel, record=record, seconds=seconds, store=store, status=status, gross=gross,
@@ -319,10 +322,10 @@ def _orders(rng: np.random.Generator, clock: SeasonalClock, catalogue: Catalogue
 
 
 def _refunds(rng: np.random.Generator, baskets: Baskets, is_transaction: np.ndarray, seconds: np.ndarray,
-             spend: np.ndarray, paid: np.ndarray, gross: np.ndarray) -> Refunds:
+             spend: np.ndarray, paid: np.ndarray, gross: np.ndarray, end_seconds: int) -> Refunds:
     """About 5% of purchases are refunded: in full, for part of the main line, or as a price adjustment."""
     n = len(seconds)
-    eligible = is_transaction & (seconds < END_SECONDS - 2 * SECONDS_PER_DAY)
+    eligible = is_transaction & (seconds < end_seconds - 2 * SECONDS_PER_DAY)
     order = np.flatnonzero(eligible & (rng.random(n) < REFUND_SHARE))
     m = len(order)
     main_line = np.searchsorted(baskets.order, order, side="left")  # line 1 of each order
@@ -335,6 +338,6 @@ def _refunds(rng: np.random.Generator, baskets: Baskets, is_transaction: np.ndar
     adjustment = np.maximum(np.floor(paid[order] * rng.uniform(0.05, 0.3, m)).astype(np.int64), 1)
     amount = np.where(is_full, paid[order], np.where(by_item, np.maximum(item_amount, 1), adjustment))
     lag = rng.integers(SECONDS_PER_DAY // 2, 15 * SECONDS_PER_DAY, m)
-    refunded_at = np.minimum(seconds[order] + lag, END_SECONDS)
+    refunded_at = np.minimum(seconds[order] + lag, end_seconds)
     return Refunds(order=order, seconds=refunded_at, amount=np.minimum(amount, paid[order]),
                    product=np.where(by_item, baskets.product[main_line], -1), quantity=quantity, is_full=is_full)
