@@ -59,5 +59,5 @@ def insight_overview(session: Session, workspace_id: str, *, recent: int = 20) -
         aipl=_in_order(summary.get("aipl"), AIPL_STAGES), segments={name: segments[name] for name in ordered},
         rfm_unscored=int(unscored) if unscored is not None else None, tags=_in_order(summary.get("tags"), ()),
         changes=_in_order(summary.get("changes"), ()), clv=dict(summary.get("clv") or {}),
-        recent_changes=trait_changes(session, workspace_id, limit=recent),
+        recent_changes=trait_changes(session, workspace_id, limit=recent) if recent else [],
     )
