@@ -673,7 +673,9 @@ def _run_insight(context: Context, workspace: Workspace, as_of: datetime | None,
     table = Table(title=f"member insight as of {summary.as_of}", show_header=False)
     table.add_row("members", f"{summary.members:,}")
     table.add_row("buyers", f"{summary.buyers:,}")
-    for title, counts in (("lifecycle", summary.lifecycle), ("AIPL", summary.aipl), ("RFM segment", summary.segments),
+    # every stage of the chain and every segment of the grid, zeros included: an empty stage shows
+    segments = summary.segments | {"none (no purchase in the RFM window)": summary.rfm_unscored}
+    for title, counts in (("lifecycle", summary.lifecycle), ("AIPL", summary.aipl), ("RFM segment", segments),
                           ("tag", summary.tags), ("change", summary.changes)):
         for name, count in counts.items():
             table.add_row(f"{title}: {name}", f"{count:,}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from memberops.insight.lifecycle import AIPL_STAGES, STAGES
 
 
 def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,6 +37,11 @@ def test_demo_computes_insight_and_tags_are_edited_from_the_cli(tmp_path: Path) 
     assert "history: " in demo.stdout and ", ended" not in demo.stdout
     assert counted(demo.stdout, "AIPL: interested") > 0 and counted(demo.stdout, "tag: window_shopper") > 0
     assert counted(demo.stdout, "lifecycle: new") > 0
+    # every stage of the chain, in its order, and every AIPL stage, zeros included
+    rows = re.findall(r"│ (lifecycle|AIPL): (\w+) +│ ([\d,]+)", demo.stdout)
+    assert [(kind, stage) for kind, stage, _ in rows] == [
+        *(("lifecycle", stage) for stage in STAGES), *(("AIPL", stage) for stage in AIPL_STAGES)]
+    assert "RFM segment: none (no purchase in the RFM window)" in demo.stdout
     snapshots = list((data / "lake" / "derived" / "member_traits").glob("*.parquet"))
     assert len(snapshots) == 1
     traits = pq.read_table(snapshots[0], columns=["orders", "lifecycle_stage"]).to_pylist()

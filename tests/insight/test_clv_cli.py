@@ -93,6 +93,14 @@ class TestFitTransactions:
                            "--date-col", "ordered_on", "--calibration-end", CALIBRATION_END)
         assert everything["params"] != calibration["params"]
 
+    def test_calibration_end_as_the_date_column_writes_it(self, transactions_csv: Path) -> None:
+        """YYYYMMDD, as the CDNOW files write dates, is the same day as ISO 8601 (numpy alone would read the
+        year 19,970,930 and put every transaction in the calibration period)."""
+        args = ("--transactions", str(transactions_csv), "--customer-col", "member", "--date-col", "ordered_on")
+        iso = _fit(*args, "--calibration-end", CALIBRATION_END)
+        assert _fit(*args, "--calibration-end", CALIBRATION_END.replace("-", "")) == iso
+        assert _fit(*args, "--calibration-end", f"{CALIBRATION_END}T23:00:00+00:00") == iso
+
 
 class TestErrors:
     def _fails(self, *args: str) -> str:
@@ -123,6 +131,16 @@ class TestErrors:
     def test_empty_value(self, tmp_path: Path) -> None:
         path = _write(tmp_path / "s.csv", {"frequency": [1, 1], "recency": [1.0, None], "T": [2.0, 2.0]})
         assert "column 'recency' has 1 empty values" in self._fails("--summary", str(path))
+
+    def test_fractional_frequency(self, tmp_path: Path) -> None:
+        path = _write(tmp_path / "s.csv", {"frequency": [1, 1.5], "recency": [1.0, 1.0], "T": [2.0, 2.0]})
+        assert "column 'frequency' counts repeat purchases, so it takes whole numbers; 1 values are not " \
+               "(the first: 1.5)" in self._fails("--summary", str(path))
+
+    def test_bad_calibration_end(self, transactions_csv: Path) -> None:
+        assert "the calibration end '30/09/1997' is not a date (ISO 8601 or YYYYMMDD)" in self._fails(
+            "--transactions", str(transactions_csv), "--customer-col", "member", "--date-col", "ordered_on",
+            "--calibration-end", "30/09/1997")
 
     def test_bad_dates(self, tmp_path: Path) -> None:
         path = _write(tmp_path / "t.csv", {"c": ["a", "b"], "d": ["yesterday", "today"]})

@@ -76,11 +76,11 @@ class TestCompute:
     def test_insight_compute_follows_the_stored_settings(self, context: Context, workspace: Workspace) -> None:
         _brand(workspace).write(context.settings.lake_path)
         before = compute_insight(context, workspace, actor=Actor.cli(), as_of=AS_OF)
-        assert before.lifecycle == {"prospect": 1, "active": 1, "at_risk": 1}
+        assert before.lifecycle == {"prospect": 1, "new": 0, "active": 1, "loyal": 0, "at_risk": 1, "churned": 0}
         with context.store.transaction() as session:
             config_store.update(session, workspace.id, SHORTER_LIFECYCLE, actor=Actor.cli())
         after = compute_insight(context, workspace, actor=Actor.cli(), as_of=AS_OF)
-        assert after.lifecycle == {"prospect": 1, "active": 1, "churned": 1}
+        assert after.lifecycle == {"prospect": 1, "new": 0, "active": 1, "loyal": 0, "at_risk": 0, "churned": 1}
         assert after.changes == {"lifecycle_stage": 1}
         with context.store.read() as session:
             runs = session.scalars(select(InsightRun).order_by(InsightRun.finished_at)).all()

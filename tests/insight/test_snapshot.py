@@ -13,6 +13,8 @@ from memberops.audit.models import AuditEntry
 from memberops.audit.service import Actor
 from memberops.db.outbox import OutboxRow
 from memberops.insight import service, tagging
+from memberops.insight.config import RFM_SEGMENTS, InsightConfig
+from memberops.insight.lifecycle import AIPL_STAGES, STAGES
 from memberops.insight.models import InsightRun, TraitChange
 from memberops.insight.snapshot import compute_insight
 from memberops.insight.tags import TagDefinition
@@ -49,7 +51,7 @@ class TestComputeInsight:
             tagging.put_tag(session, workspace.id, NEW_MOM, actor=Actor.cli())
         summary = compute_insight(context, workspace, actor=Actor.cli(), as_of=AS_OF)
         assert (summary.members, summary.buyers) == (3, 2)
-        assert summary.lifecycle == {"prospect": 1, "active": 1, "at_risk": 1}
+        assert summary.lifecycle == {"prospect": 1, "new": 0, "active": 1, "loyal": 0, "at_risk": 1, "churned": 0}
         assert summary.tags == {"new_mom": 0}
         assert summary.changes == {}  # the first snapshot is the baseline
         snapshot = _snapshot(context, workspace)
@@ -104,3 +106,33 @@ class TestComputeInsight:
         warehouse = context.warehouse()
         exported = warehouse.table("trait_changes")
         assert warehouse.execute(exported.filter(exported.workspace_id == workspace.id).count()) == 6
+
+
+class TestSummary:
+    """The summary an operator reads after a run names every stage and segment, so an empty one shows."""
+
+    def test_every_stage_and_segment_in_order_zeros_included(self, context: Context, workspace: Workspace) -> None:
+        _brand(workspace).write(context.settings.lake_path)
+        summary = compute_insight(context, workspace, actor=Actor.cli(), as_of=AS_OF)
+
+        assert list(summary.lifecycle) == list(STAGES)  # prospect → new → active → loyal → at risk → churned
+        assert summary.lifecycle["new"] == 0 and summary.lifecycle["churned"] == 0
+        assert summary.aipl == {"aware": 1, "interested": 0, "purchased": 2, "loyal": 0}
+        assert list(summary.aipl) == list(AIPL_STAGES)
+        assert list(summary.segments) == list(RFM_SEGMENTS)
+        # every member is in one segment or has none (no purchase in the RFM window)
+        assert sum(summary.segments.values()) == 2 and summary.rfm_unscored == 1
+        with context.store.read() as session:
+            run = session.scalars(select(InsightRun)).one()
+            assert run.summary["lifecycle"]["loyal"] == 0 and run.summary["rfm_unscored"] == 1
+
+    def test_segments_follow_the_grid_in_force(self, context: Context, workspace: Workspace) -> None:
+        _brand(workspace).write(context.settings.lake_path)
+        grid = {r: tuple("VIP" if name == "Champions" else name for name in row)
+                for r, row in InsightConfig().rfm.grid.items()}
+        config = InsightConfig.model_validate({"rfm": {"grid": grid}})
+
+        summary = compute_insight(context, workspace, actor=Actor.cli(), as_of=AS_OF, config=config)
+
+        assert "Champions" not in summary.segments  # a segment the grid cannot give is not listed
+        assert list(summary.segments) == [name for name in RFM_SEGMENTS if name != "Champions"] + ["VIP"]

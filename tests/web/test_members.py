@@ -4,10 +4,13 @@ merged ids, roles and masked contact details."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
+import pyarrow as pa
 from fastapi.testclient import TestClient
 
 from memberops.accounts.models import Workspace
+from memberops.insight import service as insight
 from memberops.runtime import Context
 from tests.console import signed_in, texts_by_testid
 from tests.insight import test_profile as profile_tests
@@ -95,6 +98,24 @@ class TestProfilePage:
         page = client.get(response.headers["location"])
         assert 'data-testid="merged-notice"' in page.text
         assert re.findall(r'data-kind="identity"', page.text)  # the merge is on the timeline
+
+    def test_traits_say_the_moment_they_describe_and_when_they_were_computed(
+            self, console: TestClient, context: Context, workspace: Workspace, brand: dict[str, str]) -> None:
+        as_of = datetime(2026, 1, 1, tzinfo=UTC)  # `insight compute --as-of 2026-01-01`, run months later
+        computed = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+        traits = pa.table({"member_id": [brand["ana"]],
+                           **{name: [{"as_of": as_of, "orders": 2, "aipl_stage": "purchased"}.get(name)]
+                              for name in insight.SERVING_TRAITS},
+                           "tags": pa.array([[]], pa.list_(pa.string()))})
+        with context.store.transaction() as session:
+            insight.save_serving_traits(session, workspace.id, traits, computed)
+            session.get(Workspace, workspace.id).timezone = "Asia/Shanghai"  # type: ignore[union-attr]
+
+        page = signed_in(console, context, workspace, "analyst").get(f"/members/{brand['ana']}")
+
+        assert texts_by_testid(page.text, "traits-as-of") == ["As of 2026-01-01 08:00"]  # in the brand's zone
+        assert texts_by_testid(page.text, "traits-computed-at") == ["(computed 2026-03-02 17:30)"]
+        assert texts_by_testid(page.text, "trait-aipl_stage") == ["purchased"]
 
     def test_unknown_member_is_a_404_page(self, console: TestClient, context: Context, workspace: Workspace) -> None:
         page = signed_in(console, context, workspace, "admin").get("/members/no-such-member")

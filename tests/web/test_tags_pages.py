@@ -3,6 +3,7 @@ edit and delete for admins and marketers (validated, errors by line, audited), r
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import unescape
 
 from fastapi.testclient import TestClient
@@ -35,9 +36,10 @@ class TestTagsPage:
     def test_analyst_reads_rules_and_counts_but_cannot_write(self, console: TestClient, context: Context,
                                                              workspace: Workspace) -> None:
         put(context, workspace, "vip", {"trait": "net_spend", "op": "gte", "value": 5000})
+        finished = utcnow()
         with context.store.transaction() as session:  # a computation counted it …
-            session.add(InsightRun(workspace_id=workspace.id, as_of=utcnow(), finished_at=utcnow(), status="done",
-                                   summary={"tags": {"vip": 3}}))
+            session.add(InsightRun(workspace_id=workspace.id, as_of=datetime(2026, 1, 1, tzinfo=UTC),
+                                   finished_at=finished, status="done", summary={"tags": {"vip": 3}}))
         put(context, workspace, "fresh", {"trait": "orders", "op": "eq", "value": 1})  # … but not this one
         client = signed_in(console, context, workspace, "analyst")
 
@@ -47,6 +49,9 @@ class TestTagsPage:
         assert page.status_code == 200 and 'data-testid="nav-tags"' in page.text
         assert texts_by_testid(page.text, "tag-link") == ["fresh", "vip"]
         assert texts_by_testid(page.text, "tag-members") == ["not computed", "3"]
+        # the counts describe the run's as-of moment, not the time it ran
+        assert texts_by_testid(page.text, "counts-as-of") == ["as of 2026-01-01 00:00"]
+        assert texts_by_testid(page.text, "counts-computed-at") == [f"(computed {finished:%Y-%m-%d %H:%M})"]
         assert "op: gte" in page.text and "value: 5000" in page.text
         assert 'data-testid="tag-create-form"' not in page.text and 'data-testid="tag-delete"' not in page.text
         assert denied.status_code == 403 and current(context, workspace) == {"fresh": 1, "vip": 1}

@@ -9,9 +9,10 @@ from memberops.api.deps import Caller, SessionDep, require_scope
 from memberops.api.errors import problem_responses
 from memberops.insight import config_store, tagging
 from memberops.insight.config import InsightConfig
-from memberops.insight.errors import InvalidInsightConfig, InvalidTag, TagNotFound
+from memberops.insight.errors import InsightNotComputed, InvalidInsightConfig, InvalidTag, TagNotFound
 from memberops.insight.models import TagVersion
-from memberops.insight.schemas import InsightConfigOut, TagIn, TagList, TagOut
+from memberops.insight.overview import insight_overview
+from memberops.insight.schemas import InsightConfigOut, InsightSummaryOut, TagIn, TagList, TagOut
 from memberops.insight.tags import TagDefinition
 from memberops.settings_versions import SettingsConflict
 
@@ -77,3 +78,15 @@ def put_insight_config(
     config, version = config_store.update(session, caller.workspace.id, body.model_dump(mode="json"),
                                           actor=caller.actor, based_on=based_on)
     return InsightConfigOut(version=version, config=config)
+
+
+@router.get("/insight/summary", response_model=InsightSummaryOut, tags=["insight"],
+            responses=problem_responses(*AUTH_ERRORS, InsightNotComputed))
+def get_insight_summary(session: SessionDep,
+                        caller: Annotated[Caller, Depends(require_scope("read"))]) -> InsightSummaryOut:
+    """The last finished insight computation: members per lifecycle stage, AIPL stage, RFM segment and tag
+    (empty ones included), its as-of moment, the CLV fit and the changes since the run before."""
+    overview = insight_overview(session, caller.workspace.id, recent=0)
+    if overview is None:
+        raise InsightNotComputed()
+    return InsightSummaryOut.model_validate(overview)

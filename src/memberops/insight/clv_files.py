@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,10 +98,39 @@ def _fit(model: Model, frequency: NDArray[np.float64], recency: NDArray[np.float
     return ClvFitResult(model, fit, spend)
 
 
+def _whole_numbers(table: pa.Table, name: str, path: Path) -> NDArray[np.float64]:
+    """A count column: a fraction there means the file is not what it should be (columns swapped, say)."""
+    numbers = _numbers(table, name, path)
+    fractional = np.isfinite(numbers) & (numbers != np.floor(numbers))
+    if fractional.any():
+        row = int(np.argmax(fractional))
+        raise ClvFileInvalid(f"column {name!r} counts repeat purchases, so it takes whole numbers; "
+                             f"{int(fractional.sum())} values are not (the first: {numbers[row]:g})", column=name)
+    return numbers
+
+
+def _calibration_end(value: str | None) -> np.datetime64 | None:
+    """The calibration end as a day, in the formats the date column takes: ISO 8601 (an aware time counts
+    by its UTC date, as the transactions do) or YYYYMMDD — which numpy would read as the year 19,970,930."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 8 and value.isdigit():
+            return np.datetime64(datetime.strptime(value, "%Y%m%d").date(), "D")
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ClvFileInvalid(f"the calibration end {value!r} is not a date (ISO 8601 or YYYYMMDD)",
+                             field="calibration_end") from None
+    day = moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
+    return np.datetime64(day, "D")
+
+
 def fit_summary_file(path: Path, *, model: Model = "bgnbd", spend: bool = False) -> ClvFitResult:
-    """Fit a CSV with columns ``frequency,recency,T`` (and ``monetary_value`` for ``spend``)."""
+    """Fit a CSV with columns ``frequency,recency,T`` (and ``monetary_value`` for ``spend``); ``frequency``, the
+    number of repeat purchases, takes whole numbers."""
     table = _read(path)
-    frequency, recency, T = (_numbers(table, name, path) for name in ("frequency", "recency", "T"))
+    frequency = _whole_numbers(table, "frequency", path)
+    recency, T = (_numbers(table, name, path) for name in ("recency", "T"))
     monetary = _numbers(table, "monetary_value", path) if spend else None
     return _fit(model, frequency, recency, T, monetary)
 
@@ -111,11 +141,12 @@ def fit_transactions_file(path: Path, *, customer_col: str, date_col: str, amoun
     """Summarise a CSV of transactions per customer (see ``summary_from_transactions``), then fit it."""
     if spend and amount_col is None:
         raise ClvFileInvalid("a spend fit needs the amounts: give --amount-col")
+    end = _calibration_end(calibration_end)
     table = _read(path)
     customers = _column(table, customer_col, path).combine_chunks()
     # integer codes: np.unique over them is far cheaper than over a million Python strings
     codes = pc.dictionary_encode(customers).indices.to_numpy(zero_copy_only=False)
     dates = _dates(table, date_col, path)
     amounts = _numbers(table, amount_col, path) if amount_col is not None else None
-    summary = summary_from_transactions(codes, dates, amounts, calibration_end=calibration_end, time_unit=time_unit)
+    summary = summary_from_transactions(codes, dates, amounts, calibration_end=end, time_unit=time_unit)
     return _fit(model, summary.frequency, summary.recency, summary.T, summary.monetary_value if spend else None)

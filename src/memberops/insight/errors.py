@@ -38,3 +38,12 @@ class InvalidInsightConfig(Invalid):
     def __init__(self, problems: list[dict[str, Any]]) -> None:
         summary = "; ".join(f"{p['field'] or 'config'}: {p['message']}" for p in problems)
         super().__init__(f"the insight configuration is not valid: {summary}", problems=problems)
+
+
+class InsightNotComputed(NotFound):
+    """The workspace has no finished insight computation yet (``memberops insight compute`` makes one)."""
+
+    code = "insight_not_computed"
+
+    def __init__(self) -> None:
+        super().__init__("no insight computation has finished yet: run `memberops insight compute`")

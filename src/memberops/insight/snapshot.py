@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,8 @@ from memberops.db.base import utcnow
 from memberops.db.outbox import OutboxRow
 from memberops.insight import config_store
 from memberops.insight.compute import compute_traits
-from memberops.insight.config import InsightConfig
+from memberops.insight.config import RFM_SEGMENTS, InsightConfig, RfmConfig
+from memberops.insight.lifecycle import AIPL_STAGES, STAGES
 from memberops.insight.models import InsightRun, TraitChange
 from memberops.insight.service import save_serving_traits
 from memberops.insight.tagging import tag_definitions
@@ -50,6 +51,10 @@ KEYS = ("lifecycle_stage", "rfm_segment")
 
 @dataclass
 class InsightSummary:
+    """What a run found. ``lifecycle``, ``aipl`` and ``segments`` name every stage of the chain and every
+    RFM segment of the grid in force, in their order, zeros included: an empty stage is something to see.
+    ``rfm_unscored``: members with no purchase in the RFM window (prospects included), so no segment."""
+
     run_id: str
     as_of: str
     members: int = 0
@@ -61,11 +66,22 @@ class InsightSummary:
     changes: dict[str, int] = field(default_factory=dict)
     clv: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    rfm_unscored: int = 0
 
 
-def _counts(column: pa.ChunkedArray) -> dict[str, int]:
+def _counts(column: pa.ChunkedArray, names: Sequence[str] = ()) -> dict[str, int]:
+    """Members per value of ``column``: every one of ``names`` first, in that order and zeros included,
+    then any other value found, most members first."""
     counted = pc.value_counts(column.drop_null()).to_pylist() if len(column) else []
-    return {str(c["values"]): int(c["counts"]) for c in sorted(counted, key=lambda c: -c["counts"])}
+    found = {str(c["values"]): int(c["counts"]) for c in sorted(counted, key=lambda c: -c["counts"])}
+    return {name: found.get(name, 0) for name in names} | found
+
+
+def rfm_segment_names(config: RfmConfig) -> list[str]:
+    """The segments the grid in force can give, in the usual order (Champions … Lost); names a workspace
+    made up itself follow, in the grid's order."""
+    in_grid = list(dict.fromkeys(name for r in sorted(config.grid, reverse=True) for name in config.grid[r]))
+    return [name for name in RFM_SEGMENTS if name in in_grid] + [name for name in in_grid if name not in RFM_SEGMENTS]
 
 
 def detect_changes(warehouse: Warehouse, workspace_id: str, new: pa.Table) -> pa.Table | None:
@@ -146,9 +162,10 @@ def compute_insight(context: Context, workspace: Workspace, *, actor: Actor, as_
     warehouse.refresh("member_traits")
     summary.members = n
     summary.buyers = int(pc.sum(pc.greater(traits["orders"], 0)).as_py() or 0)
-    summary.segments = _counts(traits["rfm_segment"])
-    summary.lifecycle = _counts(traits["lifecycle_stage"])
-    summary.aipl = _counts(traits["aipl_stage"])
+    summary.segments = _counts(traits["rfm_segment"], rfm_segment_names(config.rfm))
+    summary.rfm_unscored = traits["rfm_segment"].null_count
+    summary.lifecycle = _counts(traits["lifecycle_stage"], STAGES)
+    summary.aipl = _counts(traits["aipl_stage"], AIPL_STAGES)
     summary.tags = {tag.name: 0 for tag in tags} | _counts(pc.list_flatten(traits["tags"]))
     summary.clv = computed.value_fit.as_dict()
     report("serving traits", 0.98)

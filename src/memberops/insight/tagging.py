@@ -132,7 +132,8 @@ class TagSummary:
 @dataclass(frozen=True)
 class TagsOverview:
     tags: Sequence[TagSummary]
-    computed_at: datetime | None  # the last computation the member counts come from
+    computed_at: datetime | None  # when the last computation, the member counts come from, finished
+    as_of: datetime | None = None  # the moment that computation's traits describe (``insight compute --as-of``)
 
 
 def tags_overview(session: Session, workspace_id: str) -> TagsOverview:
@@ -148,7 +149,7 @@ def tags_overview(session: Session, workspace_id: str) -> TagsOverview:
     for definition, row in list_tags(session, workspace_id):
         counted = finished is not None and row.created_at <= finished and definition.name in counts
         summaries.append(TagSummary(definition, row, rule_yaml(row.rule), int(counts[definition.name]) if counted else None))
-    return TagsOverview(summaries, finished)
+    return TagsOverview(summaries, finished, run.as_of if run is not None else None)
 
 
 def _path_label(loc: Sequence[Any]) -> str:

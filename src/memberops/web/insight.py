@@ -1,5 +1,5 @@
-"""Insight pages: tags and the insight settings. Every role may read them; admins and marketers create,
-edit and delete tags; admins edit the settings.
+"""Insight pages: the last computation's overview, tags and the insight settings. Every role may read them;
+admins and marketers create, edit and delete tags; admins edit the settings.
 
 A tag's rule is written as YAML (the language of ``memberops tags apply``) and goes through
 :func:`memberops.insight.tagging.save_tag_text`: validated (each problem shown next to its field, rule
@@ -25,6 +25,7 @@ from memberops.accounts.service import Role
 from memberops.api.errors import status_for
 from memberops.insight import config_store, tagging
 from memberops.insight.errors import InvalidInsightConfig, InvalidTag, TagExists, TagNotFound
+from memberops.insight.overview import insight_overview
 from memberops.insight.tags import TAG_NAME
 from memberops.settings_versions import SettingsConflict
 from memberops.web.rendering import ConsoleRoute, error_page, render
@@ -66,6 +67,14 @@ def _tags_page(request: Request, session: ConsoleSession, operator: Operator, *,
     return render(request, "insight/tags.html", status_code=status_code, operator=operator, active="tags",
                   overview=overview, can_edit=_can_edit(operator), form=form or TagForm(), rule_example=RULE_EXAMPLE,
                   saved=saved, deleted=deleted)
+
+
+@router.get("")
+def overview_page(request: Request, session: ConsoleSession, operator: ConsolePage) -> Response:
+    """The last insight computation: members per lifecycle stage, AIPL stage, RFM segment and tag (every
+    stage listed, empty ones too), the CLV fit, and the newest trait changes."""
+    overview = insight_overview(session, operator.workspace.id)
+    return render(request, "insight/overview.html", operator=operator, active="insight", overview=overview)
 
 
 @router.get("/tags")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -55,7 +56,8 @@ TRAIT_LABELS = {
     "days_since_last_purchase": "Days since last purchase", "median_interpurchase_days": "Days between purchases",
     "discount_share": "Discount share", "refund_rate": "Refund rate", "online_share": "Online share",
     "preferred_channel": "Preferred channel", "preferred_category": "Preferred category",
-    "preferred_store": "Preferred store", "koc_score": "Influence (KOC)", "referrals": "Referrals",
+    "preferred_store": "Preferred store", "aipl_stage": "AIPL stage", "koc_score": "Influence (KOC)",
+    "referrals": "Referrals",
 }
 CLV_LABELS = {
     "clv": "CLV", "expected_spend": "Expected spend per order", "expected_purchases_90d": "Expected purchases, 90 days",
@@ -88,6 +90,17 @@ def shown(operator: Operator, field: str, value: Any) -> Any:
     if value is None or field not in CONTACT_FIELDS or sees_contact_details(operator):
         return value
     return mask(field, value)
+
+
+def trait_moment(value: Any) -> datetime | None:
+    """A trait's ISO 8601 time (``as_of``, ``computed_at``) as a time a page formats in the workspace's zone."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def trait_value(value: Any) -> str:
@@ -157,11 +170,13 @@ def _profile_response(
         return see_other(f"/members/{profile.member.id}?merged_from={profile.merged_from}")
     panel = points_panel(session, operator.workspace, profile.member.id, before=ledger_before)
     golden = profile.golden or {}
+    traits = profile.traits or {}
     name = search.display_name(golden.get("full_name"), golden.get("first_name"), golden.get("last_name"))
     return render(request, "members/profile.html", status_code=status_code, operator=operator, active="members",
                   profile=profile, name=name or "Unnamed member", golden=golden, golden_fields=GOLDEN_FIELDS,
                   timeline=profile.timeline(), merged_from=merged_from, shown=shown,
-                  sees_contact=sees_contact_details(operator), traits=profile.traits or {},
+                  sees_contact=sees_contact_details(operator), traits=traits,
+                  traits_as_of=trait_moment(traits.get("as_of")), traits_computed_at=trait_moment(traits.get("computed_at")),
                   trait_labels=TRAIT_LABELS, clv_labels=CLV_LABELS, next_purchase=NEXT_PURCHASE, value=trait_value,
                   panel=panel, ledger_before=ledger_before, adjusted=adjusted, adjust=adjust or AdjustForm())
 
