@@ -7,10 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from memberops.accounts.models import Workspace
-from memberops.api.app import create_app
+from memberops.api.app import API_PREFIX, api_routers, create_app
 from memberops.runtime import Context
 from tests.factories import make_key
 
@@ -43,6 +45,34 @@ class TestHealthAndDocs:
         assert "409" in spec["paths"]["/api/v1/keys/{key_id}"]["delete"]["responses"] or \
             "404" in spec["paths"]["/api/v1/keys/{key_id}"]["delete"]["responses"]
         assert "401" in spec["paths"]["/api/v1/members"]["post"]["responses"]
+
+
+class TestApiRoutes:
+    """The API's routes are declared on the app itself (matched in one pass), not included as routers."""
+
+    def test_same_api_as_the_routers_included(self, client: TestClient) -> None:
+        included = FastAPI(title="memberops")
+        for router in api_routers():
+            included.include_router(router, prefix=API_PREFIX)
+        served = client.get("/openapi.json").json()
+        expected = included.openapi()
+        assert list(expected["paths"]) == [path for path in served["paths"] if path.startswith(API_PREFIX)]
+        assert {path: served["paths"][path] for path in expected["paths"]} == expected["paths"]
+        assert served["components"]["schemas"].items() >= expected["components"]["schemas"].items()
+
+    def test_every_api_route_is_a_route_of_the_app(self, client: TestClient) -> None:
+        declared = sum(len(router.routes) for router in api_routers())
+        served = [route for route in client.app.routes  # type: ignore[attr-defined]
+                  if isinstance(route, APIRoute) and route.path.startswith(API_PREFIX)]
+        assert len(served) == declared == len({(route.path, *sorted(route.methods)) for route in served})
+
+    def test_a_fixed_path_is_matched_before_a_parameter(
+        self, client: TestClient, context: Context, workspace: Workspace,
+    ) -> None:
+        with context.store.transaction() as session:
+            key = make_key(session, workspace, "read")
+        found = client.get("/api/v1/members/search", params={"q": "+8613900000000"}, headers=_auth(key))
+        assert found.status_code == 200 and found.json()["items"] == []  # not the member called "search"
 
 
 class TestAuthentication:
