@@ -65,7 +65,7 @@ class TestApiRoutes:
         declared = sum(len(router.routes) for router in api_routers())
         served = [route for route in client.app.routes  # type: ignore[attr-defined]
                   if isinstance(route, APIRoute) and route.path.startswith(API_PREFIX)]
-        assert len(served) == declared == len({(route.path, *sorted(route.methods)) for route in served})
+        assert len(served) == declared == len({(route.path, *sorted(route.methods or ())) for route in served})
 
     def test_a_fixed_path_is_matched_before_a_parameter(
         self, client: TestClient, context: Context, workspace: Workspace,
