@@ -7,10 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from memberops.accounts.models import Workspace
-from memberops.api.app import create_app
+from memberops.api.app import API_PREFIX, api_routers, create_app
 from memberops.runtime import Context
 from tests.factories import make_key
 
@@ -45,6 +48,34 @@ class TestHealthAndDocs:
         assert "401" in spec["paths"]["/api/v1/members"]["post"]["responses"]
 
 
+class TestApiRoutes:
+    """The API's routes are declared on the app itself (matched in one pass), not included as routers."""
+
+    def test_same_api_as_the_routers_included(self, client: TestClient) -> None:
+        included = FastAPI(title="memberops")
+        for router in api_routers():
+            included.include_router(router, prefix=API_PREFIX)
+        served = client.get("/openapi.json").json()
+        expected = included.openapi()
+        assert list(expected["paths"]) == [path for path in served["paths"] if path.startswith(API_PREFIX)]
+        assert {path: served["paths"][path] for path in expected["paths"]} == expected["paths"]
+        assert served["components"]["schemas"].items() >= expected["components"]["schemas"].items()
+
+    def test_every_api_route_is_a_route_of_the_app(self, client: TestClient) -> None:
+        declared = sum(len(router.routes) for router in api_routers())
+        served = [route for route in client.app.routes  # type: ignore[attr-defined]
+                  if isinstance(route, APIRoute) and route.path.startswith(API_PREFIX)]
+        assert len(served) == declared == len({(route.path, *sorted(route.methods or ())) for route in served})
+
+    def test_a_fixed_path_is_matched_before_a_parameter(
+        self, client: TestClient, context: Context, workspace: Workspace,
+    ) -> None:
+        with context.store.transaction() as session:
+            key = make_key(session, workspace, "read")
+        found = client.get("/api/v1/members/search", params={"q": "+8613900000000"}, headers=_auth(key))
+        assert found.status_code == 200 and found.json()["items"] == []  # not the member called "search"
+
+
 class TestAuthentication:
     def test_missing_key(self, client: TestClient, workspace: Workspace) -> None:
         response = client.get("/api/v1/me")
@@ -68,8 +99,6 @@ class TestAuthentication:
                         "scopes": ["ingest", "read"]}
 
     def test_key_is_stored_hashed(self, context: Context, workspace: Workspace) -> None:
-        from sqlalchemy import select
-
         from memberops.accounts.models import ApiKey
 
         with context.store.transaction() as session:
@@ -102,6 +131,37 @@ class TestScopes:
         issued = client.post("/api/v1/keys", json={"name": "tmp", "scopes": ["read"]}, headers=_auth(admin)).json()
         assert client.delete(f"/api/v1/keys/{issued['id']}", headers=_auth(admin)).json()["revoked_at"]
         _assert_problem(client.get("/api/v1/me", headers=_auth(issued["key"])), 401, "authentication_failed")
+
+    def test_a_key_revoked_after_use_is_refused_on_the_write_path(
+        self, client: TestClient, context: Context, workspace: Workspace,
+    ) -> None:
+        with context.store.transaction() as session:
+            admin = make_key(session, workspace, "admin")
+        issued = client.post("/api/v1/keys", json={"name": "till", "scopes": ["ingest"]}, headers=_auth(admin)).json()
+        order = {"channel": "pos", "order_id": "o-1", "customer_key": "c-1", "ordered_at": "2026-03-01T10:00:00Z",
+                 "paid_amount": "10.00"}
+        assert client.post("/api/v1/orders", json=order, headers=_auth(issued["key"])).status_code == 201
+        client.delete(f"/api/v1/keys/{issued['id']}", headers=_auth(admin))
+        refused = client.post("/api/v1/orders", json={**order, "order_id": "o-2"}, headers=_auth(issued["key"]))
+        _assert_problem(refused, 401, "authentication_failed")
+
+    @pytest.mark.parametrize("request_kind", ["read", "write"])
+    def test_last_use_is_recorded(
+        self, client: TestClient, context: Context, workspace: Workspace, request_kind: str,
+    ) -> None:
+        from memberops.accounts.models import ApiKey
+
+        with context.store.transaction() as session:
+            key = make_key(session, workspace, "read", "ingest")
+        if request_kind == "read":
+            assert client.get("/api/v1/me", headers=_auth(key)).status_code == 200
+        else:
+            event = {"channel": "web", "event_id": "e-1", "type": "page_view", "anonymous_id": "a-1",
+                     "occurred_at": "2026-03-01T10:00:00Z"}
+            assert client.post("/api/v1/events", json=event, headers=_auth(key)).status_code == 201
+        with context.store.read() as session:
+            used = session.scalars(select(ApiKey.last_used_at)).one()
+        assert used is not None
 
     def test_key_changes_are_audited(self, client: TestClient, context: Context, workspace: Workspace) -> None:
         with context.store.transaction() as session:

@@ -229,12 +229,29 @@ def create_api_key(
     return IssuedKey(f"{KEY_PREFIX}_{prefix}_{secret}", api_key)
 
 
-# Every API request runs this: one prebuilt statement that finds the key and loads its workspace with it.
-_KEY_WITH_WORKSPACE = (select(ApiKey, Workspace).join(Workspace, Workspace.id == ApiKey.workspace_id)
-                       .where(ApiKey.prefix == bindparam("prefix")))
+@dataclass(frozen=True, slots=True)
+class KeyInUse:
+    """What a request needs of the API key it was made with: read with it, on every request, never kept
+    across requests (a key revoked or narrowed is refused on the very next call)."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    last_used_at: datetime | None
 
 
-def authenticate_api_key(session: Session, key: str) -> tuple[ApiKey, Workspace]:
+# Every API request runs this: one prebuilt statement that finds the key by its prefix and loads its workspace
+# with it. The key's columns are read as plain values, not as an ``ApiKey`` (a request never changes its key,
+# and building a mapped object for it cost more than the round trip); the workspace is mapped, as the
+# services it is handed to expect, and stays in the session for them.
+_KEYS = ApiKey.__table__.c
+_KEY_WITH_WORKSPACE = (select(Workspace, _KEYS.id, _KEYS.name, _KEYS.scopes, _KEYS.last_used_at, _KEYS.secret_hash,
+                              _KEYS.revoked_at)
+                       .join_from(Workspace, ApiKey.__table__, Workspace.id == _KEYS.workspace_id)
+                       .where(_KEYS.prefix == bindparam("prefix")))
+
+
+def authenticate_api_key(session: Session, key: str) -> tuple[KeyInUse, Workspace]:
     """The active key matching ``key`` and its workspace, read in one round trip; :class:`AuthenticationFailed`
     for anything else. (The workspace is returned rather than left in the session: the session holds the
     objects it loaded weakly, so one nobody refers to is gone by the time it is asked for.)"""
@@ -242,12 +259,11 @@ def authenticate_api_key(session: Session, key: str) -> tuple[ApiKey, Workspace]
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise AuthenticationFailed("malformed API key")
     found = session.execute(_KEY_WITH_WORKSPACE, {"prefix": parts[1]}).first()
-    if found is None or not hmac.compare_digest(found[0].secret_hash, _sha256(parts[2])):
+    if found is None or not hmac.compare_digest(found.secret_hash, _sha256(parts[2])):
         raise AuthenticationFailed("unknown API key")
-    api_key, workspace = found
-    if not api_key.is_active:
+    if found.revoked_at is not None:
         raise AuthenticationFailed("this API key was revoked")
-    return api_key, workspace
+    return KeyInUse(found.id, found.name, tuple(found.scopes), found.last_used_at), found.Workspace
 
 
 def mark_api_key_used(session: Session, key_id: str, when: datetime) -> None:
@@ -255,7 +271,7 @@ def mark_api_key_used(session: Session, key_id: str, when: datetime) -> None:
     session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
 
 
-def has_scope(api_key: ApiKey, scope: str) -> bool:
+def has_scope(api_key: ApiKey | KeyInUse, scope: str) -> bool:
     return scope in api_key.scopes or Scope.admin in api_key.scopes
 
 
