@@ -40,6 +40,7 @@ from typing import Any
 
 import ibis
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -139,6 +140,16 @@ def read_history(warehouse: Warehouse, workspace_id: str, *, since: datetime | N
     return warehouse.to_pyarrow(owned), warehouse.to_pyarrow(refunded)
 
 
+def _key(channel: str, order_id: str) -> str:
+    return f"{channel}\x1f{order_id}"
+
+
+def _keys(table: pa.Table) -> pa.Array:
+    """Each row's order as one string (:func:`_key`), so sets of orders are compared by Arrow, not in Python."""
+    return pc.binary_join_element_wise(pc.cast(table["channel"], pa.string()), pc.cast(table["order_id"], pa.string()),
+                                       "\x1f")
+
+
 def merge_refunds(lake: pa.Table, live: list[dict[str, Any]], orders: pa.Table) -> pa.Table:
     """The lake's refunds and the live ones (``live_refund`` rows: ``channel``, ``refund_id``, ``order_id``,
     ``refunded_at``, ``amount``), each refund once by its natural key (``channel``, ``refund_id``).
@@ -148,9 +159,10 @@ def merge_refunds(lake: pa.Table, live: list[dict[str, Any]], orders: pa.Table) 
     distinct refunds is exact where taking either source's total (or the larger) is not. A live refund is
     kept when its order is known here (in ``orders``, or named by a lake refund), with that order's columns."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    known: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in orders.to_pylist():
-        known[(row["channel"], row["order_id"])] = row
+    named = pa.array(sorted({_key(row["channel"], row["order_id"]) for row in live}), pa.string())
+    # only the orders live refunds name are turned into Python rows, not every order of the workspace
+    known = {(row["channel"], row["order_id"]): row
+             for row in orders.filter(pc.is_in(_keys(orders), value_set=named)).to_pylist()}
     for row in lake.to_pylist():
         rows.setdefault((row["channel"], row["refund_id"]), row)  # a refund file may repeat a refund
         known.setdefault((row["channel"], row["order_id"]), row)
@@ -165,12 +177,10 @@ def merge_refunds(lake: pa.Table, live: list[dict[str, Any]], orders: pa.Table) 
 
 def refunded_orders(orders: pa.Table, refunds: pa.Table) -> pa.Table:
     """``orders`` and the orders of ``refunds`` not among them (placed before ``since``), one row each."""
-    seen = {(row["channel"], row["order_id"]) for row in orders.select(["channel", "order_id"]).to_pylist()}
+    elsewhere = refunds.filter(pc.invert(pc.is_in(_keys(refunds), value_set=_keys(orders))))
     extra: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in refunds.to_pylist():
-        key = (row["channel"], row["order_id"])
-        if key not in seen:
-            extra.setdefault(key, {name: row[name] for name in orders.schema.names})
+    for row in elsewhere.to_pylist():
+        extra.setdefault((row["channel"], row["order_id"]), {name: row[name] for name in orders.schema.names})
     if not extra:
         return orders
     return pa.concat_tables([orders, pa.Table.from_pylist(list(extra.values()), schema=orders.schema)])
