@@ -362,6 +362,10 @@ def _earned_between(session: Session, member_id: str, start: datetime, end: date
         PointsMovement.occurred_at >= start, PointsMovement.occurred_at < end)) or 0)
 
 
+def _multiplier_of(programme: ActiveProgramme, held: str | None) -> Decimal | None:
+    return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
+
+
 def tier_multiplier(session: Session, programme: ActiveProgramme, workspace_id: str, member_id: str) -> Decimal | None:
     """The earn multiplier of the member's tier; ``None`` when the programme has no tiers or the member
     holds none (so a programme without tiers reads nothing more)."""
@@ -369,7 +373,7 @@ def tier_multiplier(session: Session, programme: ActiveProgramme, workspace_id: 
         return None
     held = session.scalar(select(MemberTier.tier).where(MemberTier.workspace_id == workspace_id,
                                                         MemberTier.member_id == member_id))
-    return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
+    return _multiplier_of(programme, held)
 
 
 def tier_multiplier_before(session: Session, programme: ActiveProgramme, workspace_id: str, member_id: str,
@@ -382,7 +386,7 @@ def tier_multiplier_before(session: Session, programme: ActiveProgramme, workspa
         TierChange.workspace_id == workspace_id, TierChange.member_id == member_id, TierChange.at < moment)
         .order_by(TierChange.at, TierChange.id))]
     held = tier_rules.tier_held_before(changes, moment)
-    return next((tier.earn_multiplier for tier in programme.programme.tiers if tier.code == held), None)
+    return _multiplier_of(programme, held)
 
 
 def earn_for_order(session: Session, workspace: Workspace, order: LiveOrder, *, now: datetime | None = None,
